@@ -1,0 +1,93 @@
+// The decoded form of an epoch file's header, metadata records and footer, and their encoders/decoders.
+// Decoders trust nothing: every length is bounded, every checksum checked, every gfn range checked against the
+// guest size, and errors name the file and the byte offset.
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "common/status.h"
+#include "snapshot/format.h"
+
+namespace ckpt::snap {
+
+using format::Codec;
+using format::EpochKind;
+
+struct EpochHeader {
+  uint64_t store_id = 0;
+  uint64_t epoch = 0;
+  uint64_t guest_pages = 0;
+  EpochKind kind = EpochKind::kDelta;
+};
+
+struct EpochFooter {
+  uint64_t epoch = 0;
+  uint64_t parent = format::kNoParent;
+  uint64_t meta_offset = 0;
+  uint64_t meta_length = 0;
+  uint64_t meta_checksum = 0;
+  uint64_t file_length = 0;
+};
+
+struct PageRun {
+  uint64_t first_gfn = 0;
+  uint32_t count = 0;
+  bool zero = false;  // zero pages have no bytes in the block
+  bool operator==(const PageRun&) const = default;
+};
+
+struct BlockRef {
+  uint64_t offset = 0;       // file offset of the stored bytes
+  uint32_t stored_len = 0;   // bytes on disk (0 for a block of zero runs only)
+  uint32_t data_pages = 0;   // non-zero pages, in run order; raw size = data_pages * page size
+  Codec codec = Codec::kRaw;
+  uint64_t stored_checksum = 0;  // XXH3_64 of the stored bytes
+  uint64_t raw_checksum = 0;     // XXH3_64 of the raw data pages (equals stored_checksum for kRaw)
+  std::vector<PageRun> runs;
+};
+
+struct StateBlob {
+  std::string name;
+  std::vector<uint8_t> data;
+};
+
+struct EpochStats {
+  uint64_t data_pages = 0;   // pages stored with bytes
+  uint64_t zero_pages = 0;   // pages recorded as zero
+  uint64_t raw_bytes = 0;    // data_pages * page size
+  uint64_t stored_bytes = 0; // bytes of block data on disk
+  uint64_t block_count = 0;
+  uint64_t state_bytes = 0;
+};
+
+// Everything an epoch file says about itself except the page bytes.
+struct EpochMeta {
+  EpochHeader header;
+  uint64_t parent = format::kNoParent;
+  uint64_t floor = 0;  // epochs below this are obsolete once this file is committed (set by bases)
+  uint64_t timestamp_ns = 0;
+  std::string tag;
+  EpochStats stats;
+  std::vector<BlockRef> blocks;  // in write order; later blocks win over earlier ones for the same gfn
+  std::vector<StateBlob> states;
+};
+
+std::array<uint8_t, format::kHeaderSize> encode_header(const EpochHeader& header);
+Result<EpochHeader> decode_header(std::span<const uint8_t> bytes, const std::string& path);
+
+std::array<uint8_t, format::kFooterSize> encode_footer(const EpochFooter& footer);
+// `file_size` is the real size of the file, checked against the footer's own record of it.
+Result<EpochFooter> decode_footer(std::span<const uint8_t> bytes, uint64_t file_size, const std::string& path);
+
+// The metadata section of `meta` (epoch record, block records, state records), ready to write.
+std::vector<uint8_t> encode_meta(const EpochMeta& meta);
+// Parses and checks a metadata section read from `path` at `meta_offset`. Fills everything but meta.header.
+Status decode_meta(std::span<const uint8_t> bytes, uint64_t meta_offset, const std::string& path, EpochMeta* meta);
+
+uint64_t checksum64(const void* data, size_t length, uint64_t seed = 0);
+
+}  // namespace ckpt::snap

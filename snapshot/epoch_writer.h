@@ -1,0 +1,100 @@
+// Writes one epoch file. Pages are copied in as they are added, gathered into blocks of up to 64 data pages,
+// compressed on the store's worker pool and written in block order through the store's FileSystem (io_uring or
+// pwrite). commit() makes the file durable and publishes it atomically (docs/format.md, "Commit").
+// One thread drives a writer; the store allows one writer at a time.
+#pragma once
+
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "common/byte_buffer.h"
+#include "common/status.h"
+#include "common/thread_pool.h"
+#include "snapshot/block_codec.h"
+#include "snapshot/epoch_meta.h"
+#include "snapshot/io/file_system.h"
+
+namespace ckpt::snap {
+
+class Store;
+
+struct EpochOptions {
+  std::string tag;                        // optional label, at most 256 bytes
+  std::optional<uint64_t> timestamp_ns;   // default: now (CLOCK_REALTIME); tests fix it for byte-identical files
+  std::optional<uint64_t> parent;         // deltas only; default: the newest epoch
+};
+
+// Compression workers and reusable buffers, shared by the store's successive writers.
+struct WriterResources {
+  WriterResources(unsigned workers, int level);
+  ThreadPool pool;
+  std::vector<std::unique_ptr<BlockCompressor>> compressors;  // one per worker
+  std::shared_ptr<BufferPool> raw_buffers;     // 64 pages each
+  std::shared_ptr<BufferPool> stored_buffers;  // max_stored_block_size() each
+  size_t max_blocks_in_flight;
+};
+
+class EpochWriter {
+ public:
+  ~EpochWriter();  // an uncommitted writer aborts: its temp file is removed
+  EpochWriter(const EpochWriter&) = delete;
+  EpochWriter& operator=(const EpochWriter&) = delete;
+
+  uint64_t epoch() const { return meta_.header.epoch; }
+  // Records the 4 KiB page at `page` as the content of guest frame `gfn`. All-zero pages are recorded as zero runs.
+  // Adding a gfn twice is allowed: the later content wins.
+  Status add_page(uint64_t gfn, const void* page);
+  // Records an opaque named state blob (vCPU, VM or device state).
+  Status add_state(std::string name, std::span<const uint8_t> data);
+  // Writes the index and commit record, makes the file durable and publishes it. Returns the committed metadata.
+  Result<std::shared_ptr<const EpochMeta>> commit();
+  // Abandons the epoch and removes its temp file. Idempotent.
+  void abort();
+
+ private:
+  friend class Store;
+  struct PendingBlock;
+  EpochWriter(Store& store, EpochMeta meta, std::unique_ptr<WritableFile> file, std::string temp_path,
+              std::string final_path);
+  Status start();
+  Status seal_block();
+  void compress(PendingBlock& block, unsigned worker);
+  Status write_finished_blocks(bool wait_for_all);
+  Status write_metadata_and_footer();
+  Status publish();
+  Status fail(Status s);
+
+  Store& store_;
+  WriterResources& resources_;
+  EpochMeta meta_;
+  std::unique_ptr<WritableFile> file_;
+  std::string temp_path_;
+  std::string final_path_;
+  uint64_t next_offset_;
+  Status error_;  // sticky: once a step fails the epoch can only be aborted
+  bool finished_ = false;
+  bool renamed_ = false;  // the file carries its final name
+
+  // The block being filled.
+  ByteBuffer raw_;
+  std::vector<PageRun> runs_;
+  uint32_t data_pages_ = 0;
+
+  // Sealed blocks in write order; the head is written once its compression finishes.
+  std::deque<std::shared_ptr<PendingBlock>> in_flight_;
+  std::mutex done_mutex_;
+  std::condition_variable done_cv_;
+
+  // Bases must cover every gfn; this tracks which ones they have.
+  std::vector<uint64_t> covered_;
+  uint64_t covered_count_ = 0;
+};
+
+}  // namespace ckpt::snap

@@ -1,0 +1,232 @@
+#include "snapshot/restore.h"
+
+#include <fcntl.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cstring>
+#include <memory>
+#include <mutex>
+#include <vector>
+
+#include "common/thread_pool.h"
+#include "common/unique_fd.h"
+#include "snapshot/block_codec.h"
+#include "snapshot/epoch_file.h"
+
+namespace ckpt::snap {
+namespace f = format;
+
+namespace {
+
+// Where restored pages go. Called from several threads for disjoint gfn ranges.
+class PageSink {
+ public:
+  virtual ~PageSink() = default;
+  virtual Status put(uint64_t first_gfn, uint32_t count, const uint8_t* data) = 0;
+  virtual Status zero(uint64_t first_gfn, uint64_t count) = 0;
+};
+
+class MemorySink final : public PageSink {
+ public:
+  explicit MemorySink(std::span<uint8_t> memory) : memory_(memory) {}
+  Status put(uint64_t gfn, uint32_t count, const uint8_t* data) override {
+    std::memcpy(memory_.data() + gfn * f::kPageSize, data, size_t{count} * f::kPageSize);
+    return Status::ok();
+  }
+  Status zero(uint64_t gfn, uint64_t count) override {
+    std::memset(memory_.data() + gfn * f::kPageSize, 0, count * f::kPageSize);
+    return Status::ok();
+  }
+
+ private:
+  std::span<uint8_t> memory_;
+};
+
+class FileSink final : public PageSink {
+ public:
+  FileSink(int fd, std::string path) : fd_(fd), path_(std::move(path)) {}
+  Status put(uint64_t gfn, uint32_t count, const uint8_t* data) override {
+    size_t length = size_t{count} * f::kPageSize;
+    uint64_t offset = gfn * f::kPageSize;
+    for (size_t done = 0; done < length;) {
+      ssize_t n = ::pwrite(fd_, data + done, length - done, static_cast<off_t>(offset + done));
+      if (n < 0 && errno == EINTR) continue;
+      if (n <= 0) return Status::from_errno(n < 0 ? errno : EIO, "pwrite " + path_ + " offset " +
+                                                                     std::to_string(offset + done));
+      done += static_cast<size_t>(n);
+    }
+    return Status::ok();
+  }
+  Status zero(uint64_t, uint64_t) override { return Status::ok(); }  // the file was truncated: holes read as zero
+
+ private:
+  int fd_;
+  std::string path_;
+};
+
+// One block with at least one page that the restore takes from it. Bit i of `wanted` is data page i of the block.
+struct BlockTask {
+  size_t link;   // index into the chain
+  size_t block;  // index into that epoch's blocks
+  uint64_t wanted;
+};
+
+struct Plan {
+  std::vector<BlockTask> tasks;
+  std::vector<std::pair<uint64_t, uint64_t>> zero_runs;  // (first gfn, count)
+  uint64_t data_pages = 0;
+  uint64_t zero_pages = 0;
+};
+
+// Walks the chain newest first and, inside an epoch, the blocks and runs last first, so the first claim of a gfn is
+// the content it had at the target epoch.
+Result<Plan> plan_restore(const std::vector<std::shared_ptr<const EpochMeta>>& chain, uint64_t guest_pages) {
+  std::vector<uint64_t> claimed((guest_pages + 63) / 64, 0);
+  Plan plan;
+  for (size_t link = 0; link < chain.size(); ++link) {
+    const EpochMeta& meta = *chain[link];
+    for (size_t b = meta.blocks.size(); b-- > 0;) {
+      const BlockRef& block = meta.blocks[b];
+      uint64_t wanted = 0;
+      uint32_t data_index = block.data_pages;
+      for (size_t r = block.runs.size(); r-- > 0;) {
+        const PageRun& run = block.runs[r];
+        if (!run.zero) data_index -= run.count;
+        for (uint32_t i = run.count; i-- > 0;) {
+          uint64_t gfn = run.first_gfn + i;
+          uint64_t bit = uint64_t{1} << (gfn % 64);
+          if (claimed[gfn / 64] & bit) continue;
+          claimed[gfn / 64] |= bit;
+          if (!run.zero) {
+            wanted |= uint64_t{1} << (data_index + i);
+            ++plan.data_pages;
+          } else if (!plan.zero_runs.empty() && plan.zero_runs.back().first == gfn + 1) {
+            --plan.zero_runs.back().first;  // walking down: extend the run below
+            ++plan.zero_runs.back().second;
+            ++plan.zero_pages;
+          } else {
+            plan.zero_runs.emplace_back(gfn, 1);
+            ++plan.zero_pages;
+          }
+        }
+      }
+      if (wanted != 0) plan.tasks.push_back(BlockTask{link, b, wanted});
+    }
+  }
+  if (plan.data_pages + plan.zero_pages != guest_pages) {
+    for (uint64_t w = 0; w < claimed.size(); ++w) {
+      if (~claimed[w] == 0) continue;
+      uint64_t gfn = w * 64 + static_cast<uint64_t>(__builtin_ctzll(~claimed[w]));
+      return corruption("the chain of epoch " + std::to_string(chain.front()->header.epoch) +
+                        " holds no content for gfn " + std::to_string(gfn) + " (its base is incomplete)");
+    }
+  }
+  // Read each file front to back: oldest epoch first, blocks in file order.
+  std::sort(plan.tasks.begin(), plan.tasks.end(), [](const BlockTask& a, const BlockTask& b) {
+    return a.link != b.link ? a.link > b.link : a.block < b.block;
+  });
+  return plan;
+}
+
+// Hands the wanted pages of one decoded block to the sink, in runs of consecutive gfns.
+Status deliver(const BlockRef& block, uint64_t wanted, const uint8_t* raw, PageSink& sink) {
+  uint32_t data_index = 0;
+  for (const PageRun& run : block.runs) {
+    if (run.zero) continue;
+    uint32_t i = 0;
+    while (i < run.count) {
+      if (!(wanted >> (data_index + i) & 1)) {
+        ++i;
+        continue;
+      }
+      uint32_t start = i;
+      while (i < run.count && (wanted >> (data_index + i) & 1)) ++i;
+      CKPT_RETURN_IF_ERROR(sink.put(run.first_gfn + start, i - start, raw + size_t{data_index + start} * f::kPageSize));
+    }
+    data_index += run.count;
+  }
+  return Status::ok();
+}
+
+Result<RestoreStats> restore(FileSystem& fs, const Catalog& catalog, uint64_t epoch, PageSink& sink,
+                             const RestoreOptions& options) {
+  CKPT_ASSIGN_OR_RETURN(auto chain, catalog.chain(epoch));
+  uint64_t guest_pages = chain.front()->header.guest_pages;
+  CKPT_ASSIGN_OR_RETURN(Plan plan, plan_restore(chain, guest_pages));
+
+  std::vector<std::unique_ptr<ReadableFile>> files;
+  for (const auto& link : chain) {
+    CKPT_ASSIGN_OR_RETURN(auto file, fs.open(catalog.path_of(link->header.epoch)));
+    files.push_back(std::move(file));
+  }
+  for (const auto& [gfn, count] : plan.zero_runs) CKPT_RETURN_IF_ERROR(sink.zero(gfn, count));
+
+  ThreadPool pool(options.threads);
+  struct WorkerState {
+    BlockDecompressor decompressor;
+    ByteBuffer scratch{max_stored_block_size()};
+    ByteBuffer raw{size_t{f::kMaxDataPagesPerBlock} * f::kPageSize};
+  };
+  std::vector<std::unique_ptr<WorkerState>> workers;
+  for (unsigned i = 0; i < pool.size(); ++i) workers.push_back(std::make_unique<WorkerState>());
+
+  std::atomic<bool> failed{false};
+  std::mutex mutex;  // guards `error`, `stats` updates and progress calls
+  Status error;
+  RestoreStats stats{chain.size(), plan.data_pages, plan.zero_pages, 0, 0};
+  uint64_t pages_done = plan.zero_pages;
+  pool.parallel_for(plan.tasks.size(), [&](size_t index, unsigned worker) {
+    if (failed.load(std::memory_order_relaxed)) return;
+    const BlockTask& task = plan.tasks[index];
+    const EpochMeta& meta = *chain[task.link];
+    const BlockRef& block = meta.blocks[task.block];
+    WorkerState& w = *workers[worker];
+    Status s = read_block(*files[task.link], meta, task.block, w.decompressor, w.scratch, w.raw.data());
+    if (s.is_ok()) s = deliver(block, task.wanted, w.raw.data(), sink);
+    std::lock_guard lock(mutex);
+    if (!s.is_ok()) {
+      if (error.is_ok()) error = s;
+      failed = true;
+      return;
+    }
+    ++stats.blocks_read;
+    stats.bytes_read += block.stored_len;
+    pages_done += static_cast<uint64_t>(__builtin_popcountll(task.wanted));
+    if (options.progress && (stats.blocks_read % 64 == 0 || pages_done == guest_pages)) {
+      options.progress(pages_done, guest_pages);
+    }
+  });
+  if (!error.is_ok()) return error.with_context("restore epoch " + std::to_string(epoch));
+  if (options.progress) options.progress(guest_pages, guest_pages);
+  return stats;
+}
+
+}  // namespace
+
+Result<RestoreStats> restore_to_memory(FileSystem& fs, const Catalog& catalog, uint64_t epoch,
+                                       std::span<uint8_t> memory, const RestoreOptions& options) {
+  uint64_t guest_pages = catalog.guest_pages();
+  if (memory.size() != guest_pages * f::kPageSize) {
+    return invalid_argument("restore buffer is " + std::to_string(memory.size()) + " bytes; guest memory is " +
+                            std::to_string(guest_pages * f::kPageSize));
+  }
+  MemorySink sink(memory);
+  return restore(fs, catalog, epoch, sink, options);
+}
+
+Result<RestoreStats> restore_to_file(FileSystem& fs, const Catalog& catalog, uint64_t epoch, const std::string& path,
+                                     const RestoreOptions& options) {
+  UniqueFd fd(::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0640));
+  if (!fd.valid()) return Status::from_errno(errno, "create " + path);
+  uint64_t bytes = catalog.guest_pages() * f::kPageSize;
+  if (::ftruncate(fd.get(), static_cast<off_t>(bytes)) != 0) return Status::from_errno(errno, "ftruncate " + path);
+  FileSink sink(fd.get(), path);
+  CKPT_ASSIGN_OR_RETURN(RestoreStats stats, restore(fs, catalog, epoch, sink, options));
+  if (::fsync(fd.get()) != 0) return Status::from_errno(errno, "fsync " + path);
+  return stats;
+}
+
+}  // namespace ckpt::snap

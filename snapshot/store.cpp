@@ -1,0 +1,118 @@
+#include "snapshot/store.h"
+
+#include <time.h>
+
+#include <random>
+
+#include "common/log.h"
+#include "snapshot/epoch_file.h"
+
+namespace ckpt::snap {
+namespace f = format;
+
+namespace {
+
+uint64_t now_ns() {
+  timespec ts{};
+  clock_gettime(CLOCK_REALTIME, &ts);
+  return static_cast<uint64_t>(ts.tv_sec) * 1'000'000'000ull + static_cast<uint64_t>(ts.tv_nsec);
+}
+
+bool ends_with(const std::string& s, std::string_view suffix) {
+  return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
+}
+
+}  // namespace
+
+Result<std::unique_ptr<Store>> Store::open(const std::string& dir, StoreOptions options) {
+  std::unique_ptr<Store> store(new Store());
+  store->dir_ = dir;
+  store->fs_ = options.fs ? options.fs : std::shared_ptr<FileSystem>(
+                                             make_posix_file_system(options.engine, options.queue_depth));
+  store->options_ = std::move(options);
+  CKPT_RETURN_IF_ERROR(store->fs_->make_dir(dir));
+  CKPT_ASSIGN_OR_RETURN(store->lock_, store->fs_->lock(dir + "/" + std::string(f::kLockName)));
+  CKPT_RETURN_IF_ERROR(store->clean_up());
+  CKPT_ASSIGN_OR_RETURN(store->catalog_, Catalog::load(*store->fs_, dir));
+  CKPT_RETURN_IF_ERROR(store->remove_epochs_below(store->catalog_.floor()));
+  store->resources_ = std::make_unique<WriterResources>(store->options_.workers, store->options_.compression_level);
+  CKPT_LOG(kDebug) << "store " << dir << " open: " << store->catalog_.entries().size() << " epochs, writes via "
+                   << write_engine_name(store->fs_->write_engine());
+  return store;
+}
+
+Store::~Store() = default;
+
+// Temp files are epochs whose commit never finished; no committed record refers to them.
+Status Store::clean_up() {
+  CKPT_ASSIGN_OR_RETURN(std::vector<std::string> names, fs_->list_dir(dir_));
+  bool removed = false;
+  for (const std::string& name : names) {
+    if (!ends_with(name, f::kTempSuffix)) continue;
+    CKPT_LOG(kInfo) << "removing unfinished epoch file " << dir_ << "/" << name;
+    CKPT_RETURN_IF_ERROR(fs_->remove(dir_ + "/" + name));
+    removed = true;
+  }
+  return removed ? fs_->sync_dir(dir_) : Status::ok();
+}
+
+// Epochs below the floor were folded into a base by a compaction that was interrupted before removing them.
+Status Store::remove_epochs_below(uint64_t floor) {
+  std::vector<uint64_t> doomed;
+  for (const auto& [epoch, entry] : catalog_.entries()) {
+    if (epoch < floor) doomed.push_back(epoch);
+  }
+  for (uint64_t epoch : doomed) {
+    CKPT_RETURN_IF_ERROR(fs_->remove(catalog_.path_of(epoch)));
+    catalog_.erase(epoch);
+  }
+  return doomed.empty() ? Status::ok() : fs_->sync_dir(dir_);
+}
+
+Result<std::unique_ptr<EpochWriter>> Store::begin(EpochKind kind, uint64_t epoch, uint64_t parent, uint64_t floor,
+                                                  uint64_t guest_pages, const EpochOptions& options) {
+  if (writer_active_) return Status(StatusCode::kBusy, "an epoch is already being written to " + dir_);
+  if (options.tag.size() > f::kMaxTagLength) return invalid_argument("tag longer than 256 bytes");
+  EpochMeta meta;
+  meta.header = EpochHeader{catalog_.store_id(), epoch, guest_pages, kind};
+  if (meta.header.store_id == 0 && options_.store_id) meta.header.store_id = *options_.store_id;
+  if (meta.header.store_id == 0) {
+    std::random_device random;
+    meta.header.store_id = (uint64_t{random()} << 32) | random() | 1;  // never 0
+  }
+  meta.parent = parent;
+  meta.floor = floor;
+  meta.timestamp_ns = options.timestamp_ns.value_or(now_ns());
+  meta.tag = options.tag;
+  std::string final_path = dir_ + "/" + epoch_file_name(epoch);
+  std::string temp_path = final_path + std::string(f::kTempSuffix);
+  CKPT_ASSIGN_OR_RETURN(auto file, fs_->create(temp_path));
+  std::unique_ptr<EpochWriter> writer(new EpochWriter(*this, std::move(meta), std::move(file), temp_path, final_path));
+  writer_active_ = true;
+  CKPT_RETURN_IF_ERROR(writer->start());
+  return writer;
+}
+
+Result<std::unique_ptr<EpochWriter>> Store::begin_base(uint64_t guest_pages, EpochOptions options) {
+  if (guest_pages == 0 || guest_pages > f::kMaxGuestPages) {
+    return invalid_argument("guest size of " + std::to_string(guest_pages) + " pages out of range");
+  }
+  if (!catalog_.empty() && catalog_.guest_pages() != guest_pages) {
+    return invalid_argument("store " + dir_ + " holds a guest of " + std::to_string(catalog_.guest_pages()) +
+                            " pages, not " + std::to_string(guest_pages));
+  }
+  uint64_t epoch = catalog_.empty() ? 0 : *catalog_.newest() + 1;
+  return begin(EpochKind::kBase, epoch, f::kNoParent, catalog_.floor(), guest_pages, options);
+}
+
+Result<std::unique_ptr<EpochWriter>> Store::begin_delta(EpochOptions options) {
+  if (catalog_.empty()) return invalid_argument("store " + dir_ + " has no base epoch to build a delta on");
+  uint64_t parent = options.parent.value_or(*catalog_.newest());
+  auto it = catalog_.entries().find(parent);
+  if (it == catalog_.entries().end() || !it->second.meta) {
+    return not_found("parent epoch " + std::to_string(parent) + " is not a readable epoch of " + dir_);
+  }
+  return begin(EpochKind::kDelta, *catalog_.newest() + 1, parent, catalog_.floor(), catalog_.guest_pages(), options);
+}
+
+}  // namespace ckpt::snap

@@ -1,0 +1,128 @@
+#include "snapshot/verify.h"
+
+#include <map>
+#include <memory>
+#include <mutex>
+#include <set>
+
+#include "common/thread_pool.h"
+#include "snapshot/block_codec.h"
+#include "snapshot/epoch_file.h"
+
+namespace ckpt::snap {
+namespace f = format;
+
+namespace {
+
+// The epochs to check: all of them, or the chain of one.
+Result<std::set<uint64_t>> select_epochs(const Catalog& catalog, const VerifyOptions& options) {
+  std::set<uint64_t> epochs;
+  if (!options.epoch) {
+    for (const auto& [epoch, entry] : catalog.entries()) epochs.insert(epoch);
+    return epochs;
+  }
+  if (!catalog.entries().count(*options.epoch)) {
+    return not_found("epoch " + std::to_string(*options.epoch) + " is not in store " + catalog.dir());
+  }
+  uint64_t e = *options.epoch;
+  for (;;) {
+    epochs.insert(e);
+    auto it = catalog.entries().find(e);
+    if (it == catalog.entries().end() || !it->second.meta || it->second.meta->header.kind == EpochKind::kBase) break;
+    e = it->second.meta->parent;
+  }
+  return epochs;
+}
+
+// A base must hold every gfn (at least once; a later copy in the same epoch wins).
+Status check_base_complete(const EpochMeta& meta, const std::string& path) {
+  std::vector<uint64_t> seen((meta.header.guest_pages + 63) / 64, 0);
+  uint64_t count = 0;
+  for (const BlockRef& b : meta.blocks) {
+    for (const PageRun& r : b.runs) {
+      for (uint64_t g = r.first_gfn; g < r.first_gfn + r.count; ++g) {
+        uint64_t bit = uint64_t{1} << (g % 64);
+        count += (seen[g / 64] & bit) ? 0 : 1;
+        seen[g / 64] |= bit;
+      }
+    }
+  }
+  if (count == meta.header.guest_pages) return Status::ok();
+  return corruption(path + ": base epoch " + std::to_string(meta.header.epoch) + " covers " + std::to_string(count) +
+                    " of " + std::to_string(meta.header.guest_pages) + " guest pages");
+}
+
+Status check_structure(const Catalog& catalog, uint64_t epoch, const CatalogEntry& entry) {
+  const EpochMeta& meta = *entry.meta;
+  if (meta.header.store_id != catalog.store_id() || meta.header.guest_pages != catalog.guest_pages()) {
+    return corruption(entry.path + " offset 0: epoch " + std::to_string(epoch) +
+                      " belongs to another store or guest size");
+  }
+  if (meta.header.kind == EpochKind::kBase) return check_base_complete(meta, entry.path);
+  return catalog.chain(epoch).status();
+}
+
+}  // namespace
+
+Result<VerifyReport> verify_store(FileSystem& fs, const std::string& dir, const VerifyOptions& options) {
+  CKPT_ASSIGN_OR_RETURN(Catalog catalog, Catalog::load(fs, dir));
+  CKPT_ASSIGN_OR_RETURN(std::set<uint64_t> epochs, select_epochs(catalog, options));
+  VerifyReport report;
+  // Per epoch, problems keyed by where they were found: 0 = the epoch's metadata or structure, b + 1 = block b.
+  // The smallest key is reported, so the result does not depend on thread timing.
+  std::map<uint64_t, std::map<size_t, Status>> problems;
+  auto note = [&](uint64_t epoch, const Status& s) { problems[epoch].emplace(0, s); };
+
+  struct BlockJob {
+    uint64_t epoch;
+    const CatalogEntry* entry;
+    std::shared_ptr<ReadableFile> file;
+    size_t block;
+  };
+  std::vector<BlockJob> jobs;
+  for (uint64_t epoch : epochs) {
+    const CatalogEntry& entry = catalog.entries().at(epoch);
+    ++report.epochs_checked;
+    if (!entry.meta) {
+      note(epoch, entry.error);
+      continue;
+    }
+    Status s = check_structure(catalog, epoch, entry);
+    if (!s.is_ok()) note(epoch, s);
+    auto file = fs.open(entry.path);
+    if (!file.is_ok()) {
+      note(epoch, file.status());
+      continue;
+    }
+    std::shared_ptr<ReadableFile> shared = std::move(file).value();
+    for (size_t b = 0; b < entry.meta->blocks.size(); ++b) jobs.push_back(BlockJob{epoch, &entry, shared, b});
+  }
+
+  ThreadPool pool(options.threads);
+  std::vector<std::unique_ptr<BlockDecompressor>> decompressors;
+  std::vector<ByteBuffer> scratch, raw;
+  for (unsigned i = 0; i < pool.size(); ++i) {
+    decompressors.push_back(std::make_unique<BlockDecompressor>());
+    scratch.emplace_back(max_stored_block_size());
+    raw.emplace_back(size_t{f::kMaxDataPagesPerBlock} * f::kPageSize);
+  }
+  std::mutex mutex;
+  uint64_t done = 0;
+  pool.parallel_for(jobs.size(), [&](size_t i, unsigned w) {
+    const BlockJob& job = jobs[i];
+    const EpochMeta& meta = *job.entry->meta;
+    Status s = read_block(*job.file, meta, job.block, *decompressors[w], scratch[w], raw[w].data());
+    std::lock_guard lock(mutex);
+    if (!s.is_ok()) problems[job.epoch].emplace(job.block + 1, s);
+    ++report.blocks_checked;
+    report.bytes_checked += meta.blocks[job.block].stored_len;
+    ++done;
+    if (options.progress && (done % 64 == 0 || done == jobs.size())) options.progress(done, jobs.size());
+  });
+  for (auto& [epoch, found] : problems) {
+    report.problems.push_back(VerifyProblem{epoch, catalog.path_of(epoch), found.begin()->second});
+  }
+  return report;
+}
+
+}  // namespace ckpt::snap
