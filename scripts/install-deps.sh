@@ -4,7 +4,7 @@
 set -euo pipefail
 packages=(
   build-essential cmake pkg-config
-  liburing-dev libzstd-dev libxxhash-dev libcli11-dev
+  liburing-dev libzstd-dev libxxhash-dev libcli11-dev nlohmann-json3-dev
   libgtest-dev libgmock-dev libbenchmark-dev
   zstd
 )

@@ -1,0 +1,151 @@
+#include "bench/bench_util.h"
+
+#include <fcntl.h>
+#include <spawn.h>
+#include <sys/stat.h>
+#include <sys/utsname.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <thread>
+
+#include "common/unique_fd.h"
+
+extern char** environ;
+
+namespace ckpt::bench {
+
+double now_seconds() {
+  timespec ts{};
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return static_cast<double>(ts.tv_sec) + static_cast<double>(ts.tv_nsec) * 1e-9;
+}
+
+double median(std::vector<double> values) {
+  if (values.empty()) return 0;
+  std::sort(values.begin(), values.end());
+  size_t mid = values.size() / 2;
+  return values.size() % 2 ? values[mid] : (values[mid - 1] + values[mid]) / 2;
+}
+
+namespace {
+
+std::string join(const std::vector<std::string>& words) {
+  std::string out;
+  for (const std::string& w : words) out += (out.empty() ? "" : " ") + w;
+  return out;
+}
+
+}  // namespace
+
+Status run_command(const std::vector<std::string>& argv) {
+  std::vector<char*> args;
+  for (const std::string& a : argv) args.push_back(const_cast<char*>(a.c_str()));
+  args.push_back(nullptr);
+  pid_t pid = 0;
+  int rc = posix_spawnp(&pid, args[0], nullptr, nullptr, args.data(), environ);
+  if (rc != 0) return Status::from_errno(rc, "spawn `" + join(argv) + "`");
+  int wstatus = 0;
+  while (waitpid(pid, &wstatus, 0) < 0) {
+    if (errno != EINTR) return Status::from_errno(errno, "waitpid for `" + join(argv) + "`");
+  }
+  if (WIFEXITED(wstatus) && WEXITSTATUS(wstatus) == 0) return Status::ok();
+  std::string how = WIFEXITED(wstatus) ? "exited with status " + std::to_string(WEXITSTATUS(wstatus))
+                                       : "was killed by signal " + std::to_string(WTERMSIG(wstatus));
+  return Status(StatusCode::kAborted, "`" + join(argv) + "` " + how);
+}
+
+std::string command_first_line(const std::string& shell_command) {
+  FILE* pipe = ::popen(shell_command.c_str(), "r");
+  if (pipe == nullptr) return "";
+  char line[512] = {};
+  std::string out = std::fgets(line, sizeof line, pipe) ? line : "";
+  ::pclose(pipe);
+  while (!out.empty() && (out.back() == '\n' || out.back() == '\r')) out.pop_back();
+  return out;
+}
+
+Status fsync_path(const std::string& path) {
+  UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+  if (!fd.valid()) return Status::from_errno(errno, "open " + path + " for fsync");
+  if (::fsync(fd.get()) != 0) return Status::from_errno(errno, "fsync " + path);
+  return Status::ok();
+}
+
+Status sync_file_system(const std::string& path) {
+  UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+  if (!fd.valid()) return Status::from_errno(errno, "open " + path + " for syncfs");
+  if (::syncfs(fd.get()) != 0) return Status::from_errno(errno, "syncfs " + path);
+  return Status::ok();
+}
+
+Result<uint64_t> file_size(const std::string& path) {
+  struct stat st {};
+  if (::stat(path.c_str(), &st) != 0) return Status::from_errno(errno, "stat " + path);
+  return static_cast<uint64_t>(st.st_size);
+}
+
+Result<uint64_t> tree_size(const std::string& path) {
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  if (fs::is_regular_file(path, ec)) return file_size(path);
+  uint64_t total = 0;
+  for (fs::recursive_directory_iterator it(path, ec), end; !ec && it != end; it.increment(ec)) {
+    if (it->is_regular_file(ec)) total += it->file_size(ec);
+  }
+  if (ec) return Status::from_errno(ec.value(), "list " + path);
+  return total;
+}
+
+Status remove_tree(const std::string& path) {
+  std::error_code ec;
+  std::filesystem::remove_all(path, ec);
+  if (ec) return Status::from_errno(ec.value(), "remove " + path);
+  return Status::ok();
+}
+
+namespace {
+
+std::string cpu_model() {
+  std::ifstream cpuinfo("/proc/cpuinfo");
+  std::string line;
+  while (std::getline(cpuinfo, line)) {
+    if (line.rfind("model name", 0) != 0) continue;
+    size_t colon = line.find(':');
+    if (colon != std::string::npos) return line.substr(line.find_first_not_of(' ', colon + 1));
+  }
+  return "unknown";
+}
+
+}  // namespace
+
+MachineInfo describe_machine(const std::string& bench_dir) {
+  MachineInfo info;
+  info.cpus = std::thread::hardware_concurrency();
+  info.cpu_model = cpu_model();
+  utsname uts{};
+  if (::uname(&uts) == 0) info.kernel = std::string(uts.sysname) + " " + uts.release;
+  info.file_system = command_first_line("findmnt -n -o FSTYPE,SOURCE,OPTIONS -T '" + bench_dir + "' 2>/dev/null");
+  info.zstd_version = command_first_line("zstd --version 2>/dev/null");
+  return info;
+}
+
+std::string format_fixed(double value, int decimals) {
+  char text[64];
+  std::snprintf(text, sizeof text, "%.*f", decimals, value);
+  return text;
+}
+
+std::string format_rate(double bytes, double seconds) {
+  return seconds > 0 ? format_fixed(bytes / seconds / 1e9, 3) + " GB/s" : "n/a";
+}
+
+std::string format_mib(double bytes) { return format_fixed(bytes / (1024.0 * 1024.0), 1) + " MiB"; }
+
+}  // namespace ckpt::bench
