@@ -60,6 +60,8 @@ struct Paths {
 
 struct BaseFigures {
   std::vector<double> zstd_seconds, store_seconds;
+  std::vector<double> zstd_fsync_seconds;    // the part of zstd_seconds spent in the parity fsyncs
+  std::vector<double> store_commit_seconds;  // the part of store_seconds spent in commit()
   uint64_t zstd_bytes = 0, store_bytes = 0;
   snap::EpochStats stats;
   uint64_t raw_blocks = 0;  // blocks stored uncompressed (zstd saved < 1/16)
@@ -71,6 +73,7 @@ struct DeltaFigures {
   uint64_t epoch = 0;
   uint64_t dirty_pages = 0;
   double seconds = 0;
+  double commit_seconds = 0;  // the part of `seconds` spent in commit()
   uint64_t file_bytes = 0;
   snap::EpochStats stats;
 };
@@ -181,43 +184,57 @@ Status clear_output(const std::string& path, const std::string& dir) {
 // ---------------------------------------------------------------------------------------------------------------
 // Base write: zstd CLI against the store
 
-Result<double> time_zstd_compress(const Paths& paths) {
+// Returns the total time; `fsync_seconds` receives the part spent making the output durable.
+Result<double> time_zstd_compress(const Paths& paths, double* fsync_seconds) {
   CKPT_RETURN_IF_ERROR(clear_output(paths.zst(), paths.dir));
   Stopwatch watch;
   CKPT_RETURN_IF_ERROR(run_command({"zstd", "-1", "-T2", "-q", "-f", paths.raw(), "-o", paths.zst()}));
+  double before_sync = watch.seconds();
   // Parity with the store's commit, which ends with fdatasync of the file and fsync of the directory.
   CKPT_RETURN_IF_ERROR(fsync_path(paths.zst()));
   CKPT_RETURN_IF_ERROR(fsync_path(paths.dir));
-  return watch.seconds();
+  double seconds = watch.seconds();
+  *fsync_seconds = seconds - before_sync;
+  return seconds;
 }
 
 // Writes the whole image as the base epoch of a new store in `dir`.
+// Writes the whole image as the base epoch of a new store in `dir`. `commit_seconds` receives the time commit() took
+// (the last blocks, the index, fdatasync, rename, directory fsync).
 Result<std::shared_ptr<const snap::EpochMeta>> write_base(const std::string& dir, const GuestImage& image,
-                                                         const StoreOptions& options, std::string* engine) {
+                                                         const StoreOptions& options, std::string* engine,
+                                                         double* commit_seconds) {
   CKPT_ASSIGN_OR_RETURN(auto store, Store::open(dir, options));
   *engine = std::string(snap::write_engine_name(store->fs().write_engine()));
   CKPT_ASSIGN_OR_RETURN(auto writer, store->begin_base(image.pages()));
   for (uint64_t gfn = 0; gfn < image.pages(); ++gfn) CKPT_RETURN_IF_ERROR(writer->add_page(gfn, image.page(gfn)));
-  return writer->commit();
+  Stopwatch watch;
+  auto committed = writer->commit();
+  *commit_seconds = watch.seconds();
+  return committed;
 }
 
 Result<BaseFigures> measure_base(const Config& config, const Paths& paths, const GuestImage& image,
                                  const StoreOptions& options) {
   BaseFigures figures;
   for (unsigned r = 0; r < config.repeats; ++r) {
-    CKPT_ASSIGN_OR_RETURN(double zstd_s, time_zstd_compress(paths));
+    double zstd_fsync = 0, commit = 0;
+    CKPT_ASSIGN_OR_RETURN(double zstd_s, time_zstd_compress(paths, &zstd_fsync));
     figures.zstd_seconds.push_back(zstd_s);
+    figures.zstd_fsync_seconds.push_back(zstd_fsync);
 
     if (r > 0) CKPT_RETURN_IF_ERROR(remove_tree(paths.store(r - 1)));  // only the last store is kept
     CKPT_RETURN_IF_ERROR(clear_output(paths.store(r), paths.dir));
     Stopwatch watch;
-    CKPT_ASSIGN_OR_RETURN(auto meta, write_base(paths.store(r), image, options, &figures.engine));
+    CKPT_ASSIGN_OR_RETURN(auto meta, write_base(paths.store(r), image, options, &figures.engine, &commit));
     figures.store_seconds.push_back(watch.seconds());
+    figures.store_commit_seconds.push_back(commit);
     figures.stats = meta->stats;
     figures.raw_blocks = 0;
     for (const snap::BlockRef& b : meta->blocks) figures.raw_blocks += b.data_pages > 0 && b.codec == snap::Codec::kRaw;
-    std::cout << "  repeat " << r + 1 << ": zstd -1 -T2 " << format_fixed(zstd_s, 3) << " s, store base "
-              << format_fixed(figures.store_seconds.back(), 3) << " s" << std::endl;
+    std::cout << "  repeat " << r + 1 << ": zstd -1 -T2 " << format_fixed(zstd_s, 3) << " s (fsync "
+              << format_fixed(zstd_fsync, 3) << " s), store base " << format_fixed(figures.store_seconds.back(), 3)
+              << " s (commit " << format_fixed(commit, 3) << " s)" << std::endl;
   }
   figures.store_dir = paths.store(config.repeats - 1);
   CKPT_ASSIGN_OR_RETURN(figures.zstd_bytes, file_size(paths.zst()));
@@ -234,8 +251,10 @@ Result<DeltaFigures> write_delta(Store& store, const GuestImage& image, const st
   Stopwatch watch;
   CKPT_ASSIGN_OR_RETURN(auto writer, store.begin_delta());
   for (uint64_t gfn : dirty) CKPT_RETURN_IF_ERROR(writer->add_page(gfn, image.page(gfn)));
+  double before_commit = watch.seconds();
   CKPT_ASSIGN_OR_RETURN(auto meta, writer->commit());
   figures.seconds = watch.seconds();
+  figures.commit_seconds = figures.seconds - before_commit;
   figures.epoch = meta->header.epoch;
   figures.stats = meta->stats;
   CKPT_ASSIGN_OR_RETURN(figures.file_bytes, file_size(store.catalog().path_of(figures.epoch)));
@@ -254,7 +273,8 @@ Result<std::vector<DeltaFigures>> measure_deltas(const Config& config, const std
     image.fill(plan_rewrite(rng, dirty), config.seed, d, pool);
     CKPT_ASSIGN_OR_RETURN(DeltaFigures figures, write_delta(*store, image, dirty));
     std::cout << "  delta " << figures.epoch << ": " << figures.dirty_pages << " pages in "
-              << format_fixed(figures.seconds * 1e3, 1) << " ms ("
+              << format_fixed(figures.seconds * 1e3, 1) << " ms (commit " << format_fixed(figures.commit_seconds * 1e3, 1)
+              << " ms, "
               << format_rate(static_cast<double>(figures.dirty_pages * kPageSize), figures.seconds) << "), file "
               << format_mib(static_cast<double>(figures.file_bytes)) << std::endl;
     all.push_back(figures);

@@ -1,0 +1,224 @@
+#include "vmm/kvm/kvm_machine.h"
+
+#include <sys/mman.h>
+
+#include <vector>
+
+#include "common/log.h"
+#include "vmm/guest/guest_image.h"
+#include "vmm/guest_memory.h"
+#include "vmm/kvm/dirty_tracker.h"
+#include "vmm/kvm/kvm_api.h"
+#include "vmm/kvm/kvm_state.h"
+#include "vmm/kvm/kvm_vcpu.h"
+#include "vmm/kvm/long_mode.h"
+
+namespace ckpt::vmm::kvm {
+namespace {
+
+constexpr uint64_t kTssGpa = 0xfffbd000;  // three pages KVM needs for real-mode emulation on Intel
+
+class KvmMachine final : public Machine {
+ public:
+  explicit KvmMachine(const MachineConfig& config) : config_(config) {}
+  ~KvmMachine() override { stop_threads(); }
+
+  Status init();
+
+  std::string_view backend_name() const override { return "kvm"; }
+  TrackingMode tracking_mode() const override { return tracker_->mode(); }
+  const MachineConfig& config() const override { return config_; }
+  std::span<uint8_t> host_memory() override { return {memory_->host(), memory_->bytes()}; }
+  Status write_memory(uint64_t gpa, std::span<const uint8_t> bytes) override { return memory_->write(gpa, bytes); }
+  Status load_guest() override;
+  Status start() override;
+  Status pause(std::chrono::milliseconds timeout) override;
+  Status resume() override;
+  Result<std::vector<uint64_t>> harvest_dirty() override;
+  Status rearm() override;
+  Result<std::vector<StateBlob>> save_state() override;
+  Status load_state(const std::vector<StateBlob>& state) override;
+  Status vcpu_error() const override {
+    std::lock_guard lock(control_.mutex);
+    return control_.error;
+  }
+  MachineStats stats() const override { return MachineStats{tracker_->ring_full_exits()}; }
+
+ private:
+  Status create_vm();
+  Status add_slots();
+  Status create_vcpu(unsigned index, size_t run_size, const std::vector<uint8_t>& cpuid);
+  Status require_paused(const char* what) const;
+  void stop_threads();
+
+  MachineConfig config_;
+  std::unique_ptr<KvmSystem> kvm_;
+  UniqueFd vm_;
+  std::unique_ptr<GuestMemory> memory_;
+  std::unique_ptr<DirtyTracker> tracker_;
+  mutable VcpuControl control_;
+  std::vector<std::unique_ptr<KvmVcpu>> vcpus_;
+  bool started_ = false;
+  bool paused_ = true;  // not running guest code: before start, or after pause()
+};
+
+Status KvmMachine::init() {
+  if (config_.vcpus == 0 || config_.vcpus > guest::kMaxVcpus) {
+    return invalid_argument("vCPU count " + std::to_string(config_.vcpus) + " out of range 1.." +
+                            std::to_string(guest::kMaxVcpus));
+  }
+  CKPT_ASSIGN_OR_RETURN(kvm_, KvmSystem::open());
+  CKPT_ASSIGN_OR_RETURN(memory_, GuestMemory::create(config_.memory_bytes));
+  CKPT_RETURN_IF_ERROR(create_vm());
+  // Capabilities that must precede vCPUs (dirty ring) are enabled here, before the slots and the vCPUs exist.
+  CKPT_ASSIGN_OR_RETURN(tracker_, make_dirty_tracker(config_.tracking, vm_.get(), *memory_,
+                                                     config_.dirty_ring_entries, config_.vcpus));
+  CKPT_RETURN_IF_ERROR(add_slots());
+  CKPT_RETURN_IF_ERROR(tracker_->on_vm_ready(vm_.get()));
+  CKPT_ASSIGN_OR_RETURN(int run_size, kvm_->vcpu_mmap_size());
+  CKPT_ASSIGN_OR_RETURN(std::vector<uint8_t> cpuid, kvm_->supported_cpuid());
+  install_kick_signal();
+  for (unsigned i = 0; i < config_.vcpus; ++i) {
+    CKPT_RETURN_IF_ERROR(create_vcpu(i, static_cast<size_t>(run_size), cpuid));
+  }
+  CKPT_LOG(kInfo) << "kvm machine: " << (config_.memory_bytes >> 20) << " MiB, " << config_.vcpus
+                  << " vCPUs, tracking " << tracking_mode_name(tracker_->mode());
+  return Status::ok();
+}
+
+Status KvmMachine::create_vm() {
+  CKPT_ASSIGN_OR_RETURN(int vm, KVM_CALL_VALUE(kvm_->fd(), KVM_CREATE_VM, 0));
+  vm_.reset(vm);
+  if (config_.memory_bytes <= kTssGpa) CKPT_RETURN_IF_ERROR(KVM_CALL_VALUE(vm, KVM_SET_TSS_ADDR, kTssGpa).status());
+  CKPT_RETURN_IF_ERROR(KVM_CALL_VALUE(vm, KVM_CREATE_IRQCHIP, 0).status());
+  kvm_pit_config pit{};
+  return KVM_CALL(vm, KVM_CREATE_PIT2, &pit).status();
+}
+
+Status KvmMachine::add_slots() {
+  for (const MemorySlot& slot : memory_->slots()) {
+    kvm_userspace_memory_region region{};
+    region.slot = slot.id;
+    region.flags = KVM_MEM_LOG_DIRTY_PAGES;
+    region.guest_phys_addr = slot.gpa;
+    region.memory_size = slot.bytes;
+    region.userspace_addr = reinterpret_cast<uint64_t>(slot.host);
+    Status s = KVM_CALL(vm_.get(), KVM_SET_USER_MEMORY_REGION, &region).status();
+    if (!s.is_ok()) return s.with_context("slot " + std::to_string(slot.id));
+  }
+  return Status::ok();
+}
+
+Status KvmMachine::create_vcpu(unsigned index, size_t run_size, const std::vector<uint8_t>& cpuid) {
+  CKPT_ASSIGN_OR_RETURN(int fd, KVM_CALL_VALUE(vm_.get(), KVM_CREATE_VCPU, index));
+  UniqueFd vcpu_fd(fd);
+  std::vector<uint8_t> cpuid_copy = cpuid;  // KVM_SET_CPUID2 takes a mutable pointer
+  CKPT_RETURN_IF_ERROR(KVM_CALL(fd, KVM_SET_CPUID2, reinterpret_cast<kvm_cpuid2*>(cpuid_copy.data())).status());
+  void* run = ::mmap(nullptr, run_size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+  if (run == MAP_FAILED) return Status::from_errno(errno, "mmap kvm_run of vCPU " + std::to_string(index));
+  CKPT_RETURN_IF_ERROR(tracker_->on_vcpu_created(index, fd));
+  vcpus_.push_back(std::make_unique<KvmVcpu>(index, std::move(vcpu_fd), static_cast<kvm_run*>(run), run_size,
+                                             *tracker_, control_));
+  return Status::ok();
+}
+
+Status KvmMachine::load_guest() {
+  if (started_) return invalid_argument("load_guest after start");
+  const WorkloadConfig& w = config_.workload;
+  std::vector<guest::WorkloadControl> controls = guest::split_regions(
+      config_.memory_bytes, config_.vcpus, w.kind, w.seed, w.writes_per_iteration, w.hot_pages, w.delay_loops,
+      w.max_iterations);
+  std::vector<uint8_t> low(guest::kWorkloadGpa, 0);
+  CKPT_RETURN_IF_ERROR(guest::build_guest_image(low, config_.memory_bytes, controls));
+  CKPT_RETURN_IF_ERROR(memory_->write(0, low));
+  for (const auto& vcpu : vcpus_) CKPT_RETURN_IF_ERROR(enter_long_mode(vcpu->fd(), vcpu->index()));
+  return Status::ok();
+}
+
+Status KvmMachine::start() {
+  if (started_) return invalid_argument("machine already started");
+  started_ = true;
+  for (const auto& vcpu : vcpus_) vcpu->start_thread();
+  return resume();
+}
+
+Status KvmMachine::pause(std::chrono::milliseconds timeout) {
+  std::unique_lock lock(control_.mutex);
+  control_.run = false;
+  if (!started_) return Status::ok();
+  for (const auto& vcpu : vcpus_) vcpu->kick();
+  bool all = control_.cv.wait_for(lock, timeout, [&] { return control_.parked == vcpus_.size(); });
+  if (!all) {
+    return Status(StatusCode::kAborted, std::to_string(vcpus_.size() - control_.parked) + " of " +
+                                            std::to_string(vcpus_.size()) + " vCPUs did not stop within " +
+                                            std::to_string(timeout.count()) + " ms");
+  }
+  paused_ = true;
+  return control_.error;
+}
+
+Status KvmMachine::resume() {
+  if (!started_) return invalid_argument("resume before start");
+  {
+    std::lock_guard lock(control_.mutex);
+    if (!control_.error.is_ok()) return control_.error;
+    control_.run = true;
+    paused_ = false;
+  }
+  control_.cv.notify_all();
+  return Status::ok();
+}
+
+Status KvmMachine::require_paused(const char* what) const {
+  if (!paused_) return invalid_argument(std::string(what) + " needs a paused machine");
+  return Status::ok();
+}
+
+Result<std::vector<uint64_t>> KvmMachine::harvest_dirty() {
+  CKPT_RETURN_IF_ERROR(require_paused("harvest"));
+  DirtyBitmap dirty(memory_->pages());
+  CKPT_RETURN_IF_ERROR(tracker_->harvest(dirty));
+  memory_->take_vmm_dirty(dirty);
+  return dirty.to_gfns();
+}
+
+Status KvmMachine::rearm() {
+  CKPT_RETURN_IF_ERROR(require_paused("rearm"));
+  return tracker_->rearm();
+}
+
+Result<std::vector<StateBlob>> KvmMachine::save_state() {
+  CKPT_RETURN_IF_ERROR(require_paused("save_state"));
+  std::vector<StateBlob> state;
+  CKPT_RETURN_IF_ERROR(save_vm_state(vm_.get(), state));
+  for (const auto& vcpu : vcpus_) CKPT_RETURN_IF_ERROR(save_vcpu_state(*kvm_, vcpu->fd(), vcpu->index(), state));
+  return state;
+}
+
+Status KvmMachine::load_state(const std::vector<StateBlob>& state) {
+  if (started_) return invalid_argument("load_state after start");
+  CKPT_RETURN_IF_ERROR(load_vm_state(vm_.get(), state));
+  for (const auto& vcpu : vcpus_) CKPT_RETURN_IF_ERROR(load_vcpu_state(vcpu->fd(), vcpu->index(), state));
+  return Status::ok();
+}
+
+void KvmMachine::stop_threads() {
+  {
+    std::lock_guard lock(control_.mutex);
+    control_.stop = true;
+    control_.run = false;
+  }
+  control_.cv.notify_all();
+  for (const auto& vcpu : vcpus_) vcpu->kick();
+  for (const auto& vcpu : vcpus_) vcpu->join();
+}
+
+}  // namespace
+
+Result<std::unique_ptr<Machine>> create_kvm_machine(const MachineConfig& config) {
+  auto machine = std::make_unique<KvmMachine>(config);
+  CKPT_RETURN_IF_ERROR(machine->init());
+  return std::unique_ptr<Machine>(std::move(machine));
+}
+
+}  // namespace ckpt::vmm::kvm

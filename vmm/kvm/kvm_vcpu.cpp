@@ -1,0 +1,126 @@
+#include "vmm/kvm/kvm_vcpu.h"
+
+#include <signal.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+
+#include <cerrno>
+#include <mutex>
+
+#include "common/log.h"
+
+namespace ckpt::vmm::kvm {
+namespace {
+
+int kick_signal() { return SIGRTMIN; }
+
+void on_kick(int) {}  // only interrupts KVM_RUN
+
+}  // namespace
+
+void install_kick_signal() {
+  static std::once_flag once;
+  std::call_once(once, [] {
+    struct sigaction sa {};
+    sa.sa_handler = on_kick;
+    sigemptyset(&sa.sa_mask);
+    sa.sa_flags = 0;  // no SA_RESTART: KVM_RUN must return -EINTR
+    sigaction(kick_signal(), &sa, nullptr);
+  });
+}
+
+KvmVcpu::KvmVcpu(unsigned index, UniqueFd fd, kvm_run* run, size_t run_size, DirtyTracker& tracker,
+                 VcpuControl& control)
+    : index_(index), fd_(std::move(fd)), run_(run), run_size_(run_size), tracker_(tracker), control_(control) {}
+
+KvmVcpu::~KvmVcpu() {
+  join();
+  if (run_) ::munmap(run_, run_size_);
+}
+
+void KvmVcpu::start_thread() {
+  thread_ = std::thread([this] { thread_main(); });
+  handle_ = thread_.native_handle();
+}
+
+void KvmVcpu::join() {
+  if (thread_.joinable()) thread_.join();
+}
+
+void KvmVcpu::kick() {
+  __atomic_store_n(&run_->immediate_exit, 1, __ATOMIC_SEQ_CST);
+  if (thread_.joinable()) pthread_kill(handle_, kick_signal());
+}
+
+void KvmVcpu::fail(Status s) {
+  CKPT_LOG(kError) << "vCPU " << index_ << ": " << s.to_string();
+  if (control_.error.is_ok()) control_.error = s.with_context("vCPU " + std::to_string(index_));
+}
+
+void KvmVcpu::thread_main() {
+  sigset_t kick_set;
+  sigemptyset(&kick_set);
+  sigaddset(&kick_set, kick_signal());
+  pthread_sigmask(SIG_UNBLOCK, &kick_set, nullptr);  // whatever the creator blocked, kicks must get through
+  std::unique_lock lock(control_.mutex);
+  bool parked = false;
+  bool broken = false;  // after a failure the vCPU stays parked until the machine is destroyed
+  for (;;) {
+    while ((!control_.run || broken) && !control_.stop) {
+      if (!parked) {
+        parked = true;
+        ++control_.parked;
+        control_.cv.notify_all();
+      }
+      control_.cv.wait(lock);
+    }
+    if (control_.stop) break;
+    if (parked) {
+      parked = false;
+      --control_.parked;
+    }
+    // Cleared under the lock after seeing run == true: a pause sets run = false before kicking, so a kick can never
+    // be lost between this store and KVM_RUN.
+    __atomic_store_n(&run_->immediate_exit, 0, __ATOMIC_SEQ_CST);
+    lock.unlock();
+    int rc = ::ioctl(fd_.get(), KVM_RUN, 0);
+    int err = errno;
+    bool ok = handle_exit(rc, err);
+    lock.lock();
+    if (!ok) broken = true;
+  }
+  if (parked) --control_.parked;
+}
+
+bool KvmVcpu::handle_exit(int rc, int err) {
+  if (rc < 0) {
+    if (err == EINTR || err == EAGAIN) return true;  // kicked; the loop re-reads the request
+    std::lock_guard lock(control_.mutex);
+    fail(Status::from_errno(err, "ioctl KVM_RUN"));
+    return false;
+  }
+  switch (run_->exit_reason) {
+    case KVM_EXIT_INTR:
+      return true;
+    case KVM_EXIT_DIRTY_RING_FULL: {
+      Status s = tracker_.on_ring_full(index_);
+      if (s.is_ok()) return true;
+      std::lock_guard lock(control_.mutex);
+      fail(s);
+      return false;
+    }
+    default: {
+      std::lock_guard lock(control_.mutex);
+      fail(Status(StatusCode::kIoError, "KVM_RUN exited with unexpected reason " +
+                                            std::to_string(run_->exit_reason) +
+                                            (run_->exit_reason == KVM_EXIT_FAIL_ENTRY
+                                                 ? " (entry failed, hardware reason " +
+                                                       std::to_string(run_->fail_entry.hardware_entry_failure_reason) +
+                                                       ")"
+                                                 : "")));
+      return false;
+    }
+  }
+}
+
+}  // namespace ckpt::vmm::kvm

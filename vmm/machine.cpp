@@ -1,0 +1,29 @@
+#include "vmm/machine.h"
+
+namespace ckpt::vmm {
+
+namespace {
+constexpr std::pair<std::string_view, TrackingMode> kModes[] = {
+    {"auto", TrackingMode::kAuto},         {"ring", TrackingMode::kDirtyRing}, {"clear-log", TrackingMode::kClearLog},
+    {"dirty-log", TrackingMode::kDirtyLog}, {"uffd-wp", TrackingMode::kUffdWp},
+};
+}  // namespace
+
+std::string_view tracking_mode_name(TrackingMode mode) {
+  for (const auto& [name, m] : kModes) {
+    if (m == mode) return name;
+  }
+  return "unknown";
+}
+
+bool parse_tracking_mode(std::string_view text, TrackingMode* out) {
+  for (const auto& [name, m] : kModes) {
+    if (name == text) {
+      *out = m;
+      return true;
+    }
+  }
+  return false;
+}
+
+}  // namespace ckpt::vmm

@@ -1,0 +1,91 @@
+// The virtual machine as the daemon sees it, whatever runs it: a KVM VM (vmm/kvm/) or the software backend.
+// Life cycle: create -> load_guest (or fill memory + load_state) -> start -> { pause -> harvest -> rearm ->
+// save_state -> resume }* -> destroy (the destructor). State capture and harvesting are allowed only while paused.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "common/status.h"
+#include "vmm/guest/guest_abi.h"
+
+namespace ckpt::vmm {
+
+enum class TrackingMode {
+  kAuto,       // the best the host offers: dirty ring, else clear-log, else dirty-log (KVM); uffd-wp (software)
+  kDirtyRing,  // KVM dirty ring per vCPU (ACQ_REL when offered)
+  kClearLog,   // KVM_GET_DIRTY_LOG + KVM_CLEAR_DIRTY_LOG (manual protect)
+  kDirtyLog,   // KVM_GET_DIRTY_LOG alone
+  kUffdWp,     // software backend: userfaultfd write-protect + PAGEMAP_SCAN
+};
+std::string_view tracking_mode_name(TrackingMode mode);
+bool parse_tracking_mode(std::string_view text, TrackingMode* out);
+
+struct WorkloadConfig {
+  guest::WorkloadKind kind = guest::WorkloadKind::kRandomWriter;
+  uint64_t seed = 1;
+  uint64_t writes_per_iteration = 64;
+  uint64_t hot_pages = 256;     // hot-set only
+  uint64_t delay_loops = 1000;  // pause instructions between iterations
+  uint64_t max_iterations = 0;  // 0 = forever
+};
+
+struct MachineConfig {
+  uint64_t memory_bytes = 256ull << 20;
+  unsigned vcpus = 1;
+  TrackingMode tracking = TrackingMode::kAuto;
+  WorkloadConfig workload;
+  uint32_t dirty_ring_entries = 4096;  // per vCPU; a power of two; the kernel's minimum is 256 (one page)
+};
+
+// One named piece of machine state ("kvm/vcpu0/regs"), opaque outside the backend that produced it.
+struct StateBlob {
+  std::string name;
+  std::vector<uint8_t> data;
+};
+
+// Counters for status and tests.
+struct MachineStats {
+  uint64_t ring_full_exits = 0;  // KVM_EXIT_DIRTY_RING_FULL handled (dirty ring only)
+};
+
+class Machine {
+ public:
+  virtual ~Machine() = default;  // stops and joins every vCPU thread
+
+  virtual std::string_view backend_name() const = 0;  // "kvm" or "software"
+  virtual TrackingMode tracking_mode() const = 0;     // the mode in use (kAuto resolved)
+  virtual const MachineConfig& config() const = 0;
+
+  // Guest memory, [0, memory_bytes). Writes through write_memory() are marked dirty, as the VMM's own writes must
+  // be; host_memory() is for bulk loading before start (restore) and for reading while paused.
+  virtual std::span<uint8_t> host_memory() = 0;
+  virtual Status write_memory(uint64_t gpa, std::span<const uint8_t> bytes) = 0;
+
+  // Writes the built-in guest (page tables, code, control blocks) and sets every vCPU at its entry point.
+  virtual Status load_guest() = 0;
+  virtual Status start() = 0;
+  // Every vCPU out of guest mode and parked; fails naming the vCPU if one does not stop within `timeout`.
+  virtual Status pause(std::chrono::milliseconds timeout) = 0;
+  virtual Status resume() = 0;
+  // Paused only. The guest frame numbers written since the last harvest, ascending, each once. Destructive: a
+  // second harvest without guest execution in between returns nothing (VMM writes aside).
+  virtual Result<std::vector<uint64_t>> harvest_dirty() = 0;
+  // Paused only. Re-protects what harvest_dirty reported so that new writes are logged again. Must follow
+  // every harvest before the guest resumes.
+  virtual Status rearm() = 0;
+  // Paused only. The vCPU and VM state, in the backend's documented order.
+  virtual Result<std::vector<StateBlob>> save_state() = 0;
+  // Before start: makes this machine continue where save_state's machine was (memory is loaded separately).
+  virtual Status load_state(const std::vector<StateBlob>& state) = 0;
+  // The first error a vCPU thread hit (a failed KVM_RUN, an unexpected exit); ok while all is well.
+  virtual Status vcpu_error() const = 0;
+  virtual MachineStats stats() const = 0;
+};
+
+}  // namespace ckpt::vmm
