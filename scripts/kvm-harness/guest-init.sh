@@ -28,6 +28,7 @@ mount -t tmpfs -o mode=0755 tmpfs /run
 [ -e /dev/stdout ] || ln -s /proc/self/fd/1 /dev/stdout
 [ -e /dev/stderr ] || ln -s /proc/self/fd/2 /dev/stderr
 
+# shellcheck disable=SC1091
 . /harness/harness.conf
 
 # Ends the run. The kernel log goes to the console log first: with loglevel=3 it is the only full copy.
@@ -52,12 +53,16 @@ echo "harness-init: cpu: $(grep -m1 '^model name' /proc/cpuinfo | sed 's/.*: //'
 	"flags: $(grep -m1 '^flags' /proc/cpuinfo | tr ' ' '\n' | grep -E '^(svm|npt|nrip_save|vgif|vmx)$' | tr '\n' ' ')"
 
 for m in $H_MODULES; do
+	params=""
 	eval "params=\${H_PARAMS_$m-}"
 	# $params is split into words on purpose: insmod takes one name=value per argument.
+	# shellcheck disable=SC2086
 	if ! out=$(insmod "/harness/modules/$m.ko" $params 2>&1); then
-		echo "harness-init: $out"
 		fail "insmod $m${params:+ $params} failed: $out"
 	fi
+	# The kernel ignores unknown module parameters with a warning; a mistyped --kvm-amd-params must not pass.
+	unknown=$(dmesg | grep -o "$m: unknown parameter '[^']*'" | sed "s/^$m: //" | tr '\n' ' ' | sed 's/ $//')
+	[ -z "$unknown" ] || fail "insmod $m: $unknown"
 	echo "harness-init: loaded $m${params:+ $params}"
 done
 for p in /sys/module/kvm_amd/parameters/*; do
@@ -68,7 +73,10 @@ if [ "$H_REQUIRE_KVM" = 1 ] && [ ! -c /dev/kvm ]; then
 fi
 
 echo "harness-init: running test"
-cd /tmp
+# From here on kernel warnings and errors reach the console log at once, so a hung or timed-out test still leaves
+# them behind (boot ran at loglevel=3; the full log is dumped by finish).
+echo 5 >/proc/sys/kernel/printk
+cd /tmp || fail "cannot enter /tmp"
 run_test </dev/null >"$H_OUT" 2>&1
 rc=$?
 echo "harness-init: test exited with status $rc"

@@ -5,11 +5,14 @@
 # stock kernel in it, the guest's init loads kvm_amd and its dependencies, /dev/kvm appears, and the test runs there.
 # The kernel .deb is only unpacked (never installed) into a cache, so later runs need neither network nor apt.
 # See README.md beside this script for usage, costs and limits.
-set -euo pipefail
+# shellcheck disable=SC2317 # functions called indirectly (traps, with_apt_lock) are not unreachable
+set -Eeuo pipefail
+trap 'echo "kvm-harness: error: internal failure at line $LINENO: $BASH_COMMAND" >&2; exit 125' ERR
 
 readonly PROG=kvm-harness
 readonly HARNESS_FAILURE=125
-readonly HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+readonly HERE
 readonly HOST_PACKAGES=(qemu-system-x86 busybox-static cpio xz-utils zstd kmod)
 readonly DEBIAN_KEYRING=/usr/share/keyrings/debian-archive-keyring.gpg
 readonly APT_LOCK=/run/lock/ckptd-kvm-harness.apt.lock
@@ -128,9 +131,15 @@ install_packages() {
 	for p in "$@"; do is_installed "$p" || missing+=("$p"); done # again, under the lock
 	[ ${#missing[@]} -eq 0 ] && return 0
 	log "installing host packages: ${missing[*]}"
-	apt-get update -qq || die "apt-get update failed"
-	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2 ||
+	local out
+	out=$(mktemp)
+	if ! { apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+		apt-get install -y -qq --no-install-recommends "${missing[@]}"; } >"$out" 2>&1; then
+		cat "$out" >&2
+		rm -f "$out"
 		die "apt-get install ${missing[*]} failed"
+	fi
+	rm -f "$out"
 }
 
 ensure_host_packages() {
@@ -138,7 +147,7 @@ ensure_host_packages() {
 	for p in "${HOST_PACKAGES[@]}"; do is_installed "$p" || missing+=("$p"); done
 	[ ${#missing[@]} -eq 0 ] && return 0
 	[ "$(id -u)" = 0 ] || die "missing host packages: ${missing[*]}; install them or run as root"
-	with_apt_lock install_packages "${missing[@]}"
+	with_apt_lock install_packages "${missing[@]}" || exit "$HARNESS_FAILURE" # the reason is printed already
 }
 
 # --- kernel cache --------------------------------------------------------------------------------------------------
@@ -163,38 +172,71 @@ backports_apt_opts() {
 # Prints the versioned image package (linux-image-6.1.0-NN-amd64, ...) the linux-image-amd64 metapackage depends on.
 resolve_kernel_package() {
 	apt-cache "${apt_opts[@]}" depends linux-image-amd64 2>/dev/null |
-		sed -n 's/^ *Depends: \(linux-image-[0-9][^ ]*\)$/\1/p' | head -n1
+		sed -n 's/^ *Depends: \(linux-image-[0-9][^ ]*\)$/\1/p' | head -n1 || true
 }
 
-provision_kernel() {
-	local link=$cache/$series pkg deb tree tmp kver moddir base
-	apt_opts=(-o "APT::Sandbox::User=root")
-	[ "$series" = backports ] && backports_apt_opts
-	rm -rf "$cache"/kernels/.tmp.* "$cache"/debs/.tmp.*
-
-	pkg=$(resolve_kernel_package)
-	if [ -z "$pkg" ] || [ "$series" = backports ] || [ "$refresh" = 1 ]; then
-		[ "$(id -u)" = 0 ] || die "need root to run apt-get update for the $series kernel"
-		log "updating apt package lists for the $series kernel"
-		if [ "$series" = backports ]; then
-			apt-get "${apt_opts[@]}" update -qq >&2 || die "apt-get update (bookworm-backports) failed"
-		else
-			with_apt_lock apt-get update -qq >&2 || die "apt-get update failed"
-		fi
-		pkg=$(resolve_kernel_package)
+update_package_lists() {
+	[ "$(id -u)" = 0 ] || die "need root to run apt-get update for the $series kernel"
+	log "updating apt package lists for the $series kernel"
+	if [ "$series" = backports ]; then
+		apt-get "${apt_opts[@]}" update -qq >&2 || die "apt-get update (bookworm-backports) failed"
+	else
+		with_apt_lock apt-get update -qq >&2 || die "apt-get update failed"
 	fi
-	[ -n "$pkg" ] || die "cannot resolve the kernel package of linux-image-amd64 for series $series"
+	lists_updated=1
+}
 
-	mkdir -p "$cache/debs" "$cache/kernels"
+# Downloads the kernel .deb into $cache/debs under a temporary directory, then renames it into place.
+download_kernel() {
+	local tmp
+	mkdir -p "$cache/debs"
 	tmp=$(mktemp -d "$cache/debs/.tmp.XXXXXX")
 	log "downloading $pkg ($series)"
-	(cd "$tmp" && apt-get "${apt_opts[@]}" download -qq "$pkg" >&2) || die "apt-get download $pkg failed"
+	if ! (cd "$tmp" && apt-get "${apt_opts[@]}" download -qq "$pkg" >&2); then
+		rm -rf "$tmp"
+		return 1
+	fi
 	deb=$(ls "$tmp"/*.deb)
 	mv -f "$deb" "$cache/debs/"
 	deb=$cache/debs/${deb##*/}
 	rmdir "$tmp"
+}
+
+provision_kernel() {
+	local link=$cache/$series pkg deb tree lists_updated=0
+	apt_opts=(-o "APT::Sandbox::User=root")
+	[ "$series" = backports ] && backports_apt_opts
+	rm -rf "$cache"/kernels/.tmp.* "$cache"/debs/.tmp.*
+
+	# The backports lists live only in the cache, so they are fetched whenever that kernel is provisioned.
+	if [ "$series" = backports ] || [ "$refresh" = 1 ]; then update_package_lists; fi
+	pkg=$(resolve_kernel_package)
+	if [ -z "$pkg" ] && [ "$lists_updated" = 0 ]; then
+		update_package_lists
+		pkg=$(resolve_kernel_package)
+	fi
+	[ -n "$pkg" ] || die "cannot resolve the kernel package of linux-image-amd64 for series $series"
+	if ! download_kernel; then
+		[ "$lists_updated" = 0 ] || die "apt-get download $pkg failed"
+		update_package_lists # stale lists name a superseded version
+		pkg=$(resolve_kernel_package)
+		download_kernel || die "apt-get download $pkg failed"
+	fi
 
 	tree=$cache/kernels/$(basename "$deb" .deb)
+	if kernel_ready "$tree"; then # --refresh found the version we already have
+		log "kernel ${tree##*/} is already unpacked"
+	else
+		unpack_kernel
+	fi
+	ln -sfn "kernels/${tree##*/}" "$cache/.tmp.$series.$$"
+	mv -T "$cache/.tmp.$series.$$" "$link"
+}
+
+# Unpacks $deb into $tree (through a temporary directory) and generates its modules.dep.
+unpack_kernel() {
+	local tmp kver moddir base
+	mkdir -p "$cache/kernels"
 	tmp=$(mktemp -d "$cache/kernels/.tmp.XXXXXX")
 	log "unpacking ${deb##*/}"
 	dpkg-deb -x "$deb" "$tmp" || die "dpkg-deb -x $deb failed"
@@ -203,13 +245,11 @@ provision_kernel() {
 	for moddir in lib/modules/$kver usr/lib/modules/$kver; do [ -d "$tmp/$moddir" ] && break; done
 	[ -d "$tmp/$moddir" ] || die "no modules directory for $kver in $deb"
 	# The .deb ships no modules.dep (its postinst runs depmod); generate it, without touching the host.
-	base=${moddir%lib/modules/$kver}
+	base=${moddir%lib/modules/"$kver"}
 	depmod -b "$tmp/$base" "$kver" || die "depmod for $kver failed"
 	printf 'kver=%s\nmoddir=%s\npackage=%s\n' "$kver" "$moddir" "$(basename "$deb")" >"$tmp/.harness-ready"
-	rm -rf "$tree"
+	rm -rf "$tree" # a tree without the ready stamp
 	mv -T "$tmp" "$tree"
-	ln -sfn "kernels/${tree##*/}" "$cache/.tmp.$series.$$"
-	mv -T "$cache/.tmp.$series.$$" "$link"
 }
 
 # Sets ktree to a ready, unpacked kernel of the requested series, provisioning it first if needed.
@@ -221,7 +261,10 @@ ensure_kernel() {
 	fi
 	mkdir -p "$cache" || die "cannot create cache directory $cache"
 	exec 8>"$cache/lock"
-	flock -w 1800 8 || die "timed out waiting for the cache lock $cache/lock"
+	if ! flock -n 8; then
+		log "waiting for another run that is provisioning the kernel cache ($cache/lock)"
+		flock -w 1800 8 || die "timed out waiting for the cache lock $cache/lock"
+	fi
 	if [ "$refresh" = 1 ] || ! kernel_ready "$link"; then provision_kernel; fi
 	exec 8>&-
 	ktree=$(readlink -f "$link")
@@ -288,9 +331,9 @@ install_test_binary() {
 	fi
 }
 
+# Writes /harness/harness.conf, which the guest init sources; every value is single-quoted for busybox sh.
 write_guest_config() {
-	local name path moddir=$1
-	shift
+	local e a
 	{
 		echo "H_NONCE=$nonce"
 		echo "H_OUT=/dev/ttyS1"
@@ -320,7 +363,8 @@ build_initramfs() {
 	chmod +x "$rootfs/init"
 
 	local order
-	order=$(module_load_order "$moddir" "${modules[@]}") || die "cannot resolve modules ${modules[*]} in $moddir: $(echo $order)"
+	order=$(module_load_order "$moddir" "${modules[@]}") ||
+		die "cannot resolve modules in $moddir: $(grep -E '^(MISSING|CYCLE) ' <<<"$order" | tr '\n' ' ')"
 	while read -r name path; do
 		case "$path" in
 		*.ko) cp "$moddir/$path" "$rootfs/harness/modules/$name.ko" ;;
@@ -335,10 +379,13 @@ build_initramfs() {
 	install_test_binary
 	for spec in "${extra_files[@]}"; do
 		dest=${spec##*:}
-		mkdir -p "$rootfs$(dirname "$dest")"
+		case "$dest" in
+		*/) mkdir -p "$rootfs$dest" ;; # DEST/ names a directory to copy into
+		*) mkdir -p "$rootfs$(dirname "$dest")" ;;
+		esac
 		cp -a "${spec%:*}" "$rootfs$dest"
 	done
-	write_guest_config "$moddir" "${names[@]}"
+	write_guest_config "${names[@]}"
 	# Uncompressed: the guest unpacks it faster than it could decompress anything under TCG.
 	(cd "$rootfs" && find . -print0 | cpio --null -o -H newc --quiet) >"$tmp/initramfs.cpio"
 	log "kernel $kver ($series), modules: ${names[*]}, smp $smp, mem $mem, cpu $cpu"
@@ -346,22 +393,34 @@ build_initramfs() {
 
 # --- run -----------------------------------------------------------------------------------------------------------
 qpid=""
+booted=0
 on_signal() {
-	[ -n "$qpid" ] && kill -TERM "$qpid" 2>/dev/null
+	[ -z "$qpid" ] || kill -TERM "$qpid" 2>/dev/null || true
 	log "interrupted"
 	exit "$HARNESS_FAILURE"
 }
 cleanup() {
 	local rc=$?
-	[ -n "$qpid" ] && kill -TERM "$qpid" 2>/dev/null
+	[ -z "$qpid" ] || kill -TERM "$qpid" 2>/dev/null || true
 	if [ -n "${tmp:-}" ] && [ -d "$tmp" ]; then
-		if [ "$keep" = 1 ] || [ "$rc" = "$HARNESS_FAILURE" ]; then log "run directory kept: $tmp"; else rm -rf "$tmp"; fi
+		if [ "$keep" = 1 ] || { [ "$rc" = "$HARNESS_FAILURE" ] && [ "$booted" = 1 ]; }; then
+			log "run directory kept: $tmp"
+		else
+			rm -rf "$tmp"
+		fi
 	fi
 }
 
+# The guest init's own lines first (they say how far it got), then the end of the kernel's messages.
 print_console_tail() {
+	local console
+	console=$(tr -d '\r' <"$tmp/console.log")
+	if grep -q '^harness-init:' <<<"$console"; then
+		log "guest init log:"
+		grep '^harness-init:' <<<"$console" | grep -v 'kernel log follows' | sed 's/^/  | /' >&2 || true
+	fi
 	log "last lines of the guest console ($tmp/console.log):"
-	tr -d '\r' <"$tmp/console.log" | tail -n "${1:-60}" | sed 's/^/  | /' >&2
+	grep -v '^harness-init:' <<<"$console" | tail -n "$1" | sed 's/^/  | /' >&2 || true
 	if [ -s "$tmp/qemu.err" ]; then
 		log "qemu stderr:"
 		sed 's/^/  | /' "$tmp/qemu.err" >&2
@@ -370,7 +429,7 @@ print_console_tail() {
 
 fail_run() {
 	log "HARNESS FAILURE: $*"
-	print_console_tail 60
+	print_console_tail 40
 	exit "$HARNESS_FAILURE"
 }
 
@@ -380,6 +439,7 @@ boot_guest() {
 	local cmdline="console=ttyS0 loglevel=3 panic=-1 $append"
 	mkfifo "$tmp/out.fifo"
 	: >"$tmp/console.log"
+	booted=1
 	timeout --kill-after=10 "$timeout_s" qemu-system-x86_64 \
 		-accel tcg -cpu "$cpu" -smp "$smp" -m "$mem" \
 		-nodefaults -no-user-config -display none -no-reboot \
@@ -402,11 +462,9 @@ boot_guest() {
 		}' <"$tmp/out.fifo" &
 	# Waiting with the wait builtin (not a foreground awk) lets a SIGTERM from ctest run on_signal at once.
 	apid=$!
-	set +e
-	wait "$apid"
-	wait "$qpid"
-	qemu_rc=$?
-	set -e
+	wait "$apid" || true
+	qemu_rc=0
+	wait "$qpid" || qemu_rc=$?
 	qpid=""
 }
 

@@ -4,8 +4,9 @@
  * Opens /dev/kvm, requires KVM_GET_API_VERSION == 12, a dirty ring (KVM_CAP_DIRTY_LOG_RING_ACQ_REL or
  * KVM_CAP_DIRTY_LOG_RING) and KVM_CAP_MANUAL_DIRTY_LOG_PROTECT2, prints what it found on one line starting
  * "probe: ok", and exits with the status given as argv[1]. Any further arguments are echoed on a line starting
- * "probe: args" (the self-test checks that quoting survives the trip). If a check fails it prints "probe: FAIL ..."
- * and exits 42, whatever argv[1] says. PAGEMAP_SCAN (Linux 6.7+) is reported, not required.
+ * "probe: args" (the self-test checks that quoting survives the trip); with PROBE_FILE set, the first line of that
+ * file is printed too (checks --env and --extra-file). If a check fails it prints "probe: FAIL ..." and exits 42,
+ * whatever argv[1] says. PAGEMAP_SCAN (Linux 6.7+) is reported, not required.
  *
  * Build: gcc -O2 -static -Wall -Wextra -o probe probe.c
  */
@@ -74,6 +75,16 @@ int main(int argc, char **argv)
 		for (int i = 2; i < argc; i++)
 			printf(" [%s]", argv[i]);
 		printf("\n");
+	}
+	const char *file = getenv("PROBE_FILE");
+	if (file) {
+		char line[256] = "";
+		FILE *f = fopen(file, "r");
+		if (!f || !fgets(line, sizeof(line), f))
+			snprintf(line, sizeof(line), "unreadable: %s\n", strerror(errno));
+		if (f)
+			fclose(f);
+		printf("probe: file %s: %s", file, line);
 	}
 	fprintf(stderr, "probe: this line went to stderr\n");
 	return ok ? want_rc : 42;

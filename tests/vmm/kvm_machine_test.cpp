@@ -63,6 +63,10 @@ class DirtyVerifier {
   }
 
   // Returns the number of region pages that changed this round.
+  //
+  // KVM logs a page when the write faults, before the store lands; a vCPU kicked out right then has its page
+  // reported dirty while it still holds the old value, and the store completes after resume. So each vCPU may have
+  // at most one reported page that did not change (dirty_log_test allows the same, as "iteration - 1").
   uint64_t check(Machine& m, const std::vector<uint64_t>& dirty_gfns) {
     std::vector<uint8_t> dirty(m.host_memory().size() / 4096, 0);
     for (uint64_t g : dirty_gfns) dirty.at(g) = 1;
@@ -71,24 +75,27 @@ class DirtyVerifier {
       const WorkloadControl& c = controls_[v];
       uint64_t completed = status_of(m, static_cast<unsigned>(v));
       uint64_t first_gfn = c.region_gpa / 4096;
+      uint64_t reported_unchanged = 0;
       for (uint64_t p = 0; p < c.region_pages; ++p) {
         uint64_t value = page_value(m, c.region_gpa + p * 4096);
         bool reported = dirty[first_gfn + p];
         bool changed = value != shadow_[v][p];
         // No written page is missed.
-        EXPECT_TRUE(!changed || reported) << "vCPU " << v << " page " << p << " changed to " << value
-                                          << " but was not reported dirty";
+        EXPECT_TRUE(!changed || reported) << "vCPU " << v << " page " << p << " changed from " << shadow_[v][p]
+                                          << " to " << value << " but was not reported dirty";
         // No page holds an iteration newer than the one in progress.
         EXPECT_LE(value, completed + 1) << "vCPU " << v << " page " << p;
-        // A page reported dirty holds a value written since the last harvest.
-        if (reported) {
-          EXPECT_GE(value, completed_before_[v] + 1) << "vCPU " << v << " page " << p << " reported dirty but holds "
-                                                     << value << " from before iteration "
-                                                     << completed_before_[v] + 1;
+        // A changed page holds a value written since the last harvest.
+        if (changed) {
+          EXPECT_GE(value, completed_before_[v] + 1) << "vCPU " << v << " page " << p << " holds " << value;
         }
+        reported_unchanged += reported && !changed;
         changed_total += changed;
         shadow_[v][p] = value;
       }
+      EXPECT_LE(reported_unchanged, 1u) << "vCPU " << v << ": " << reported_unchanged
+                                        << " pages reported dirty that were not written (at most the one store in "
+                                           "flight may be)";
       completed_before_[v] = completed;
     }
     return changed_total;
@@ -100,13 +107,28 @@ class DirtyVerifier {
   std::vector<uint64_t> completed_before_;
 };
 
+// Lets the guest run for `at_least`, then on until every vCPU completed another iteration (nested KVM under TCG is
+// slow and uneven) or 20 s passed.
+void wait_for_progress(Machine& m, std::chrono::milliseconds at_least) {
+  std::vector<uint64_t> before;
+  for (unsigned v = 0; v < m.config().vcpus; ++v) before.push_back(status_of(m, v));
+  std::this_thread::sleep_for(at_least);
+  if (m.config().workload.kind == guest::WorkloadKind::kIdle) return;
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+  for (unsigned v = 0; v < m.config().vcpus && std::chrono::steady_clock::now() < deadline; ++v) {
+    while (status_of(m, v) == before[v] && std::chrono::steady_clock::now() < deadline) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    }
+  }
+}
+
 // Runs `rounds` of run -> pause -> harvest -> verify -> rearm -> resume. Returns pages changed in all.
 uint64_t run_verified_rounds(Machine& m, const MachineConfig& config, int rounds, std::chrono::milliseconds run_for) {
   DirtyVerifier verifier(config);
   EXPECT_TRUE(m.start().is_ok());
   uint64_t changed = 0;
   for (int r = 0; r < rounds && !::testing::Test::HasFailure(); ++r) {
-    std::this_thread::sleep_for(run_for);
+    wait_for_progress(m, run_for);
     Status paused = m.pause(5000ms);
     EXPECT_TRUE(paused.is_ok()) << paused.to_string();
     auto dirty = m.harvest_dirty();
@@ -130,7 +152,7 @@ MachineConfig small_config(TrackingMode mode, unsigned vcpus, guest::WorkloadKin
   c.workload.seed = 7;
   c.workload.writes_per_iteration = 16;
   c.workload.hot_pages = 64;
-  c.workload.delay_loops = 200;
+  c.workload.delay_loops = 0;  // PAUSE loops exit to the host under nested virtualization: very slow there
   return c;
 }
 
@@ -143,9 +165,9 @@ TEST_P(TrackingModeTest, EveryWrittenPageIsReportedAndNoneIsStale) {
     auto m = make_machine(config);
     ASSERT_TRUE(m);
     EXPECT_EQ(m->tracking_mode(), GetParam());
-    uint64_t changed = run_verified_rounds(*m, config, 12, 30ms);
+    uint64_t changed = run_verified_rounds(*m, config, 8, 50ms);
     EXPECT_GT(changed, 0u) << "the guest wrote nothing";
-    std::printf("mode %s, workload %u: %llu page changes verified over 12 harvests, iterations %llu/%llu\n",
+    std::printf("mode %s, workload %u: %llu page changes verified over 8 harvests, iterations %llu/%llu\n",
                 std::string(tracking_mode_name(GetParam())).c_str(), static_cast<unsigned>(kind),
                 static_cast<unsigned long long>(changed), static_cast<unsigned long long>(status_of(*m, 0)),
                 static_cast<unsigned long long>(status_of(*m, 1)));
@@ -232,20 +254,19 @@ bool wait_for_iterations(Machine& m, uint64_t iterations, std::chrono::seconds l
 TEST(KvmMachine, SaveAndRestoreIntoANewVmReachesTheSameImage) {
   SKIP_WITHOUT_KVM();
   MachineConfig config = small_config(TrackingMode::kAuto, 2, guest::WorkloadKind::kRandomWriter);
-  const uint64_t kFinal = 3000;
+  const uint64_t kFinal = 600;
   config.workload.max_iterations = kFinal;
-  config.workload.delay_loops = 50;
   auto a = make_machine(config);
   ASSERT_TRUE(a);
   ASSERT_TRUE(a->start().is_ok());
-  std::this_thread::sleep_for(50ms);
+  wait_for_progress(*a, 20ms);
   ASSERT_TRUE(a->pause(5000ms).is_ok());
   uint64_t at_save = status_of(*a, 0);
   auto state = a->save_state();
   ASSERT_TRUE(state.is_ok()) << state.status().to_string();
   std::vector<uint8_t> memory(a->host_memory().begin(), a->host_memory().end());
   ASSERT_TRUE(a->resume().is_ok());
-  ASSERT_TRUE(wait_for_iterations(*a, kFinal, 600s)) << "the original VM did not finish";
+  ASSERT_TRUE(wait_for_iterations(*a, kFinal, 300s)) << "the original VM did not finish";
   ASSERT_TRUE(a->pause(5000ms).is_ok());
 
   auto b = kvm::create_kvm_machine(config);
@@ -254,7 +275,7 @@ TEST(KvmMachine, SaveAndRestoreIntoANewVmReachesTheSameImage) {
   Status loaded = (*b)->load_state(*state);
   ASSERT_TRUE(loaded.is_ok()) << loaded.to_string();
   ASSERT_TRUE((*b)->start().is_ok());
-  ASSERT_TRUE(wait_for_iterations(**b, kFinal, 600s)) << "the restored VM did not finish";
+  ASSERT_TRUE(wait_for_iterations(**b, kFinal, 300s)) << "the restored VM did not finish";
   ASSERT_TRUE((*b)->pause(5000ms).is_ok());
   EXPECT_TRUE((*b)->vcpu_error().is_ok()) << (*b)->vcpu_error().to_string();
 

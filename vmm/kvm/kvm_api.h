@@ -2,8 +2,18 @@
 // /dev/kvm handle with its capability probes. Constants missing from older <linux/kvm.h> are defined here.
 #pragma once
 
+// Older uapi headers declare flexible arrays through __DECLARE_FLEX_ARRAY, which in C++ wraps them in a struct with
+// an empty member of size 1. That changes sizeof(kvm_cpuid2), kvm_msrs and friends, and with it the ioctl numbers
+// (_IOWR encodes the size): the kernel then answers EINVAL. Declare them as the C ABI has them. Include this header
+// instead of <linux/kvm.h>.
+#include <linux/stddef.h>
+#undef __DECLARE_FLEX_ARRAY
+#define __DECLARE_FLEX_ARRAY(TYPE, NAME) TYPE NAME[0]
 #include <linux/kvm.h>
 #include <sys/ioctl.h>
+
+static_assert(sizeof(kvm_cpuid2) == 8 && sizeof(kvm_msrs) == 8 && sizeof(kvm_msr_list) == 4,
+              "KVM structures must have their C layout");
 
 #include <cerrno>
 #include <cstdint>

@@ -3,7 +3,6 @@
 // until all of them are parked. State machine per vCPU: created -> running <-> parked -> stopped.
 #pragma once
 
-#include <linux/kvm.h>
 #include <pthread.h>
 
 #include <condition_variable>
@@ -13,6 +12,7 @@
 #include "common/status.h"
 #include "common/unique_fd.h"
 #include "vmm/kvm/dirty_tracker.h"
+#include "vmm/kvm/kvm_api.h"
 
 namespace ckpt::vmm::kvm {
 
