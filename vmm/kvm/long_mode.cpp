@@ -53,7 +53,11 @@ Status enter_long_mode(int fd, unsigned index) {
   regs.rsp = guest::kStackTopGpa - uint64_t{index} * guest::kStackBytes;
   regs.rdi = guest::kControlGpa + 64ull * index;
   regs.rsi = guest::kStatusGpa + 64ull * index;
-  return KVM_CALL(fd, KVM_SET_REGS, &regs).status();
+  CKPT_RETURN_IF_ERROR(KVM_CALL(fd, KVM_SET_REGS, &regs).status());
+
+  // With the in-kernel LAPIC every vCPU but the first starts waiting for INIT/SIPI; ours start running at once.
+  kvm_mp_state runnable{KVM_MP_STATE_RUNNABLE};
+  return KVM_CALL(fd, KVM_SET_MP_STATE, &runnable).status();
 }
 
 }  // namespace ckpt::vmm::kvm
