@@ -1,6 +1,7 @@
 // FaultFileSystem: injected failures hit exactly the chosen operation, and a simulated power loss keeps exactly
 // what was made durable (file data by sync, names by sync_dir) and nothing else.
 #include "snapshot/io/fault_file_system.h"
+#include "tests/snapshot/test_util.h"
 
 #include <gtest/gtest.h>
 #include <sys/stat.h>
@@ -19,22 +20,7 @@
 namespace ckpt::snap {
 namespace {
 
-// A fresh directory under /tmp, removed with everything in it when the test ends.
-class TempDir {
- public:
-  TempDir() {
-    char name[] = "/tmp/ckpt-fault-XXXXXX";
-    if (::mkdtemp(name) != nullptr) path_ = name;
-  }
-  ~TempDir() {
-    std::error_code ec;
-    if (!path_.empty()) std::filesystem::remove_all(path_, ec);
-  }
-  const std::string& path() const { return path_; }
-
- private:
-  std::string path_;
-};
+using testing::TempDir;
 
 ByteBuffer make_buffer(std::string_view bytes) {
   ByteBuffer buffer(bytes.size());

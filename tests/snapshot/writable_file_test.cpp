@@ -12,26 +12,12 @@
 #include <vector>
 
 #include "snapshot/io/file_system.h"
+#include "tests/snapshot/test_util.h"
 
 namespace ckpt::snap {
 namespace {
 
-// A fresh directory under /tmp, removed with everything in it when the test ends.
-class TempDir {
- public:
-  TempDir() {
-    char name[] = "/tmp/ckpt-wfile-XXXXXX";
-    if (::mkdtemp(name) != nullptr) path_ = name;
-  }
-  ~TempDir() {
-    std::error_code ec;
-    if (!path_.empty()) std::filesystem::remove_all(path_, ec);
-  }
-  const std::string& path() const { return path_; }
-
- private:
-  std::string path_;
-};
+using testing::TempDir;
 
 struct EngineCase {
   WriteEngine engine;
