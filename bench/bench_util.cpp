@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <spawn.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/utsname.h>
 #include <sys/wait.h>
@@ -85,6 +86,34 @@ Status sync_file_system(const std::string& path) {
   return Status::ok();
 }
 
+namespace {
+
+Status read_file(const std::string& path, std::vector<uint8_t>& buffer) {
+  UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+  if (!fd.valid()) return Status::from_errno(errno, "open " + path + " to warm the cache");
+  for (off_t at = 0;;) {
+    ssize_t n = ::pread(fd.get(), buffer.data(), buffer.size(), at);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return Status::from_errno(errno, "read " + path);
+    if (n == 0) return Status::ok();
+    at += n;
+  }
+}
+
+}  // namespace
+
+Status warm_page_cache(const std::string& path) {
+  namespace fs = std::filesystem;
+  static std::vector<uint8_t> buffer(4u << 20);  // kept: a fresh buffer costs page faults every call
+  std::error_code ec;
+  if (!fs::is_directory(path, ec)) return read_file(path, buffer);
+  for (fs::recursive_directory_iterator it(path, ec), end; !ec && it != end; it.increment(ec)) {
+    if (it->is_regular_file(ec)) CKPT_RETURN_IF_ERROR(read_file(it->path().string(), buffer));
+  }
+  if (ec) return Status::from_errno(ec.value(), "list " + path);
+  return Status::ok();
+}
+
 Result<uint64_t> file_size(const std::string& path) {
   struct stat st {};
   if (::stat(path.c_str(), &st) != 0) return Status::from_errno(errno, "stat " + path);
@@ -112,6 +141,44 @@ Status remove_tree(const std::string& path) {
 
 namespace {
 
+// Busy CPU-seconds of the whole machine since boot; steal counts as busy (the host took the CPU from us).
+double machine_busy_seconds() {
+  std::ifstream stat("/proc/stat");
+  std::string cpu;
+  uint64_t user = 0, nice = 0, system = 0, idle = 0, iowait = 0, irq = 0, softirq = 0, steal = 0;
+  stat >> cpu >> user >> nice >> system >> idle >> iowait >> irq >> softirq >> steal;
+  return static_cast<double>(user + nice + system + irq + softirq + steal) / static_cast<double>(sysconf(_SC_CLK_TCK));
+}
+
+double seconds_of(const timeval& tv) { return static_cast<double>(tv.tv_sec) + static_cast<double>(tv.tv_usec) * 1e-6; }
+
+// CPU-seconds of this process (all its threads, io_uring workers included) and its waited-for children.
+double our_cpu_seconds() {
+  double total = 0;
+  for (int who : {RUSAGE_SELF, RUSAGE_CHILDREN}) {
+    rusage usage{};
+    if (::getrusage(who, &usage) == 0) total += seconds_of(usage.ru_utime) + seconds_of(usage.ru_stime);
+  }
+  return total;
+}
+
+}  // namespace
+
+void CpuWatch::start() {
+  start_wall_ = now_seconds();
+  start_machine_ = machine_busy_seconds();
+  start_ours_ = our_cpu_seconds();
+}
+
+double CpuWatch::stop() {
+  wall_ += now_seconds() - start_wall_;
+  double ours = our_cpu_seconds() - start_ours_;
+  others_ += std::max(0.0, (machine_busy_seconds() - start_machine_) - ours);
+  return ours;
+}
+
+namespace {
+
 std::string cpu_model() {
   std::ifstream cpuinfo("/proc/cpuinfo");
   std::string line;
@@ -131,8 +198,9 @@ MachineInfo describe_machine(const std::string& bench_dir) {
   info.cpu_model = cpu_model();
   utsname uts{};
   if (::uname(&uts) == 0) info.kernel = std::string(uts.sysname) + " " + uts.release;
-  info.file_system = command_first_line("findmnt -n -o FSTYPE,SOURCE,OPTIONS -T '" + bench_dir + "' 2>/dev/null");
-  info.zstd_version = command_first_line("zstd --version 2>/dev/null");
+  info.file_system =
+      command_first_line("findmnt -n -o FSTYPE,SOURCE,OPTIONS -T '" + bench_dir + "' 2>/dev/null | tr -s ' '");
+  info.zstd_version = command_first_line("zstd -qV 2>/dev/null");
   return info;
 }
 

@@ -36,16 +36,36 @@ Status fsync_path(const std::string& path);
 // mounted with `discard`) left over from an earlier step, so they do not land inside the next timed step.
 Status sync_file_system(const std::string& path);
 
+// Reads a file, or every file under a directory, so that a timed step finds it in the page cache. Memory is
+// reclaimed proactively on these machines (a DAMON pageout scheme), so data written a minute ago may be gone.
+Status warm_page_cache(const std::string& path);
+
 Result<uint64_t> file_size(const std::string& path);
 // Bytes in regular files under `path` (a file or a directory tree).
 Result<uint64_t> tree_size(const std::string& path);
 Status remove_tree(const std::string& path);
 
+// CPU time during timed steps: this process's (all threads, io_uring workers included) and its waited-for
+// children's, and what the rest of the machine used meanwhile (other jobs, kernel threads such as writeback).
+// A shared 2-CPU machine needs both next to wall-clock figures.
+class CpuWatch {
+ public:
+  void start();
+  // Ends the interval begun by start(); returns the CPU-seconds this process and its children used in it.
+  double stop();
+  // Average number of CPUs busy with other work during all watched intervals.
+  double other_cpus() const { return wall_ > 0 ? others_ / wall_ : 0; }
+
+ private:
+  double start_wall_ = 0, start_machine_ = 0, start_ours_ = 0;
+  double wall_ = 0, others_ = 0;
+};
+
 struct MachineInfo {
   unsigned cpus = 0;
   std::string cpu_model;
   std::string kernel;
-  std::string file_system;  // type of the file system holding the bench directory
+  std::string file_system;  // type, device and mount options of the file system holding the bench directory
   std::string zstd_version;
 };
 MachineInfo describe_machine(const std::string& bench_dir);
