@@ -79,11 +79,10 @@ Status SoftwareMachine::init() {
   }
   CKPT_RETURN_IF_ERROR(check_tracking());
   CKPT_ASSIGN_OR_RETURN(memory_, GuestMemory::create(config_.memory_bytes));
-  CKPT_ASSIGN_OR_RETURN(tracker_,
-                        make_software_tracker(*memory_, options_.conservative, options_.scan_vector_regions));
+  CKPT_ASSIGN_OR_RETURN(tracker_, make_software_tracker(*memory_, options_.conservative, options_.scan_vector_regions));
   for (unsigned i = 0; i < config_.vcpus; ++i) {
-    vcpus_.push_back(std::make_unique<SoftwareVcpu>(i, std::span<uint8_t>(memory_->host(), memory_->bytes()),
-                                                    control_));
+    vcpus_.push_back(
+        std::make_unique<SoftwareVcpu>(i, std::span<uint8_t>(memory_->host(), memory_->bytes()), control_));
   }
   CKPT_LOG(kInfo) << "software machine: " << (config_.memory_bytes >> 20) << " MiB, " << config_.vcpus
                   << " vCPUs, tracking " << tracker_->name();
@@ -96,9 +95,9 @@ Status SoftwareMachine::init() {
 Status SoftwareMachine::load_guest() {
   if (started_) return invalid_argument("load_guest after start");
   const WorkloadConfig& w = config_.workload;
-  std::vector<guest::WorkloadControl> controls = guest::split_regions(
-      config_.memory_bytes, config_.vcpus, w.kind, w.seed, w.writes_per_iteration, w.hot_pages, w.delay_loops,
-      w.max_iterations);
+  std::vector<guest::WorkloadControl> controls =
+      guest::split_regions(config_.memory_bytes, config_.vcpus, w.kind, w.seed, w.writes_per_iteration, w.hot_pages,
+                           w.delay_loops, w.max_iterations);
   std::vector<uint8_t> low(guest::kWorkloadGpa, 0);
   CKPT_RETURN_IF_ERROR(guest::build_guest_image(low, config_.memory_bytes, controls));
   CKPT_RETURN_IF_ERROR(memory_->write(0, low));

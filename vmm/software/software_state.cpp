@@ -35,7 +35,8 @@ Result<std::vector<guest::WorkloadCpuState>> parse_vcpu_states(const std::vector
   std::vector<std::optional<guest::WorkloadCpuState>> found(vcpus);
   for (const StateBlob& blob : state) {
     if (!blob.name.starts_with("software/")) {
-      return invalid_argument("state blob \"" + blob.name + "\" is not software backend state (saved by another "
+      return invalid_argument("state blob \"" + blob.name +
+                              "\" is not software backend state (saved by another "
                               "backend? machine state does not cross backends)");
     }
     std::optional<unsigned> index = vcpu_of(blob.name);

@@ -23,22 +23,36 @@ Status SoftwareVcpu::prepare(const guest::WorkloadCpuState* state) {
   WorkloadCpu cpu(c);
   // A workload that will write must write inside guest memory. (A KVM guest writing outside would exit with an
   // MMIO fault; here it would corrupt the host, so it is refused up front.)
-  if (!cpu.halted() && (c.region_gpa > memory_.size() ||
-                        c.region_pages > (memory_.size() - c.region_gpa) / guest::kPageSize)) {
+  if (!cpu.halted() &&
+      (c.region_gpa > memory_.size() || c.region_pages > (memory_.size() - c.region_gpa) / guest::kPageSize)) {
     return invalid_argument(who + ": workload region at " + std::to_string(c.region_gpa) + " of " +
                             std::to_string(c.region_pages) + " pages lies outside guest memory (" +
                             std::to_string(memory_.size()) + " bytes)");
   }
   c.delay_loops = 0;  // this thread runs the delay itself, so that a pause can interrupt it
   cpu = WorkloadCpu(c);
-  if (state != nullptr) CKPT_RETURN_IF_ERROR(cpu.restore(*state).with_context(who));
+  halted_by_control_ = false;
+  if (state != nullptr) CKPT_RETURN_IF_ERROR(restore(cpu, *state).with_context(who));
   cpu_.emplace(cpu);
   region_ = memory_.data() + c.region_gpa;
   status_slot_ = reinterpret_cast<uint64_t*>(memory_.data() + guest::status_gpa(index_));
   delay_left_ = 0;  // a restore skips the rest of an interrupted delay, as the guest's does (RCX is not saved)
   max_check_due_ = false;
-  halted_by_control_ = false;
   return Status::ok();
+}
+
+// A vCPU saved after its VMM lowered max_iterations below the completed count is halted (a KVM guest would be
+// sitting at its `hlt`); WorkloadCpu::restore refuses that state, so it is taken unbounded and kept halted.
+Status SoftwareVcpu::restore(WorkloadCpu& cpu, const guest::WorkloadCpuState& state) {
+  const WorkloadControl& c = cpu.control();
+  if (c.max_iterations == 0 || state.iterations <= c.max_iterations || state.writes_done_in_iteration != 0) {
+    return cpu.restore(state);
+  }
+  WorkloadControl unbounded = c;
+  unbounded.max_iterations = 0;
+  cpu = WorkloadCpu(unbounded);
+  halted_by_control_ = true;
+  return cpu.restore(state);
 }
 
 void SoftwareVcpu::start_thread() {

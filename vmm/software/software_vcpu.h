@@ -26,7 +26,7 @@ namespace ckpt::vmm::software {
 
 struct VcpuControl {
   std::mutex mutex;
-  std::condition_variable wake;       // vCPUs wait here for `run` or `stop`
+  std::condition_variable wake;        // vCPUs wait here for `run` or `stop`
   std::condition_variable all_parked;  // the machine waits here for `parked`
   // Requested state. Written only with `mutex` held (so condition waits cannot miss it); read without the lock
   // between workload steps.
@@ -58,6 +58,7 @@ class SoftwareVcpu {
   guest::WorkloadCpuState state() const { return cpu_ ? cpu_->state() : guest::WorkloadCpuState{}; }
 
  private:
+  Status restore(guest::WorkloadCpu& cpu, const guest::WorkloadCpuState& state);
   void thread_main();
   // Steps until a pause is requested or the workload halts.
   void run_workload();

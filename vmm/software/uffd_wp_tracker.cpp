@@ -30,10 +30,10 @@ Result<UniqueFd> open_userfaultfd() {
   if (fd >= 0) return UniqueFd(fd);
   const int err = errno;
   if (err == ENOSYS) {
-    return Status(StatusCode::kUnsupported,
-                  "userfaultfd: not available (ENOSYS): the kernel " + kernel_release() +
-                      " is built without CONFIG_USERFAULTFD",
-                  err);
+    return Status(
+        StatusCode::kUnsupported,
+        "userfaultfd: not available (ENOSYS): the kernel " + kernel_release() + " is built without CONFIG_USERFAULTFD",
+        err);
   }
   if (err == EPERM) {
     return Status(StatusCode::kPermission,
@@ -46,7 +46,7 @@ Result<UniqueFd> open_userfaultfd() {
 
 // UFFDIO_API: asks for `features` and returns every feature the kernel offers. An fd accepts one UFFDIO_API only.
 Result<uint64_t> uffd_api_handshake(int fd, uint64_t features) {
-  struct uffdio_api api{};
+  struct uffdio_api api {};
   api.api = UFFD_API;
   api.features = features;
   if (::ioctl(fd, UFFDIO_API, &api) != 0) return Status::from_errno(errno, "ioctl UFFDIO_API");
@@ -87,8 +87,9 @@ Status probe_pagemap_scan(int pagemap) {
   const int err = errno;
   if (err == ENOTTY || err == EINVAL) {
     return Status(StatusCode::kUnsupported,
-                  "ioctl PAGEMAP_SCAN on /proc/self/pagemap: not supported (" + std::string(err == ENOTTY ? "ENOTTY" : "EINVAL") +
-                      ") by the kernel " + kernel_release() + "; " + kNeedsNewKernel,
+                  "ioctl PAGEMAP_SCAN on /proc/self/pagemap: not supported (" +
+                      std::string(err == ENOTTY ? "ENOTTY" : "EINVAL") + ") by the kernel " + kernel_release() + "; " +
+                      kNeedsNewKernel,
                   err);
   }
   return Status::from_errno(err, "ioctl PAGEMAP_SCAN on /proc/self/pagemap");
@@ -105,7 +106,8 @@ Status probe_uffd_wp() {
 }
 
 UffdWpTracker::UffdWpTracker(GuestMemory& memory, size_t vector_regions)
-    : memory_(memory), vector_(vector_regions == 0 ? kDefaultVectorRegions : vector_regions),
+    : memory_(memory),
+      vector_(vector_regions == 0 ? kDefaultVectorRegions : vector_regions),
       pending_(memory.pages()) {}
 
 Result<std::unique_ptr<UffdWpTracker>> UffdWpTracker::create(GuestMemory& memory, size_t vector_regions) {
@@ -139,7 +141,8 @@ Status UffdWpTracker::register_slots() {
       return Status::from_errno(errno, "ioctl UFFDIO_REGISTER (write-protect mode)" + where);
     }
     if ((reg.ioctls & (uint64_t{1} << _UFFDIO_WRITEPROTECT)) == 0) {
-      return unsupported("ioctl UFFDIO_REGISTER" + where + ": the kernel offers no UFFDIO_WRITEPROTECT for memfd "
+      return unsupported("ioctl UFFDIO_REGISTER" + where +
+                         ": the kernel offers no UFFDIO_WRITEPROTECT for memfd "
                          "memory (needs CONFIG_PTE_MARKER_UFFD_WP)");
     }
     uffdio_writeprotect wp{};

@@ -52,8 +52,8 @@ class UffdWpTracker final : public SoftwareTracker {
   Status scan_slot(const MemorySlot& slot);
 
   GuestMemory& memory_;
-  UniqueFd uffd_;     // must stay open: closing it unregisters the memory
-  UniqueFd pagemap_;  // /proc/self/pagemap
+  UniqueFd uffd_;                    // must stay open: closing it unregisters the memory
+  UniqueFd pagemap_;                 // /proc/self/pagemap
   std::vector<page_region> vector_;  // the ioctl's output, reused by every call
   DirtyBitmap pending_;              // harvested (so re-protected) but not yet handed out
   uint64_t last_scan_calls_ = 0;
