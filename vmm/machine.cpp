@@ -6,6 +6,7 @@ namespace {
 constexpr std::pair<std::string_view, TrackingMode> kModes[] = {
     {"auto", TrackingMode::kAuto},         {"ring", TrackingMode::kDirtyRing}, {"clear-log", TrackingMode::kClearLog},
     {"dirty-log", TrackingMode::kDirtyLog}, {"uffd-wp", TrackingMode::kUffdWp},
+    {"conservative", TrackingMode::kConservative},
 };
 }  // namespace
 

@@ -22,6 +22,7 @@ enum class TrackingMode {
   kClearLog,   // KVM_GET_DIRTY_LOG + KVM_CLEAR_DIRTY_LOG (manual protect)
   kDirtyLog,   // KVM_GET_DIRTY_LOG alone
   kUffdWp,     // software backend: userfaultfd write-protect + PAGEMAP_SCAN
+  kConservative,  // software backend fallback, chosen explicitly: every page counts as dirty at every harvest
 };
 std::string_view tracking_mode_name(TrackingMode mode);
 bool parse_tracking_mode(std::string_view text, TrackingMode* out);

@@ -719,7 +719,7 @@ TEST(SoftwareMachine, ConservativeTrackerReportsEverythingAndSaysSo) {
   auto m = make_machine(config, options);
   ASSERT_TRUE(m);
   EXPECT_EQ(software::software_tracker_name(*m), "conservative");
-  EXPECT_EQ(m->tracking_mode(), TrackingMode::kAuto);  // until TrackingMode has kConservative
+  EXPECT_EQ(m->tracking_mode(), TrackingMode::kConservative);
   ASSERT_TRUE(m->start().is_ok());
   ASSERT_TRUE(m->pause(5000ms).is_ok());
   for (int i = 0; i < 2; ++i) {

@@ -63,7 +63,8 @@ Result<std::unique_ptr<DirtyTracker>> make_dirty_tracker(TrackingMode mode, int 
       if (clear.is_ok() || clear.status().code() != StatusCode::kUnsupported) return clear;
       return std::unique_ptr<DirtyTracker>(new BitmapTracker(memory, /*manual_protect=*/false));
     }
-    case TrackingMode::kUffdWp: break;
+    case TrackingMode::kUffdWp:
+    case TrackingMode::kConservative: break;
   }
   return invalid_argument("tracking mode " + std::string(tracking_mode_name(mode)) + " is not a KVM mode");
 }

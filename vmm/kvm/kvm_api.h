@@ -9,7 +9,10 @@
 #include <linux/stddef.h>
 #undef __DECLARE_FLEX_ARRAY
 #define __DECLARE_FLEX_ARRAY(TYPE, NAME) TYPE NAME[0]
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wpedantic"  // zero-length arrays are a GNU extension, as in the kernel's own C
 #include <linux/kvm.h>
+#pragma GCC diagnostic pop
 #include <sys/ioctl.h>
 
 static_assert(sizeof(kvm_cpuid2) == 8 && sizeof(kvm_msrs) == 8 && sizeof(kvm_msr_list) == 4,

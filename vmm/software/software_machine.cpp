@@ -21,9 +21,8 @@ class SoftwareMachine final : public Machine {
   Status init();
 
   std::string_view backend_name() const override { return "software"; }
-  // kAuto stands for the conservative tracker until TrackingMode has a value for it.
   TrackingMode tracking_mode() const override {
-    return tracker_->name() == "uffd-wp" ? TrackingMode::kUffdWp : TrackingMode::kAuto;
+    return tracker_->name() == "uffd-wp" ? TrackingMode::kUffdWp : TrackingMode::kConservative;
   }
   const MachineConfig& config() const override { return config_; }
   std::span<uint8_t> host_memory() override { return {memory_->host(), memory_->bytes()}; }
