@@ -1,5 +1,6 @@
 // A store directory opened for writing: one base epoch and a chain of delta epochs (docs/format.md). One writer per
 // store (the LOCK file); readers use Catalog, restore and verify directly and may run meanwhile.
+// Not thread-safe: one thread drives a Store and its EpochWriter, which must not outlive it.
 #pragma once
 
 #include <cstdint>
