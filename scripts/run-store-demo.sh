@@ -1,5 +1,5 @@
 #!/bin/bash
-# The main job for now (`make run`): ckptd checkpoints a 256 MiB synthetic guest every 100 ms for 5 s, checks that
+# The main job for now (`make run`): ckptd checkpoints a 256 MiB VM (KVM, else the software backend) every 100 ms for 5 s, checks that
 # the newest epoch restores bit-exactly, then the ckpt CLI lists, inspects, verifies, restores and compacts the store.
 # Usage: scripts/run-store-demo.sh [BUILD_DIR]
 set -euo pipefail
@@ -11,7 +11,7 @@ ckpt=$build/cli/ckpt
 
 step() { printf '\n== %s\n' "$*"; }
 
-step "ckptd: base snapshot, then an epoch every 100 ms for 5 s (store: $store)"
+step "ckptd: a 256 MiB VM, base snapshot, then an epoch every 100 ms for 5 s (store: $store)"
 "$ckptd" --store "$store/store" --memory-mib 256 --epoch-ms 100 --duration 5 --tag demo-tag --check
 
 step "ckpt list"

@@ -22,9 +22,8 @@
 namespace ckpt::vmm::software {
 
 struct SoftwareOptions {
-  // Whether the all-pages-dirty tracker may stand in for uffd-wp (see ConservativePolicy). TrackingMode has no
-  // value for it, so it is chosen here; tracking_mode() then reports kAuto and software_tracker_name()
-  // "conservative".
+  // Whether the all-pages-dirty tracker may stand in for uffd-wp (see ConservativePolicy); tracking_mode() then
+  // reports kConservative and software_tracker_name() "conservative".
   ConservativePolicy conservative = ConservativePolicy::kNever;
   size_t scan_vector_regions = 0;  // PAGEMAP_SCAN output vector length; 0 = UffdWpTracker's default
 };
