@@ -126,10 +126,9 @@ ckpt::Result<std::unique_ptr<Machine>> make_machine(const Options& o) {
   ckpt::vmm::MachineConfig config;
   config.memory_bytes = o.memory_mib << 20;
   config.vcpus = o.vcpus;
-  config.workload.kind = o.workload == "random-writer" ? ckpt::vmm::guest::WorkloadKind::kRandomWriter
-                         : o.workload == "sweep"       ? ckpt::vmm::guest::WorkloadKind::kSweep
-                         : o.workload == "idle"        ? ckpt::vmm::guest::WorkloadKind::kIdle
-                                                       : ckpt::vmm::guest::WorkloadKind::kHotSet;
+  if (!ckpt::vmm::parse_workload_kind(o.workload, &config.workload.kind)) {
+    return ckpt::invalid_argument("unknown workload " + o.workload + " (random-writer, hot-set, sweep, idle)");
+  }
   config.workload.seed = o.seed;
   config.workload.writes_per_iteration = 16;
   config.workload.hot_pages = 1024;

@@ -26,6 +26,9 @@ enum class TrackingMode {
 };
 std::string_view tracking_mode_name(TrackingMode mode);
 bool parse_tracking_mode(std::string_view text, TrackingMode* out);
+// "random-writer", "hot-set", "sweep", "idle"
+std::string_view workload_kind_name(guest::WorkloadKind kind);
+bool parse_workload_kind(std::string_view text, guest::WorkloadKind* out);
 
 struct WorkloadConfig {
   guest::WorkloadKind kind = guest::WorkloadKind::kRandomWriter;

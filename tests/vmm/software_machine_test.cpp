@@ -378,18 +378,16 @@ TEST_P(WorkloadKindTest, FourVcpusEveryHarvestExact) {
       static_cast<unsigned long long>(status_of(*m, 2)), static_cast<unsigned long long>(status_of(*m, 3)));
 }
 
+// gtest names allow no '-': "random-writer" -> "random_writer".
+std::string kind_test_name(const ::testing::TestParamInfo<WorkloadKind>& info) {
+  std::string name(workload_kind_name(info.param));
+  for (char& c : name) c = c == '-' ? '_' : c;
+  return name;
+}
+
 INSTANTIATE_TEST_SUITE_P(Kinds, WorkloadKindTest,
                          ::testing::Values(WorkloadKind::kRandomWriter, WorkloadKind::kHotSet, WorkloadKind::kSweep),
-                         [](const auto& info) {
-                           switch (info.param) {
-                             case WorkloadKind::kRandomWriter:
-                               return std::string("random_writer");
-                             case WorkloadKind::kHotSet:
-                               return std::string("hot_set");
-                             default:
-                               return std::string("sweep");
-                           }
-                         });
+                         kind_test_name);
 
 TEST(SoftwareMachine, MixedWorkloadsWithDelaysEveryHarvestExact) {
   SKIP_WITHOUT_UFFD_WP();
@@ -636,16 +634,7 @@ TEST_P(ImageTest, SaveAndRestoreIntoANewMachineReachesTheSameImage) {
 
 INSTANTIATE_TEST_SUITE_P(Kinds, ImageTest,
                          ::testing::Values(WorkloadKind::kRandomWriter, WorkloadKind::kHotSet, WorkloadKind::kSweep),
-                         [](const auto& info) {
-                           switch (info.param) {
-                             case WorkloadKind::kRandomWriter:
-                               return std::string("random_writer");
-                             case WorkloadKind::kHotSet:
-                               return std::string("hot_set");
-                             default:
-                               return std::string("sweep");
-                           }
-                         });
+                         kind_test_name);
 
 // docs/workloads.md: the guest rereads max_iterations, so a VMM can stop an unbounded guest by writing it.
 TEST(SoftwareMachine, MaxIterationsWrittenWhileRunningHaltsTheGuestThere) {
