@@ -1,205 +1,161 @@
-// ckptd: the checkpoint daemon. Until the epoch pipeline, control socket and service land (the next issue), it runs
-// one VM (KVM where /dev/kvm works, else the software backend) with a built-in workload and checkpoints it: a base
-// snapshot, then every epoch pause -> harvest -> copy the dirty pages -> rearm -> save state -> resume, and with the
-// guest running, compress + write + commit through the store. --check restores the newest epoch at the end and
-// compares it with the guest's memory bit for bit.
-#include <CLI/CLI.hpp>
-#include <algorithm>
-#include <chrono>
+// ckptd: owns one VM and checkpoints it (daemon/session.h), serves the control socket (docs/protocol.md), and runs
+// as a systemd Type=notify service (packaging/systemd/ckptd.service). Signals: SIGTERM/SIGINT take a final epoch and
+// stop; SIGHUP rereads the config and applies the settings that are safe to change.
+#include <pthread.h>
+#include <signal.h>
+
+#include <atomic>
 #include <cstdio>
-#include <cstring>
 #include <thread>
-#include <vector>
 
 #include "common/log.h"
-#include "snapshot/restore.h"
-#include "snapshot/store.h"
-#include "vmm/machine_factory.h"
+#include "daemon/config.h"
+#include "daemon/control/server.h"
+#include "daemon/handlers.h"
+#include "daemon/metrics/http_listener.h"
+#include "daemon/metrics/prometheus.h"
+#include "daemon/service/service_notify.h"
+#include "daemon/session.h"
 
 namespace {
 
-using Clock = std::chrono::steady_clock;
-using ckpt::Status;
-using ckpt::vmm::Machine;
-constexpr uint64_t kPage = 4096;
-constexpr auto kPauseTimeout = std::chrono::milliseconds(1000);
+using namespace ckpt;
+using namespace ckpt::daemon;
 
-struct Options {
-  std::string store_dir;
-  uint64_t memory_mib = 256;
-  unsigned vcpus = 2;
-  std::string backend = "auto";
-  std::string workload = "hot-set";
-  uint64_t epoch_ms = 100;
-  double duration_s = 5;
-  uint64_t delay_loops = 20000;
-  uint64_t seed = 1;
-  bool check = false;
-  std::string snapshot_tag;
-};
+// Signals are blocked in every thread and taken synchronously here, so no handler runs in a random thread.
+class SignalThread {
+ public:
+  SignalThread(std::function<void()> on_stop, std::function<void()> on_reload, std::function<void()> on_tick)
+      : thread_([=, this] { loop(on_stop, on_reload, on_tick); }) {}
+  ~SignalThread() {
+    done_ = true;
+    thread_.join();
+  }
+  static void block_signals() {
+    sigset_t set = handled();
+    pthread_sigmask(SIG_BLOCK, &set, nullptr);
+    signal(SIGPIPE, SIG_IGN);  // a CLI that goes away mid-reply must not kill the daemon
+  }
 
-struct Totals {
-  uint64_t epochs = 0;
-  uint64_t dirty_pages = 0;
-  uint64_t stored_bytes = 0;
-  uint64_t raw_bytes = 0;
-  std::vector<double> pauses_ms;
-};
-
-double ms_since(Clock::time_point t) { return std::chrono::duration<double, std::milli>(Clock::now() - t).count(); }
-
-Status add_state(ckpt::snap::EpochWriter& writer, const std::vector<ckpt::vmm::StateBlob>& state) {
-  for (const auto& blob : state) CKPT_RETURN_IF_ERROR(writer.add_state(blob.name, blob.data));
-  return Status::ok();
-}
-
-// The base holds every page and the machine state, taken before the guest first runs.
-Status write_base(ckpt::snap::Store& store, Machine& machine, Totals& totals) {
-  std::span<uint8_t> memory = machine.host_memory();
-  CKPT_ASSIGN_OR_RETURN(auto writer, store.begin_base(memory.size() / kPage, {"base"}));
-  for (uint64_t g = 0; g < memory.size() / kPage; ++g) CKPT_RETURN_IF_ERROR(writer->add_page(g, &memory[g * kPage]));
-  CKPT_ASSIGN_OR_RETURN(auto state, machine.save_state());
-  CKPT_RETURN_IF_ERROR(add_state(*writer, state));
-  CKPT_ASSIGN_OR_RETURN(auto meta, writer->commit());
-  totals.stored_bytes += meta->stats.stored_bytes;
-  totals.raw_bytes += meta->stats.raw_bytes;
-  return Status::ok();
-}
-
-// One epoch: the guest is paused only to harvest, copy, rearm and save state; writing happens while it runs. The
-// final epoch leaves the guest paused, so its memory is exactly what that epoch holds.
-Status take_epoch(ckpt::snap::Store& store, Machine& machine, std::vector<uint8_t>& staging, const std::string& tag,
-                  Totals& totals, bool final = false) {
-  auto t0 = Clock::now();
-  CKPT_RETURN_IF_ERROR(machine.pause(kPauseTimeout));
-  CKPT_ASSIGN_OR_RETURN(std::vector<uint64_t> dirty, machine.harvest_dirty());
-  if (staging.size() < dirty.size() * kPage) staging.resize(dirty.size() * kPage);
-  const uint8_t* memory = machine.host_memory().data();
-  for (size_t i = 0; i < dirty.size(); ++i) std::memcpy(&staging[i * kPage], memory + dirty[i] * kPage, kPage);
-  CKPT_RETURN_IF_ERROR(machine.rearm());
-  CKPT_ASSIGN_OR_RETURN(auto state, machine.save_state());
-  if (!final) CKPT_RETURN_IF_ERROR(machine.resume());
-  totals.pauses_ms.push_back(ms_since(t0));
-  CKPT_ASSIGN_OR_RETURN(auto writer, store.begin_delta({tag}));
-  for (size_t i = 0; i < dirty.size(); ++i) CKPT_RETURN_IF_ERROR(writer->add_page(dirty[i], &staging[i * kPage]));
-  CKPT_RETURN_IF_ERROR(add_state(*writer, state));
-  CKPT_ASSIGN_OR_RETURN(auto meta, writer->commit());
-  ++totals.epochs;
-  totals.dirty_pages += dirty.size();
-  totals.stored_bytes += meta->stats.stored_bytes;
-  totals.raw_bytes += meta->stats.raw_bytes;
-  return Status::ok();
-}
-
-// Restores the newest epoch into a fresh buffer and compares it with the (paused) guest's memory.
-Status check_newest(ckpt::snap::Store& store, Machine& machine) {
-  std::span<const uint8_t> guest = machine.host_memory();
-  std::vector<uint8_t> memory(guest.size());
-  CKPT_RETURN_IF_ERROR(ckpt::snap::restore_to_memory(store.fs(), store.catalog(), *store.newest(), memory).status());
-  for (uint64_t g = 0; g < guest.size() / kPage; ++g) {
-    if (std::memcmp(&memory[g * kPage], &guest[g * kPage], kPage) != 0) {
-      return ckpt::corruption("restored epoch " + std::to_string(*store.newest()) + " differs from the guest at gfn " +
-                              std::to_string(g));
+ private:
+  static sigset_t handled() {
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGHUP);
+    return set;
+  }
+  void loop(std::function<void()> on_stop, std::function<void()> on_reload, std::function<void()> on_tick) {
+    sigset_t set = handled();
+    timespec tick{0, 250 * 1000 * 1000};
+    int ticks = 0;
+    while (!done_) {
+      int sig = sigtimedwait(&set, nullptr, &tick);
+      if (sig == SIGTERM || sig == SIGINT) on_stop();
+      if (sig == SIGHUP) on_reload();
+      if (++ticks % 8 == 0) on_tick();  // every ~2 s
     }
   }
-  return Status::ok();
+  std::atomic<bool> done_{false};
+  std::thread thread_;
+};
+
+std::string status_line(const DaemonStats& s) {
+  char line[256];
+  std::snprintf(line, sizeof line, "%s: epoch %s, %llu committed, pause p99 %.2f ms, %llu errors", s.state.c_str(),
+                s.last_committed_epoch ? std::to_string(*s.last_committed_epoch).c_str() : "-",
+                static_cast<unsigned long long>(s.epochs_committed), s.pause_p99_ms,
+                static_cast<unsigned long long>(s.errors_total));
+  return line;
 }
 
-void print_summary(const Totals& t, double seconds) {
-  std::vector<double> p = t.pauses_ms;
-  std::sort(p.begin(), p.end());
-  double mean = 0;
-  for (double v : p) mean += v;
-  mean = p.empty() ? 0 : mean / static_cast<double>(p.size());
-  double p99 = p.empty() ? 0 : p[std::min(p.size() - 1, p.size() * 99 / 100)];
-  std::printf("summary: %llu epochs in %.1f s; pause mean %.3f ms, p99 %.3f ms; %.0f dirty pages/s; "
-              "%.1f MiB written for %.1f MiB of pages (ratio %.2fx)\n",
-              static_cast<unsigned long long>(t.epochs), seconds, mean, p99,
-              static_cast<double>(t.dirty_pages) / seconds, static_cast<double>(t.stored_bytes) / (1 << 20),
-              static_cast<double>(t.raw_bytes) / (1 << 20),
-              t.stored_bytes ? static_cast<double>(t.raw_bytes) / static_cast<double>(t.stored_bytes) : 0.0);
-}
-
-ckpt::Result<std::unique_ptr<Machine>> make_machine(const Options& o) {
-  ckpt::vmm::Backend backend;
-  if (!ckpt::vmm::parse_backend(o.backend, &backend)) return ckpt::invalid_argument("unknown backend " + o.backend);
-  ckpt::vmm::MachineConfig config;
-  config.memory_bytes = o.memory_mib << 20;
-  config.vcpus = o.vcpus;
-  if (!ckpt::vmm::parse_workload_kind(o.workload, &config.workload.kind)) {
-    return ckpt::invalid_argument("unknown workload " + o.workload + " (random-writer, hot-set, sweep, idle)");
-  }
-  config.workload.seed = o.seed;
-  config.workload.writes_per_iteration = 16;
-  config.workload.hot_pages = 1024;
-  config.workload.delay_loops = o.delay_loops;
-  CKPT_ASSIGN_OR_RETURN(auto machine, ckpt::vmm::create_machine(config, backend));
-  CKPT_RETURN_IF_ERROR(machine->load_guest());
-  return machine;
-}
-
-Status run(const Options& o) {
-  CKPT_ASSIGN_OR_RETURN(auto store, ckpt::snap::Store::open(o.store_dir));
-  if (!store->catalog().empty()) {
-    return ckpt::invalid_argument(o.store_dir + " already holds epochs; resuming arrives with the epoch pipeline");
-  }
-  CKPT_ASSIGN_OR_RETURN(auto machine, make_machine(o));
-  std::printf("ckptd: %s backend, %s tracking, %llu MiB, %u vCPUs, %s workload\n",
-              std::string(machine->backend_name()).c_str(),
-              std::string(ckpt::vmm::tracking_mode_name(machine->tracking_mode())).c_str(),
-              static_cast<unsigned long long>(o.memory_mib), o.vcpus, o.workload.c_str());
-  Totals totals;
-  CKPT_RETURN_IF_ERROR(write_base(*store, *machine, totals));
-  auto start = Clock::now();
-  CKPT_RETURN_IF_ERROR(machine->start());
-  std::vector<uint8_t> staging;
-  auto next_status = Clock::now() + std::chrono::seconds(1);
-  while (ms_since(start) < o.duration_s * 1000) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(o.epoch_ms));
-    bool tagged = !o.snapshot_tag.empty() && totals.epochs == 10;
-    CKPT_RETURN_IF_ERROR(take_epoch(*store, *machine, staging, tagged ? o.snapshot_tag : "", totals));
-    if (Clock::now() >= next_status) {
-      std::printf("epoch %llu: %llu dirty pages so far, %.1f MiB stored\n",
-                  static_cast<unsigned long long>(*store->newest()),
-                  static_cast<unsigned long long>(totals.dirty_pages),
-                  static_cast<double>(totals.stored_bytes) / (1 << 20));
-      std::fflush(stdout);
-      next_status += std::chrono::seconds(1);
+void reload(int argc, char** argv, LoadedConfig& current, Session& session, ServiceNotifier& notifier) {
+  notifier.reloading();
+  int exit_code = -1;
+  Result<LoadedConfig> next = load_config(argc, argv, &exit_code);
+  if (!next.is_ok()) {
+    CKPT_LOG(kError) << "SIGHUP: keeping the current settings: " << next.status().to_string();
+  } else {
+    ConfigChanges changes = diff_config(current, *next);
+    for (const std::string& key : changes.need_restart) {
+      CKPT_LOG(kWarn) << "SIGHUP: " << key << " changed; it applies at the next restart";
     }
+    for (const std::string& key : changes.reloadable) {
+      CKPT_LOG(kInfo) << "SIGHUP: " << key << " = " << next->values.at(key);
+    }
+    session.reload(next->config);
+    for (const std::string& key : changes.reloadable) current.values[key] = next->values[key];
   }
-  CKPT_RETURN_IF_ERROR(take_epoch(*store, *machine, staging, "final", totals, /*final=*/true));
-  double seconds = ms_since(start) / 1000;
-  if (o.check) {
-    CKPT_RETURN_IF_ERROR(check_newest(*store, *machine));
-    std::printf("check: epoch %llu restores bit-exactly\n", static_cast<unsigned long long>(*store->newest()));
+  notifier.reloaded();
+}
+
+Result<std::unique_ptr<control::ControlServer>> start_control(const DaemonConfig& config, Session& session,
+                                                             std::function<void()> shutdown) {
+  control::ServerOptions options;
+  options.path = config.socket_path;
+  if (!config.socket_group.empty()) options.group = config.socket_group;
+  options.handlers = make_handlers(session, std::move(shutdown));
+  return control::ControlServer::start(std::move(options));
+}
+
+int run(int argc, char** argv) {
+  int exit_code = -1;
+  Result<LoadedConfig> loaded = load_config(argc, argv, &exit_code);
+  if (exit_code >= 0) return exit_code;
+  if (!loaded.is_ok()) {
+    std::fprintf(stderr, "ckptd: %s\n", loaded.status().to_string().c_str());
+    return 2;
   }
-  print_summary(totals, seconds);
-  return Status::ok();
+  const DaemonConfig& config = loaded->config;
+  set_log_level(config.log_level);
+  ServiceNotifier notifier;
+  notifier.status("starting: building the VM and its base epoch");
+  Result<std::unique_ptr<Session>> session = Session::create(config);
+  if (!session.is_ok()) {
+    CKPT_LOG(kError) << session.status().to_string();
+    return 1;
+  }
+  Session& s = **session;
+  auto shutdown = [&] {
+    notifier.stopping("taking the final epoch");
+    s.request_shutdown();
+  };
+  auto control = start_control(config, s, shutdown);
+  if (!control.is_ok()) {
+    CKPT_LOG(kError) << control.status().to_string();
+    return 1;
+  }
+  std::unique_ptr<MetricsServer> metrics;
+  if (!config.metrics_listen.empty()) {
+    auto started = MetricsServer::start(config.metrics_listen, [&] { return render_prometheus(s.stats()); });
+    if (!started.is_ok()) {
+      CKPT_LOG(kError) << started.status().to_string();
+      return 1;
+    }
+    metrics = std::move(*started);
+  }
+  SignalThread signals(shutdown, [&] { reload(argc, argv, *loaded, s, notifier); },
+                       [&] { notifier.status(status_line(s.stats())); });
+  DaemonStats at_start = s.stats();
+  CKPT_LOG(kInfo) << "ckptd ready: " << at_start.backend << " backend, " << at_start.tracking << " tracking, "
+                  << (at_start.memory_bytes >> 20) << " MiB, " << at_start.vcpus << " vCPUs; store "
+                  << config.store_dir << "; socket " << config.socket_path;
+  notifier.ready(status_line(at_start));
+  Status ran = s.run();
+  notifier.stopping(ran.is_ok() ? "final epoch committed" : "final epoch failed");
+  (*control)->stop();
+  if (!ran.is_ok()) {
+    CKPT_LOG(kError) << ran.to_string();
+    return 1;
+  }
+  CKPT_LOG(kInfo) << "ckptd stopped: " << status_line(s.stats());
+  return 0;
 }
 
 }  // namespace
 
 int main(int argc, char** argv) {
-  CLI::App app{"ckptd - incremental checkpoint daemon (a foreground run until the service lands)"};
-  Options o;
-  app.set_version_flag("--version", "ckptd 0.1.0");
-  app.add_option("--store", o.store_dir, "Store directory (created if missing; must hold no epochs)")->required();
-  app.add_option("--memory-mib", o.memory_mib, "Guest memory size in MiB (a multiple of 2)")->capture_default_str();
-  app.add_option("--vcpus", o.vcpus, "Number of vCPUs")->capture_default_str();
-  app.add_option("--backend", o.backend, "auto (KVM where /dev/kvm works), kvm or software")->capture_default_str();
-  app.add_option("--workload", o.workload, "random-writer, hot-set, sweep or idle")->capture_default_str();
-  app.add_option("--epoch-ms", o.epoch_ms, "Epoch interval in milliseconds")->capture_default_str();
-  app.add_option("--duration", o.duration_s, "Seconds to run before the final epoch")->capture_default_str();
-  app.add_option("--delay-loops", o.delay_loops, "Guest pause instructions between iterations (write rate)")
-      ->capture_default_str();
-  app.add_option("--seed", o.seed, "Seed of the guest's write pattern")->capture_default_str();
-  app.add_option("--tag", o.snapshot_tag, "Tag the 10th epoch with this label");
-  app.add_flag("--check", o.check, "At the end, restore the newest epoch and compare it with the guest");
-  CLI11_PARSE(app, argc, argv);
-  Status s = run(o);
-  if (!s.is_ok()) {
-    CKPT_LOG(kError) << s.to_string();
-    return 1;
-  }
-  return 0;
+  SignalThread::block_signals();  // before any thread exists, so every thread inherits the mask
+  return run(argc, argv);
 }

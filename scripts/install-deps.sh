@@ -4,9 +4,10 @@
 set -euo pipefail
 packages=(
   build-essential cmake pkg-config
-  liburing-dev libzstd-dev libxxhash-dev libcli11-dev nlohmann-json3-dev
+  liburing-dev libzstd-dev libxxhash-dev libcli11-dev nlohmann-json3-dev libsystemd-dev
   libgtest-dev libgmock-dev libbenchmark-dev
   zstd
+  systemd  # systemd-analyze and systemd-sysusers for the unit's test (tests/packaging/verify_unit.sh)
 )
 missing=()
 for p in "${packages[@]}"; do

@@ -1,0 +1,255 @@
+#include "daemon/config.h"
+
+#include <CLI/CLI.hpp>
+#include <charconv>
+#include <fstream>
+#include <sstream>
+
+namespace ckpt::daemon {
+namespace {
+
+using Apply = Status (*)(const std::string& text, DaemonConfig& c);
+
+struct Setting {
+  const char* key;
+  const char* fallback;  // the default, as text
+  const char* help;
+  bool reloadable;       // SIGHUP applies a new value without a restart
+  bool flag;             // a boolean: --key alone on the command line means true
+  Apply apply;
+};
+
+Result<uint64_t> parse_u64(const std::string& text, uint64_t min, uint64_t max) {
+  uint64_t v = 0;
+  auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), v);
+  if (ec != std::errc() || end != text.data() + text.size()) return invalid_argument("'" + text + "' is not a number");
+  if (v < min || v > max) {
+    return invalid_argument(text + " is outside " + std::to_string(min) + ".." + std::to_string(max));
+  }
+  return v;
+}
+
+Result<bool> parse_bool(const std::string& text) {
+  if (text == "true" || text == "yes" || text == "1" || text == "on") return true;
+  if (text == "false" || text == "no" || text == "0" || text == "off") return false;
+  return invalid_argument("'" + text + "' is not true or false");
+}
+
+#define CKPT_NUMBER_SETTING(field, min, max)                    \
+  [](const std::string& t, DaemonConfig& c) -> Status {         \
+    CKPT_ASSIGN_OR_RETURN(uint64_t v, parse_u64(t, min, max));  \
+    c.field = static_cast<decltype(c.field)>(v);                \
+    return Status::ok();                                        \
+  }
+#define CKPT_TEXT_SETTING(field)                        \
+  [](const std::string& t, DaemonConfig& c) -> Status { \
+    c.field = t;                                        \
+    return Status::ok();                                \
+  }
+
+constexpr uint64_t kMaxU64 = ~uint64_t{0};
+
+const Setting kSettings[] = {
+    {"store", "/var/lib/ckptd", "Store directory (created if missing)", false, false, CKPT_TEXT_SETTING(store_dir)},
+    {"resume", "false", "Rebuild the VM from the store's newest committed epoch instead of creating it", false, true,
+     [](const std::string& t, DaemonConfig& c) -> Status {
+       CKPT_ASSIGN_OR_RETURN(c.resume, parse_bool(t));
+       return Status::ok();
+     }},
+    {"backend", "auto", "auto (KVM where /dev/kvm works, else software), kvm or software", false, false,
+     [](const std::string& t, DaemonConfig& c) -> Status {
+       return vmm::parse_backend(t, &c.backend) ? Status::ok() : invalid_argument("unknown backend '" + t + "'");
+     }},
+    {"tracking", "auto", "Dirty tracking: auto, ring, clear-log, dirty-log (KVM); uffd-wp, conservative (software)",
+     false, false,
+     [](const std::string& t, DaemonConfig& c) -> Status {
+       return vmm::parse_tracking_mode(t, &c.machine.tracking) ? Status::ok()
+                                                              : invalid_argument("unknown tracking mode '" + t + "'");
+     }},
+    {"memory-mib", "256", "Guest memory in MiB (even)", false, false,
+     [](const std::string& t, DaemonConfig& c) -> Status {
+       CKPT_ASSIGN_OR_RETURN(uint64_t mib, parse_u64(t, 2, 1ull << 20));
+       if (mib % 2) return invalid_argument(t + " is odd (guest memory comes in 2 MiB pages)");
+       c.machine.memory_bytes = mib << 20;
+       return Status::ok();
+     }},
+    {"vcpus", "2", "Number of vCPUs", false, false, CKPT_NUMBER_SETTING(machine.vcpus, 1, 64)},
+    {"dirty-ring-entries", "4096", "KVM dirty ring entries per vCPU (a power of two, >= 256)", false, false,
+     [](const std::string& t, DaemonConfig& c) -> Status {
+       CKPT_ASSIGN_OR_RETURN(uint64_t n, parse_u64(t, 256, 1u << 20));
+       if (n & (n - 1)) return invalid_argument(t + " is not a power of two");
+       c.machine.dirty_ring_entries = static_cast<uint32_t>(n);
+       return Status::ok();
+     }},
+    {"workload", "hot-set", "Built-in guest workload: random-writer, hot-set, sweep or idle", false, false,
+     [](const std::string& t, DaemonConfig& c) -> Status {
+       return vmm::parse_workload_kind(t, &c.machine.workload.kind) ? Status::ok()
+                                                                    : invalid_argument("unknown workload '" + t + "'");
+     }},
+    {"workload-seed", "1", "Seed of the guest's write pattern", false, false,
+     CKPT_NUMBER_SETTING(machine.workload.seed, 0, kMaxU64)},
+    {"workload-writes", "16", "Page writes per guest iteration", false, false,
+     CKPT_NUMBER_SETTING(machine.workload.writes_per_iteration, 1, 1u << 20)},
+    {"workload-hot-pages", "1024", "Pages in the hot set (hot-set workload)", false, false,
+     CKPT_NUMBER_SETTING(machine.workload.hot_pages, 1, kMaxU64)},
+    {"workload-delay-loops", "20000", "Pause instructions between guest iterations (lower writes faster)", false,
+     false, CKPT_NUMBER_SETTING(machine.workload.delay_loops, 0, kMaxU64)},
+    {"epoch-ms", "100", "Epoch interval in milliseconds", true, false, CKPT_NUMBER_SETTING(epoch_ms, 1, 86400000)},
+    {"compression-level", "1", "zstd level of data blocks (-7..19)", false, false,
+     [](const std::string& t, DaemonConfig& c) -> Status {
+       int v = 0;
+       auto [end, ec] = std::from_chars(t.data(), t.data() + t.size(), v);
+       if (ec != std::errc() || end != t.data() + t.size() || v < -7 || v > 19) {
+         return invalid_argument("'" + t + "' is not a zstd level in -7..19");
+       }
+       c.compression_level = v;
+       return Status::ok();
+     }},
+    {"io-engine", "auto", "Store writes: auto (io_uring where it works), io_uring or pwrite", false, false,
+     [](const std::string& t, DaemonConfig& c) -> Status {
+       if (t == "auto") c.write_engine = snap::WriteEngine::kAuto;
+       else if (t == "io_uring") c.write_engine = snap::WriteEngine::kIoUring;
+       else if (t == "pwrite") c.write_engine = snap::WriteEngine::kPwrite;
+       else return invalid_argument("unknown io engine '" + t + "'");
+       return Status::ok();
+     }},
+    {"staging-mib", "256", "Staging area for dirty pages copied at a pause; bigger epochs are written while paused",
+     false, false,
+     [](const std::string& t, DaemonConfig& c) -> Status {
+       CKPT_ASSIGN_OR_RETURN(uint64_t mib, parse_u64(t, 1, 1u << 20));
+       c.staging_bytes = mib << 20;
+       return Status::ok();
+     }},
+    {"retention-keep-last", "0", "Keep the newest N epochs (0: no limit)", true, false,
+     CKPT_NUMBER_SETTING(retention_keep_last, 0, kMaxU64)},
+    {"retention-keep-seconds", "0", "Keep epochs younger than this many seconds (0: no limit)", true, false,
+     CKPT_NUMBER_SETTING(retention_keep_seconds, 0, kMaxU64)},
+    {"retention-interval", "60", "Apply retention at most once per this many seconds", true, false,
+     CKPT_NUMBER_SETTING(retention_interval_s, 1, kMaxU64)},
+    {"socket", "/run/ckptd/ckptd.sock", "Control socket path", false, false, CKPT_TEXT_SETTING(socket_path)},
+    {"socket-group", "", "Group allowed to use the control socket (mode 0660); empty: the daemon's group", false,
+     false, CKPT_TEXT_SETTING(socket_group)},
+    {"metrics-listen", "", "Prometheus metrics on this loopback host:port (empty: off)", false, false,
+     CKPT_TEXT_SETTING(metrics_listen)},
+    {"log-level", "info", "debug, info, warn or error", true, false,
+     [](const std::string& t, DaemonConfig& c) -> Status {
+       return parse_log_level(t, &c.log_level) ? Status::ok() : invalid_argument("unknown log level '" + t + "'");
+     }},
+    {"verify-final", "false",
+     "At shutdown, rebuild a fresh VM from the final epoch and compare its memory with the paused guest's", false,
+     true,
+     [](const std::string& t, DaemonConfig& c) -> Status {
+       CKPT_ASSIGN_OR_RETURN(c.verify_final, parse_bool(t));
+       return Status::ok();
+     }},
+    {"record-digests", "", "Test only: append each epoch's full-memory digest, taken at its pause, to this file",
+     false, false, CKPT_TEXT_SETTING(record_digests)},
+};
+
+const Setting* find_setting(const std::string& key) {
+  for (const Setting& s : kSettings) {
+    if (key == s.key) return &s;
+  }
+  return nullptr;
+}
+
+std::string trim(const std::string& s) {
+  size_t b = s.find_first_not_of(" \t\r");
+  if (b == std::string::npos) return "";
+  size_t e = s.find_last_not_of(" \t\r");
+  return s.substr(b, e - b + 1);
+}
+
+// "key = value" lines; '#' starts a comment line; values may be double-quoted.
+Status read_config_file(const std::string& path, std::map<std::string, std::string>& values) {
+  std::ifstream in(path);
+  if (!in) return Status::from_errno(errno, "open config file " + path);
+  std::string line;
+  for (int n = 1; std::getline(in, line); ++n) {
+    std::string t = trim(line);
+    if (t.empty() || t[0] == '#') continue;
+    std::string where = path + ":" + std::to_string(n) + ": ";
+    size_t eq = t.find('=');
+    if (eq == std::string::npos) return invalid_argument(where + "expected 'key = value', got '" + t + "'");
+    std::string key = trim(t.substr(0, eq)), value = trim(t.substr(eq + 1));
+    if (value.size() >= 2 && value.front() == '"' && value.back() == '"') value = value.substr(1, value.size() - 2);
+    if (!find_setting(key)) return invalid_argument(where + "unknown setting '" + key + "'");
+    values[key] = value;
+  }
+  if (in.bad()) return Status::from_errno(errno, "read config file " + path);
+  return Status::ok();
+}
+
+}  // namespace
+
+vmm::MachineConfig DaemonConfig::default_machine() {
+  vmm::MachineConfig m;
+  m.vcpus = 2;
+  m.workload.kind = vmm::guest::WorkloadKind::kHotSet;
+  m.workload.writes_per_iteration = 16;
+  m.workload.hot_pages = 1024;
+  m.workload.delay_loops = 20000;
+  return m;
+}
+
+Result<LoadedConfig> load_config(int argc, const char* const* argv, int* exit_code) {
+  *exit_code = -1;
+  CLI::App app{"ckptd - incremental checkpoint/restore daemon for a virtual machine.\n"
+               "Settings come from the defaults, then --config FILE (key = value lines), then the command line."};
+  app.set_version_flag("--version", "ckptd 0.1.0");
+  LoadedConfig loaded;
+  bool print_config = false;
+  app.add_option("--config", loaded.config_file, "Config file of 'key = value' lines (keys as the options below)");
+  app.add_flag("--print-config", print_config, "Print every setting with its default and help, then exit");
+  std::map<std::string, std::string> cli;
+  std::map<std::string, bool> flags;
+  for (const Setting& s : kSettings) {
+    std::string help = std::string(s.help) + " [" + (s.fallback[0] ? s.fallback : "\"\"") + "]";
+    if (s.flag) app.add_flag("--" + std::string(s.key), flags[s.key], help);
+    else app.add_option("--" + std::string(s.key), cli[s.key], help);
+  }
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    *exit_code = app.exit(e);
+    return Status(StatusCode::kAborted, "command line");
+  }
+  if (print_config) {
+    std::fputs(config_reference().c_str(), stdout);
+    *exit_code = 0;
+    return Status(StatusCode::kAborted, "printed the config reference");
+  }
+  for (const Setting& s : kSettings) loaded.values[s.key] = s.fallback;
+  if (!loaded.config_file.empty()) CKPT_RETURN_IF_ERROR(read_config_file(loaded.config_file, loaded.values));
+  for (const Setting& s : kSettings) {
+    if (s.flag && flags[s.key]) loaded.values[s.key] = "true";
+    if (!s.flag && app.count("--" + std::string(s.key))) loaded.values[s.key] = cli[s.key];
+  }
+  for (const Setting& s : kSettings) {
+    Status st = s.apply(loaded.values[s.key], loaded.config);
+    if (!st.is_ok()) return st.with_context(std::string("setting ") + s.key);
+  }
+  return loaded;
+}
+
+ConfigChanges diff_config(const LoadedConfig& before, const LoadedConfig& after) {
+  ConfigChanges changes;
+  for (const Setting& s : kSettings) {
+    auto a = before.values.find(s.key), b = after.values.find(s.key);
+    if (a == before.values.end() || b == after.values.end() || a->second == b->second) continue;
+    (s.reloadable ? changes.reloadable : changes.need_restart).push_back(s.key);
+  }
+  return changes;
+}
+
+std::string config_reference() {
+  std::ostringstream out;
+  out << "# ckptd configuration: 'key = value' lines; the same keys work as --key on the command line,\n"
+         "# which overrides the file. Settings marked (reload) change on SIGHUP; the rest need a restart.\n";
+  for (const Setting& s : kSettings) {
+    out << "\n# " << s.help << (s.reloadable ? " (reload)" : "") << "\n# " << s.key << " = " << s.fallback << "\n";
+  }
+  return out.str();
+}
+
+}  // namespace ckpt::daemon

@@ -1,0 +1,63 @@
+// ckptd's settings: built-in defaults, then the config file (docs/operations.md, "Configuration"), then the command
+// line, each later source overriding the earlier. One table (config.cpp) names every setting once: its key (the
+// same in the file and as --key on the command line), its help text, and whether SIGHUP may change it.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "common/log.h"
+#include "common/status.h"
+#include "snapshot/io/file_system.h"
+#include "vmm/machine.h"
+#include "vmm/machine_factory.h"
+
+namespace ckpt::daemon {
+
+struct DaemonConfig {
+  // The VM.
+  vmm::Backend backend = vmm::Backend::kAuto;
+  vmm::MachineConfig machine = default_machine();
+  // The store and the epoch pipeline.
+  std::string store_dir = "/var/lib/ckptd";
+  bool resume = false;
+  uint64_t epoch_ms = 100;
+  int compression_level = 1;
+  snap::WriteEngine write_engine = snap::WriteEngine::kAuto;
+  uint64_t staging_bytes = 256ull << 20;
+  uint64_t retention_keep_last = 0;     // 0 = no limit
+  uint64_t retention_keep_seconds = 0;  // 0 = no limit
+  uint64_t retention_interval_s = 60;   // retention runs at most this often (each run rewrites a base)
+  // Access and observation.
+  std::string socket_path = "/run/ckptd/ckptd.sock";
+  std::string socket_group;   // empty: the daemon's own group
+  std::string metrics_listen;  // empty: off; else a loopback host:port
+  LogLevel log_level = LogLevel::kInfo;
+  bool verify_final = false;   // after the final epoch, rebuild a fresh VM from it and compare its memory
+  std::string record_digests;  // test-only: append "epoch N <xxh3 of all memory at its pause>" lines here
+
+  static vmm::MachineConfig default_machine();
+};
+
+// The command line and config file, parsed. `argv` may hold --config FILE; `--help` and `--version` are reported
+// through `exit_code` (set, with the text printed, when the process should exit right away).
+struct LoadedConfig {
+  DaemonConfig config;
+  std::string config_file;  // empty when none was given
+  std::map<std::string, std::string> values;  // every setting's effective text, for logging and reload diffs
+};
+Result<LoadedConfig> load_config(int argc, const char* const* argv, int* exit_code);
+
+// Settings whose values differ between `before` and `after`, split by whether SIGHUP may apply them.
+struct ConfigChanges {
+  std::vector<std::string> reloadable;
+  std::vector<std::string> need_restart;
+};
+ConfigChanges diff_config(const LoadedConfig& before, const LoadedConfig& after);
+
+// The reference text for the config file: every key, its default and its help, as comments (ckptd --print-config).
+std::string config_reference();
+
+}  // namespace ckpt::daemon

@@ -1,0 +1,33 @@
+// The control protocol's constants (docs/protocol.md): JSON lines over a Unix stream socket. A request is one line
+//   {"v":1,"id":<any JSON>,"cmd":"status","args":{...}}
+// and gets exactly one reply line, in order:
+//   {"v":1,"id":<same>,"ok":true,"result":{...}}   or   {"v":1,"id":<same>,"ok":false,"error":{"code":..,"message":..}}
+// Shared by the daemon (server) and the ckpt CLI (client).
+#pragma once
+
+#include <cstddef>
+#include <string_view>
+
+namespace ckpt::control {
+
+inline constexpr int kProtocolVersion = 1;
+// The longest line either side accepts, newline included. Longer requests get a message_too_large reply and the
+// connection is closed (the stream cannot be resynchronised cheaply); replies are bounded by the server.
+inline constexpr size_t kMaxMessageBytes = 64 * 1024;
+inline constexpr size_t kMaxReplyBytes = 4 * 1024 * 1024;  // a list of many epochs is long
+inline constexpr const char* kDefaultSocketPath = "/run/ckptd/ckptd.sock";
+
+// Error codes carried in error.code. Stable: scripts match on them.
+namespace error_code {
+inline constexpr std::string_view kBadRequest = "bad_request";            // malformed JSON, missing or wrong field
+inline constexpr std::string_view kUnsupportedVersion = "unsupported_version";
+inline constexpr std::string_view kMessageTooLarge = "message_too_large";
+inline constexpr std::string_view kUnknownCommand = "unknown_command";
+inline constexpr std::string_view kPermissionDenied = "permission_denied";  // SO_PEERCRED check refused the peer
+inline constexpr std::string_view kNotFound = "not_found";                  // e.g. no such epoch
+inline constexpr std::string_view kBusy = "busy";                           // e.g. shutting down
+inline constexpr std::string_view kCorruption = "corruption";
+inline constexpr std::string_view kFailed = "failed";                       // anything else; the message says what
+}  // namespace error_code
+
+}  // namespace ckpt::control

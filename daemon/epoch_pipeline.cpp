@@ -1,0 +1,246 @@
+// One epoch: capture on the loop thread (the guest paused only for harvest, copy, rearm and state), then write on
+// the StoreWorker while the guest runs. Pages never get lost between the two: a failed write returns its pages to
+// `owed_`, and the next capture adds them to what it harvests.
+#include <time.h>
+
+#include <algorithm>
+#include <iterator>
+#include <thread>
+
+#include "common/log.h"
+#include "daemon/session.h"
+
+namespace ckpt::daemon {
+namespace {
+
+constexpr auto kPauseTimeout = std::chrono::milliseconds(1000);
+constexpr uint64_t kPage = StagingArea::kPage;
+
+double ms_between(std::chrono::steady_clock::time_point a, std::chrono::steady_clock::time_point b) {
+  return std::chrono::duration<double, std::milli>(b - a).count();
+}
+
+uint64_t realtime_ns() {
+  timespec ts{};
+  clock_gettime(CLOCK_REALTIME, &ts);
+  return static_cast<uint64_t>(ts.tv_sec) * 1000000000ull + static_cast<uint64_t>(ts.tv_nsec);
+}
+
+std::vector<uint64_t> merge_sorted(const std::vector<uint64_t>& a, const std::vector<uint64_t>& b) {
+  std::vector<uint64_t> out;
+  out.reserve(a.size() + b.size());
+  std::set_union(a.begin(), a.end(), b.begin(), b.end(), std::back_inserter(out));
+  return out;
+}
+
+}  // namespace
+
+struct Session::EpochJob {
+  std::string tag;
+  bool full = false;                 // a base holding every page (dirty tracking failed: nothing else is safe)
+  std::vector<uint64_t> gfns;        // ascending
+  const uint8_t* direct = nullptr;   // oversized: pages come from guest memory (the guest stays paused)
+  std::vector<vmm::StateBlob> state;
+  uint64_t timestamp_ns = 0;
+  std::optional<uint64_t> digest;    // record-digests only
+  double pause_ms = 0;
+  std::promise<Result<EpochCommitted>> done;
+};
+
+std::shared_future<Result<EpochCommitted>> Session::take_epoch(const std::string& tag, bool leave_paused) {
+  auto job = std::make_shared<EpochJob>();
+  job->tag = tag;
+  std::shared_future<Result<EpochCommitted>> outcome = job->done.get_future().share();
+  Clock::time_point wait_start = Clock::now();
+  worker_->wait_idle();  // one epoch in flight: bounded staging; a slow disk stretches epochs
+  double lag_ms = ms_between(wait_start, Clock::now());
+  {
+    std::lock_guard lock(mu_);
+    stats_.writer_lag_ms = lag_ms;
+    if (lag_ms >= 1) ++stats_.epochs_stretched;
+    job->full = !failure_.is_ok() || !parent_;
+  }
+  Status captured = capture(job, leave_paused);
+  if (!captured.is_ok()) {
+    record_error(captured);
+    job->done.set_value(captured);
+  }
+  return outcome;
+}
+
+// Pause -> harvest (+ owed) -> stage -> rearm -> state -> resume, then hand the job to the worker. An epoch too big
+// for the staging area (or a full base) is written from guest memory before the guest resumes.
+Status Session::capture(std::shared_ptr<EpochJob> job, bool leave_paused) {
+  Clock::time_point t0 = Clock::now();
+  CKPT_RETURN_IF_ERROR(pause_machine());
+  std::span<uint8_t> memory = machine_->host_memory();
+  Result<std::vector<uint64_t>> dirty = machine_->harvest_dirty();
+  if (!dirty.is_ok()) return tracking_failed(dirty.status().with_context("harvest dirty pages"));
+  job->gfns = merge_sorted(*dirty, take_owed());
+  if (job->full) {
+    job->gfns.resize(memory.size() / kPage);
+    for (uint64_t g = 0; g < job->gfns.size(); ++g) job->gfns[g] = g;
+  }
+  bool staged = job->gfns.size() <= staging_.capacity_pages() && !job->full;
+  if (staged) staging_.copy_in(memory, job->gfns);
+  Status rearmed = machine_->rearm();
+  if (!rearmed.is_ok()) {
+    add_owed(job->gfns);
+    return tracking_failed(rearmed.with_context("rearm dirty tracking"));
+  }
+  Result<std::vector<vmm::StateBlob>> state = machine_->save_state();
+  if (!state.is_ok()) {
+    add_owed(job->gfns);
+    (void)start_or_resume();
+    return state.status().with_context("save the machine state");
+  }
+  job->state = std::move(*state);
+  job->timestamp_ns = realtime_ns();
+  if (digests_.enabled()) job->digest = DigestLog::digest(memory);
+  if (!staged) return write_while_paused(job, leave_paused, t0);
+  if (!leave_paused) CKPT_RETURN_IF_ERROR(start_or_resume());
+  job->pause_ms = ms_between(t0, Clock::now());
+  record_pause(job->pause_ms);
+  worker_->post([this, job](snap::Store& store) { job->done.set_value(write_epoch(store, *job)); });
+  return Status::ok();
+}
+
+Status Session::write_while_paused(std::shared_ptr<EpochJob> job, bool leave_paused, Clock::time_point t0) {
+  job->direct = machine_->host_memory().data();
+  Result<EpochCommitted> written = worker_->run([&](snap::Store& store) { return write_epoch(store, *job); });
+  Status resumed = leave_paused ? Status::ok() : start_or_resume();
+  job->pause_ms = ms_between(t0, Clock::now());
+  record_pause(job->pause_ms);
+  {
+    std::lock_guard lock(mu_);
+    if (!job->full) ++stats_.oversized_epochs;
+  }
+  if (written.is_ok()) written->pause_ms = job->pause_ms;
+  job->done.set_value(std::move(written));
+  return resumed;
+}
+
+// The machine is paused (or was never started) after this; a failed pause is undone so the guest keeps running.
+Status Session::pause_machine() {
+  if (machine_paused_) return Status::ok();
+  Status paused = machine_->pause(kPauseTimeout);
+  if (!paused.is_ok()) {
+    Status resumed = machine_->resume();
+    (void)resumed;
+    return paused.with_context("pause the VM");
+  }
+  machine_paused_ = true;
+  return Status::ok();
+}
+
+// Dirty tracking can no longer be trusted: no more periodic epochs; explicit and final epochs become full bases.
+Status Session::tracking_failed(Status s) {
+  {
+    std::lock_guard lock(mu_);
+    failure_ = s;
+  }
+  (void)start_or_resume();
+  return s;
+}
+
+Result<EpochCommitted> Session::write_epoch(snap::Store& store, EpochJob& job) {
+  snap::EpochOptions options{job.tag, job.timestamp_ns, std::nullopt};
+  {
+    std::lock_guard lock(mu_);
+    if (!job.full) options.parent = parent_;
+  }
+  Result<std::shared_ptr<const snap::EpochMeta>> meta = write_epoch_file(store, job, options);
+  if (!meta.is_ok()) {
+    add_owed(job.gfns);
+    record_error(meta.status().with_context("epoch write (its pages are owed to the next epoch)"));
+    std::lock_guard lock(mu_);
+    ++stats_.epochs_failed;
+    return meta.status();
+  }
+  EpochCommitted committed{(*meta)->header.epoch, job.gfns.size(), job.pause_ms, (*meta)->stats.stored_bytes};
+  {
+    std::lock_guard lock(mu_);
+    parent_ = committed.epoch;
+    ++stats_.epochs_committed;
+    stats_.last_committed_epoch = committed.epoch;
+    stats_.dirty_pages.observe(static_cast<double>(job.gfns.size()));
+    stats_.dirty_pages_total += job.gfns.size();
+    stats_.bytes_raw_total += (*meta)->stats.raw_bytes;
+    stats_.bytes_stored_total += (*meta)->stats.stored_bytes;
+  }
+  maybe_apply_retention(store);
+  return committed;
+}
+
+Result<std::shared_ptr<const snap::EpochMeta>> Session::write_epoch_file(snap::Store& store, EpochJob& job,
+                                                                         const snap::EpochOptions& options) {
+  auto writer = job.full ? store.begin_base(job.gfns.size(), options) : store.begin_delta(options);
+  if (!writer.is_ok()) return writer.status();
+  // Recorded before the commit so that a kill -9 right after it cannot leave a committed epoch without its digest.
+  // A failed attempt's line is superseded by the next epoch of the same number (readers keep the last line).
+  if (job.digest) CKPT_RETURN_IF_ERROR(digests_.record("epoch", (*writer)->epoch(), *job.digest));
+  for (size_t i = 0; i < job.gfns.size(); ++i) {
+    const uint8_t* page = job.direct ? job.direct + job.gfns[i] * kPage : staging_.slot(i);
+    CKPT_RETURN_IF_ERROR((*writer)->add_page(job.gfns[i], page));
+  }
+  for (const vmm::StateBlob& blob : job.state) CKPT_RETURN_IF_ERROR((*writer)->add_state(blob.name, blob.data));
+  return (*writer)->commit();
+}
+
+// Retention rewrites a base, so it runs at most once per retention-interval, after a commit.
+void Session::maybe_apply_retention(snap::Store& store) {
+  snap::RetentionPolicy policy;
+  {
+    std::lock_guard lock(mu_);
+    if (!config_.retention_keep_last && !config_.retention_keep_seconds) return;
+    if (Clock::now() - last_retention_ < std::chrono::seconds(config_.retention_interval_s)) return;
+    last_retention_ = Clock::now();
+    if (config_.retention_keep_last) policy.keep_last = config_.retention_keep_last;
+    if (config_.retention_keep_seconds) {
+      policy.keep_newer_than_ns = realtime_ns() - std::min(realtime_ns(), config_.retention_keep_seconds * 1000000000);
+    }
+  }
+  Result<uint64_t> removed = store.apply_retention(policy);
+  if (!removed.is_ok()) {
+    record_error(removed.status().with_context("apply retention"));
+  } else if (*removed) {
+    CKPT_LOG(kInfo) << "retention removed " << *removed << " epochs";
+  }
+}
+
+// The guest stays paused, so a retry captures exactly the same state, owed pages included.
+Result<EpochCommitted> Session::take_final_epoch() {
+  Status last;
+  for (int attempt = 1; attempt <= 3; ++attempt) {
+    Result<EpochCommitted> final_epoch = take_epoch("final", /*leave_paused=*/true).get();
+    if (final_epoch.is_ok()) {
+      CKPT_LOG(kInfo) << "final epoch " << final_epoch->epoch << " committed (" << final_epoch->dirty_pages
+                      << " pages)";
+      return final_epoch;
+    }
+    last = final_epoch.status();
+    CKPT_LOG(kWarn) << "final epoch, attempt " << attempt << " of 3: " << last.to_string();
+    std::this_thread::sleep_for(std::chrono::milliseconds(200 * attempt));
+  }
+  return last.with_context("final epoch");
+}
+
+void Session::record_pause(double ms) {
+  std::lock_guard lock(mu_);
+  stats_.pause_ms.observe(ms);
+  recent_pauses_ms_.push_back(ms);
+  if (recent_pauses_ms_.size() > 10000) recent_pauses_ms_.pop_front();
+  stats_.last_pause_ms = ms;
+}
+
+void Session::add_owed(const std::vector<uint64_t>& gfns) {
+  std::lock_guard lock(mu_);
+  owed_ = merge_sorted(owed_, gfns);
+}
+
+std::vector<uint64_t> Session::take_owed() {
+  std::lock_guard lock(mu_);
+  return std::exchange(owed_, {});
+}
+
+}  // namespace ckpt::daemon

@@ -1,0 +1,82 @@
+// What the daemon counts, as one copyable snapshot: the status command and the Prometheus endpoint both render it.
+// The epoch pipeline updates the live counters under its own lock and hands out snapshots.
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <optional>
+#include <string>
+
+namespace ckpt::daemon {
+
+// Cumulative histogram in Prometheus' sense: bucket i counts observations <= kBounds[i]; the last bucket is +Inf.
+template <size_t N>
+struct Histogram {
+  std::array<double, N> bounds{};
+  std::array<uint64_t, N + 1> buckets{};  // not cumulative here; rendering accumulates
+  uint64_t count = 0;
+  double sum = 0;
+
+  void observe(double value) {
+    size_t i = 0;
+    while (i < N && value > bounds[i]) ++i;
+    ++buckets[i];
+    ++count;
+    sum += value;
+  }
+};
+
+// Pause durations in milliseconds.
+using PauseHistogram = Histogram<12>;
+inline PauseHistogram make_pause_histogram() {
+  PauseHistogram h;
+  h.bounds = {0.1, 0.25, 0.5, 1, 2.5, 5, 10, 25, 50, 100, 250, 1000};
+  return h;
+}
+// Dirty pages per epoch.
+using DirtyHistogram = Histogram<10>;
+inline DirtyHistogram make_dirty_histogram() {
+  DirtyHistogram h;
+  h.bounds = {0, 16, 64, 256, 1024, 4096, 16384, 65536, 262144, 1048576};
+  return h;
+}
+
+struct DaemonStats {
+  // The VM.
+  std::string backend;   // "kvm" or "software"
+  std::string tracking;  // tracking mode name
+  uint64_t memory_bytes = 0;
+  unsigned vcpus = 0;
+  std::string state;     // "running", "loop-paused", "stopping", "failed"
+  double uptime_seconds = 0;
+
+  // Epochs. Committed counts include the base; failed ones wrote nothing that counts (their pages are owed).
+  uint64_t epochs_committed = 0;
+  uint64_t epochs_failed = 0;
+  std::optional<uint64_t> last_committed_epoch;
+  std::optional<uint64_t> resumed_from_epoch;  // set when the VM was rebuilt from a committed epoch
+  PauseHistogram pause_ms = make_pause_histogram();
+  double last_pause_ms = 0;
+  // Exact percentiles over the most recent pauses (up to 10,000), for status and summaries; 0 when none yet.
+  double pause_p50_ms = 0;
+  double pause_p99_ms = 0;
+  double pause_max_ms = 0;
+  DirtyHistogram dirty_pages = make_dirty_histogram();
+  uint64_t dirty_pages_total = 0;
+  uint64_t bytes_raw_total = 0;     // page bytes handed to the store (4 KiB per page)
+  uint64_t bytes_stored_total = 0;  // bytes the store wrote for them (compressed blocks + metadata)
+
+  // Back pressure.
+  uint64_t owed_pages = 0;          // pages of failed writes waiting for the next epoch
+  uint64_t writer_backlog_epochs = 0;  // epochs captured but not yet committed
+  double writer_lag_ms = 0;         // how late the last epoch started because the writer was still busy
+  uint64_t epochs_stretched = 0;    // epochs that started late for that reason
+  uint64_t oversized_epochs = 0;    // dirty sets larger than the staging area, written while paused
+  uint64_t staging_capacity_bytes = 0;
+
+  // Errors.
+  uint64_t errors_total = 0;
+  std::string last_error;
+};
+
+}  // namespace ckpt::daemon

@@ -1,0 +1,319 @@
+// Session: creation, the loop thread and the commands. The epoch itself (capture and write) is in epoch_pipeline.cpp.
+#include "daemon/session.h"
+
+#include <algorithm>
+#include <cstring>
+
+#include "common/log.h"
+#include "daemon/vm_builder.h"
+#include "snapshot/io/file_system.h"
+
+namespace ckpt::daemon {
+
+Session::Session(DaemonConfig config, std::unique_ptr<StoreWorker> worker, StagingArea staging, DigestLog digests)
+    : config_(std::move(config)), worker_(std::move(worker)), staging_(std::move(staging)),
+      digests_(std::move(digests)) {
+  stats_.staging_capacity_bytes = staging_.capacity_bytes();
+}
+
+Session::~Session() = default;
+
+Result<std::unique_ptr<Session>> Session::create(const DaemonConfig& config) {
+  snap::StoreOptions store_options;
+  store_options.engine = config.write_engine;
+  store_options.compression_level = config.compression_level;
+  CKPT_ASSIGN_OR_RETURN(auto store, snap::Store::open(config.store_dir, store_options));
+  std::optional<uint64_t> newest = store->newest();
+  if (newest && !config.resume) {
+    return invalid_argument(config.store_dir + " already holds epochs up to " + std::to_string(*newest) +
+                            ": set resume (--resume) to continue that VM, or give an empty store directory");
+  }
+  std::unique_ptr<vmm::Machine> machine;
+  if (newest) {
+    CKPT_ASSIGN_OR_RETURN(machine, rebuild_machine(config, store->fs(), config.store_dir, *newest));
+  } else {
+    CKPT_ASSIGN_OR_RETURN(machine, create_fresh_machine(config));
+  }
+  CKPT_ASSIGN_OR_RETURN(StagingArea staging, StagingArea::create(config.staging_bytes));
+  CKPT_ASSIGN_OR_RETURN(DigestLog digests, DigestLog::open(config.record_digests));
+  auto worker = std::make_unique<StoreWorker>(std::move(store));
+  std::unique_ptr<Session> session(new Session(config, std::move(worker), std::move(staging), std::move(digests)));
+  CKPT_RETURN_IF_ERROR(session->adopt_machine(std::move(machine), newest));
+  if (newest) {
+    session->parent_ = newest;
+    session->stats_.resumed_from_epoch = newest;
+    session->stats_.last_committed_epoch = newest;
+    CKPT_LOG(kInfo) << "resumed the VM from epoch " << *newest << " of " << config.store_dir;
+    return session;
+  }
+  // The base: every page and the state, before the guest first runs.
+  Result<EpochCommitted> base = session->take_epoch("base", /*leave_paused=*/true).get();
+  if (!base.is_ok()) return base.status().with_context("write the base epoch");
+  session->forget_pauses();  // the guest has not run yet: writing the base is not a pause it sees
+  CKPT_LOG(kInfo) << "wrote the base (epoch " << base->epoch << ") to " << config.store_dir;
+  return session;
+}
+
+// Makes `machine` the session's VM (the previous one, if any, is destroyed). Not started.
+Status Session::adopt_machine(std::unique_ptr<vmm::Machine> machine, std::optional<uint64_t> loaded_epoch) {
+  if (loaded_epoch && digests_.enabled()) {
+    CKPT_RETURN_IF_ERROR(digests_.record("loaded", *loaded_epoch, DigestLog::digest(machine->host_memory())));
+  }
+  machine_ = std::move(machine);
+  machine_paused_ = true;
+  std::lock_guard lock(mu_);
+  stats_.backend = machine_->backend_name();
+  stats_.tracking = vmm::tracking_mode_name(machine_->tracking_mode());
+  stats_.memory_bytes = machine_->config().memory_bytes;
+  stats_.vcpus = machine_->config().vcpus;
+  owed_.clear();
+  failure_ = Status::ok();
+  return Status::ok();
+}
+
+Status Session::run() {
+  CKPT_RETURN_IF_ERROR(start_machine());
+  {
+    std::lock_guard lock(mu_);
+    loop_running_ = true;
+  }
+  loop();
+  Result<EpochCommitted> final_epoch = take_final_epoch();
+  {
+    std::lock_guard lock(mu_);
+    loop_running_ = false;
+  }
+  if (!final_epoch.is_ok()) return final_epoch.status();
+  if (config_.verify_final) return verify_against_fresh_vm(final_epoch->epoch);
+  return Status::ok();
+}
+
+// The guest is paused at `epoch`: a VM rebuilt from the store must hold the same memory, byte for byte, and accept
+// the epoch's vCPU and VM state.
+Status Session::verify_against_fresh_vm(uint64_t epoch) {
+  Clock::time_point t0 = Clock::now();
+  std::unique_ptr<snap::FileSystem> fs = snap::make_posix_file_system();
+  CKPT_ASSIGN_OR_RETURN(auto fresh, rebuild_machine(config_, *fs, worker_->store_dir(), epoch));
+  std::span<const uint8_t> want = machine_->host_memory(), got = fresh->host_memory();
+  if (want.size() != got.size()) return corruption("epoch " + std::to_string(epoch) + " rebuilt a VM of another size");
+  for (uint64_t offset = 0; offset < want.size(); offset += StagingArea::kPage) {
+    if (std::memcmp(want.data() + offset, got.data() + offset, StagingArea::kPage) != 0) {
+      return corruption("verify-final: epoch " + std::to_string(epoch) + " restored into a fresh VM differs from " +
+                        "the guest at gfn " + std::to_string(offset / StagingArea::kPage));
+    }
+  }
+  CKPT_LOG(kInfo) << "verify-final: epoch " << epoch << " rebuilt into a fresh " << fresh->backend_name()
+                  << " VM in " << std::chrono::duration<double>(Clock::now() - t0).count() << " s: all "
+                  << (want.size() >> 20) << " MiB of memory bit-exact, vCPU and VM state loaded";
+  return Status::ok();
+}
+
+Status Session::start_machine() {
+  CKPT_RETURN_IF_ERROR(machine_->start());
+  machine_paused_ = false;
+  return Status::ok();
+}
+
+void Session::loop() {
+  std::unique_lock lock(mu_);
+  Clock::time_point next = Clock::now() + std::chrono::milliseconds(config_.epoch_ms);
+  for (;;) {
+    auto woken = [&] { return shutdown_ || !commands_.empty() || reschedule_; };
+    if (epochs_paused_ || !failure_.is_ok()) cv_.wait(lock, woken);
+    else cv_.wait_until(lock, next, woken);
+    if (!commands_.empty()) {  // commands queued before a shutdown still run
+      auto command = std::move(commands_.front());
+      commands_.pop_front();
+      lock.unlock();
+      command();
+      lock.lock();
+      continue;
+    }
+    if (shutdown_) return;
+    if (reschedule_) {  // a new interval applies from now
+      reschedule_ = false;
+      next = Clock::now() + std::chrono::milliseconds(config_.epoch_ms);
+      continue;
+    }
+    if (epochs_paused_ || !failure_.is_ok() || Clock::now() < next) continue;
+    Clock::time_point started = Clock::now();
+    lock.unlock();
+    take_epoch("", /*leave_paused=*/false);  // its outcome is counted in stats_; nobody waits for it
+    lock.lock();
+    next = started + std::chrono::milliseconds(config_.epoch_ms);
+  }
+}
+
+template <typename R>
+R Session::on_loop(std::function<R()> command) {
+  auto task = std::make_shared<std::packaged_task<R()>>(std::move(command));
+  std::future<R> result = task->get_future();
+  {
+    std::lock_guard lock(mu_);
+    if (shutdown_) return Status(StatusCode::kBusy, "ckptd is shutting down");
+    commands_.push_back([task] { (*task)(); });
+  }
+  cv_.notify_all();
+  return result.get();
+}
+
+Result<EpochCommitted> Session::snapshot(std::string tag) {
+  using Pending = std::shared_future<Result<EpochCommitted>>;
+  Result<Pending> pending = on_loop<Result<Pending>>([&]() -> Result<Pending> { return take_epoch(tag, false); });
+  if (!pending.is_ok()) return pending.status();
+  return pending->get();
+}
+
+Status Session::pause_epochs() {
+  std::lock_guard lock(mu_);
+  if (shutdown_) return Status(StatusCode::kBusy, "ckptd is shutting down");
+  epochs_paused_ = true;
+  return Status::ok();
+}
+
+Status Session::resume_epochs() {
+  {
+    std::lock_guard lock(mu_);
+    if (shutdown_) return Status(StatusCode::kBusy, "ckptd is shutting down");
+    epochs_paused_ = false;
+    reschedule_ = true;
+  }
+  cv_.notify_all();
+  return Status::ok();
+}
+
+void Session::request_shutdown() {
+  {
+    std::lock_guard lock(mu_);
+    shutdown_ = true;
+  }
+  cv_.notify_all();
+}
+
+void Session::reload(const DaemonConfig& config) {
+  {
+    std::lock_guard lock(mu_);
+    config_.epoch_ms = config.epoch_ms;
+    config_.retention_keep_last = config.retention_keep_last;
+    config_.retention_keep_seconds = config.retention_keep_seconds;
+    config_.retention_interval_s = config.retention_interval_s;
+    config_.log_level = config.log_level;
+    reschedule_ = true;
+  }
+  set_log_level(config.log_level);
+  cv_.notify_all();
+}
+
+Result<RestoreOutcome> Session::restore(uint64_t epoch) {
+  return on_loop<Result<RestoreOutcome>>([&] { return restore_on_loop(epoch); });
+}
+
+// Saves the running VM first (so a restore never discards work), builds the new VM from `epoch` next to the old
+// one, and only then replaces it: any failure leaves the old VM running as it was.
+Result<RestoreOutcome> Session::restore_on_loop(uint64_t epoch) {
+  Clock::time_point t0 = Clock::now();
+  RestoreOutcome outcome;
+  outcome.restored_epoch = epoch;
+  std::string tag = "before-restore-to-" + std::to_string(epoch);
+  Result<EpochCommitted> saved = take_epoch(tag, /*leave_paused=*/true).get();
+  if (!saved.is_ok()) {
+    Status resumed = start_or_resume();
+    (void)resumed;
+    return saved.status().with_context("save the running VM before restoring epoch " + std::to_string(epoch) +
+                                       " (nothing changed)");
+  }
+  outcome.saved_epoch = saved->epoch;
+  std::unique_ptr<snap::FileSystem> fs = snap::make_posix_file_system();
+  auto rebuilt = rebuild_machine(config_, *fs, worker_->store_dir(), epoch);
+  if (!rebuilt.is_ok()) {
+    Status resumed = start_or_resume();
+    (void)resumed;
+    return rebuilt.status();
+  }
+  CKPT_RETURN_IF_ERROR(adopt_machine(std::move(*rebuilt), epoch));
+  {
+    std::lock_guard lock(mu_);
+    parent_ = epoch;
+    reschedule_ = true;
+  }
+  CKPT_RETURN_IF_ERROR(start_machine());
+  outcome.seconds = std::chrono::duration<double>(Clock::now() - t0).count();
+  CKPT_LOG(kInfo) << "restored the VM to epoch " << epoch << " (the previous state is epoch " << saved->epoch
+                  << ") in " << outcome.seconds << " s";
+  return outcome;
+}
+
+// After a failed command left the (started) machine paused.
+Status Session::start_or_resume() {
+  if (!machine_paused_) return Status::ok();
+  CKPT_RETURN_IF_ERROR(machine_->resume());
+  machine_paused_ = false;
+  return Status::ok();
+}
+
+Status Session::compact(uint64_t epoch) {
+  return worker_->run([&](snap::Store& store) -> Status {
+    {
+      std::lock_guard lock(mu_);
+      if (parent_ && *parent_ < epoch) {
+        return invalid_argument("epoch " + std::to_string(epoch) + " is newer than " + std::to_string(*parent_) +
+                                ", which the running VM builds on; compacting to it would remove that epoch");
+      }
+    }
+    return store.compact(epoch);
+  });
+}
+
+Result<uint64_t> Session::apply_retention(const snap::RetentionPolicy& policy) {
+  return worker_->run([&](snap::Store& store) -> Result<uint64_t> {
+    {
+      std::lock_guard lock(mu_);
+      if (parent_ != store.newest()) {
+        return Status(StatusCode::kBusy, "the VM was just restored to epoch " + std::to_string(parent_.value_or(0)) +
+                                             "; retention runs after its next epoch commits");
+      }
+    }
+    return store.apply_retention(policy);
+  });
+}
+
+DaemonStats Session::stats() const {
+  std::lock_guard lock(mu_);
+  DaemonStats s = stats_;
+  s.uptime_seconds = std::chrono::duration<double>(Clock::now() - started_).count();
+  s.owed_pages = owed_.size();
+  s.writer_backlog_epochs = worker_->backlog();
+  if (!recent_pauses_ms_.empty()) {
+    std::vector<double> sorted(recent_pauses_ms_.begin(), recent_pauses_ms_.end());
+    std::sort(sorted.begin(), sorted.end());
+    s.pause_p50_ms = sorted[sorted.size() / 2];
+    s.pause_p99_ms = sorted[std::min(sorted.size() - 1, sorted.size() * 99 / 100)];
+    s.pause_max_ms = sorted.back();
+  }
+  if (!failure_.is_ok()) s.state = "failed";
+  else if (shutdown_) s.state = "stopping";
+  else if (epochs_paused_) s.state = "epochs-paused";
+  else s.state = "running";
+  return s;
+}
+
+SessionInfo Session::info() const {
+  std::lock_guard lock(mu_);
+  return {worker_->store_dir(), parent_, epochs_paused_, config_.epoch_ms};
+}
+
+void Session::forget_pauses() {
+  std::lock_guard lock(mu_);
+  stats_.pause_ms = make_pause_histogram();
+  stats_.last_pause_ms = 0;
+  recent_pauses_ms_.clear();
+}
+
+void Session::record_error(const Status& s) {
+  CKPT_LOG(kError) << s.to_string();
+  std::lock_guard lock(mu_);
+  ++stats_.errors_total;
+  stats_.last_error = s.to_string();
+}
+
+}  // namespace ckpt::daemon

@@ -1,0 +1,137 @@
+// One VM and its store: the daemon's core. The epoch loop runs on the thread that calls run(); it alone touches the
+// Machine. Every epoch: pause -> harvest (plus pages owed by failed writes) -> copy into the staging area -> rearm ->
+// save state -> resume; then the StoreWorker compresses, writes and commits while the guest runs. The loop waits for
+// the worker to go idle before the next pause, so one epoch is in flight at a time: staging memory is bounded,
+// and a slow disk stretches epochs (reported as lag) instead of queueing memory.
+//
+// Commands (snapshot, restore, ...) come from control-socket threads; they are queued to the loop thread and the
+// caller waits for the outcome. None of them loses a dirty page: a failed write puts its pages back as owed.
+#pragma once
+
+#include <chrono>
+#include <condition_variable>
+#include <deque>
+#include <functional>
+#include <future>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "common/status.h"
+#include "daemon/config.h"
+#include "daemon/digest_log.h"
+#include "daemon/metrics/daemon_stats.h"
+#include "daemon/staging_area.h"
+#include "daemon/store_worker.h"
+#include "vmm/machine.h"
+
+namespace ckpt::daemon {
+
+struct EpochCommitted {
+  uint64_t epoch = 0;
+  uint64_t dirty_pages = 0;
+  double pause_ms = 0;
+  uint64_t stored_bytes = 0;
+};
+
+struct RestoreOutcome {
+  uint64_t restored_epoch = 0;
+  std::optional<uint64_t> saved_epoch;  // the running VM's state, committed just before it was replaced
+  double seconds = 0;
+};
+
+// What status reports beyond the counters.
+struct SessionInfo {
+  std::string store_dir;
+  std::optional<uint64_t> parent;  // the epoch the next delta builds on
+  bool epochs_paused = false;
+  uint64_t epoch_ms = 0;
+};
+
+class Session {
+ public:
+  // Opens the store and makes the VM: rebuilt from the newest committed epoch when config.resume is set and the
+  // store has one; else, for an empty store, a fresh VM whose every page goes into a base (epoch 0). A store with
+  // epochs and no resume is refused: ckptd never starts a second VM on top of another's history.
+  static Result<std::unique_ptr<Session>> create(const DaemonConfig& config);
+  ~Session();
+
+  // Starts the guest and runs the epoch loop until request_shutdown(); then takes a final epoch with the guest left
+  // paused (retried while the guest stays paused if the write fails) and returns that epoch's outcome. With
+  // verify-final, the final epoch is then rebuilt into a fresh VM whose memory must equal the paused guest's.
+  Status run();
+
+  // From any thread. Each waits until the loop thread has done it.
+  Result<EpochCommitted> snapshot(std::string tag);
+  Status pause_epochs();
+  Status resume_epochs();
+  Result<RestoreOutcome> restore(uint64_t epoch);
+  Status compact(uint64_t epoch);
+  Result<uint64_t> apply_retention(const snap::RetentionPolicy& policy);
+  void request_shutdown();
+  // Applies the SIGHUP-safe settings of `config` (epoch interval, retention, log level).
+  void reload(const DaemonConfig& config);
+
+  DaemonStats stats() const;
+  SessionInfo info() const;
+
+ private:
+  struct EpochJob;
+  using Clock = std::chrono::steady_clock;
+  Session(DaemonConfig config, std::unique_ptr<StoreWorker> worker, StagingArea staging, DigestLog digests);
+
+  // Loop thread.
+  void loop();
+  template <typename R>
+  R on_loop(std::function<R()> command);
+  std::shared_future<Result<EpochCommitted>> take_epoch(const std::string& tag, bool leave_paused);
+  Status capture(std::shared_ptr<EpochJob> job, bool leave_paused);
+  Status write_while_paused(std::shared_ptr<EpochJob> job, bool leave_paused, Clock::time_point t0);
+  Status pause_machine();
+  Status tracking_failed(Status s);
+  Result<EpochCommitted> take_final_epoch();
+  Status verify_against_fresh_vm(uint64_t epoch);
+  Result<RestoreOutcome> restore_on_loop(uint64_t epoch);
+  Status adopt_machine(std::unique_ptr<vmm::Machine> machine, std::optional<uint64_t> loaded_epoch);
+  Status start_machine();
+  Status start_or_resume();
+
+  // Worker thread.
+  Result<EpochCommitted> write_epoch(snap::Store& store, EpochJob& job);
+  Result<std::shared_ptr<const snap::EpochMeta>> write_epoch_file(snap::Store& store, EpochJob& job,
+                                                                  const snap::EpochOptions& options);
+  void maybe_apply_retention(snap::Store& store);
+
+  // Counters.
+  void record_error(const Status& s);
+  void record_pause(double ms);
+  void forget_pauses();
+  void add_owed(const std::vector<uint64_t>& gfns);
+  std::vector<uint64_t> take_owed();
+
+  DaemonConfig config_;  // the reloadable fields are read under mu_
+  std::unique_ptr<StoreWorker> worker_;
+  StagingArea staging_;
+  DigestLog digests_;
+  std::unique_ptr<vmm::Machine> machine_;  // loop thread only
+  bool machine_paused_ = true;             // loop thread only
+  Clock::time_point started_ = Clock::now();
+
+  mutable std::mutex mu_;
+  std::condition_variable cv_;
+  std::deque<std::function<void()>> commands_;
+  bool shutdown_ = false;
+  bool epochs_paused_ = false;
+  bool loop_running_ = false;
+  bool reschedule_ = false;  // the epoch interval changed or the VM was replaced: restart the timer
+  std::optional<uint64_t> parent_;
+  std::vector<uint64_t> owed_;  // sorted
+  Status failure_;              // dirty tracking can no longer be trusted: no more epochs
+  DaemonStats stats_;
+  std::deque<double> recent_pauses_ms_;  // the newest kRecentPauses pause times
+  Clock::time_point last_retention_ = Clock::now();
+};
+
+}  // namespace ckpt::daemon

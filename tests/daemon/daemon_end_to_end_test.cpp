@@ -1,0 +1,262 @@
+// The real ckptd process on the software backend, driven over its control socket: every committed epoch restores to
+// exactly the memory the guest had at that epoch's pause (the daemon records a digest of all memory at each pause,
+// test-only), through forced snapshots, SIGTERM, kill -9 + --resume, live restores and failed writes.
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/mount.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstring>
+#include <fstream>
+#include <thread>
+
+#include "snapshot/catalog.h"
+#include "snapshot/restore.h"
+#include "snapshot/verify.h"
+#include "tests/daemon/daemon_process.h"
+#include "tests/daemon/notify_listener.h"
+#include "vmm/guest/guest_image.h"
+
+namespace ckpt::daemon::testing {
+namespace {
+
+using nlohmann::json;
+using namespace std::chrono_literals;
+
+snap::Catalog load(const std::string& store) {
+  auto fs = snap::make_posix_file_system();
+  auto catalog = snap::Catalog::load(*fs, store);
+  EXPECT_TRUE(catalog.is_ok()) << catalog.status().to_string();
+  return catalog.is_ok() ? std::move(*catalog) : snap::Catalog();
+}
+
+uint64_t committed(const json& status) { return status.value("epochs_committed", uint64_t{0}); }
+
+// Every epoch of the store restores to the digest the daemon took at its pause (the last line recorded for that
+// epoch number: a failed or killed attempt's number is reused by the next epoch). Returns the number checked.
+size_t expect_every_epoch_exact(const DaemonProcess& d) {
+  auto digests = d.read_digests()["epoch"];
+  snap::Catalog catalog = load(d.store());
+  for (const auto& [epoch, entry] : catalog.entries()) {
+    auto recorded = digests.find(epoch);
+    if (recorded == digests.end()) {
+      ADD_FAILURE() << "epoch " << epoch << " has no digest recorded at its pause";
+      continue;
+    }
+    Result<uint64_t> restored = restored_digest(d.store(), epoch);
+    if (!restored.is_ok()) {
+      ADD_FAILURE() << restored.status().to_string();
+      continue;
+    }
+    EXPECT_EQ(*restored, recorded->second) << "epoch " << epoch << " does not restore to its memory at the pause";
+  }
+  auto fs = snap::make_posix_file_system();
+  auto report = snap::verify_store(*fs, d.store());
+  EXPECT_TRUE(report.is_ok() && report->problems.empty()) << "verify found problems";
+  return catalog.entries().size();
+}
+
+Status shut_down(DaemonProcess& d) {
+  auto reply = d.call("shutdown");
+  if (!reply.is_ok()) return reply.status();
+  std::optional<int> st = d.wait_exit(120s);
+  if (!st) return Status(StatusCode::kAborted, "ckptd did not exit after shutdown");
+  if (!WIFEXITED(*st) || WEXITSTATUS(*st) != 0) {
+    return Status(StatusCode::kAborted, "ckptd exit status " + std::to_string(*st) + "\n" + d.log());
+  }
+  return Status::ok();
+}
+
+uint64_t iterations_at(const std::string& store, uint64_t epoch, unsigned vcpu) {
+  auto fs = snap::make_posix_file_system();
+  snap::Catalog catalog = load(store);
+  std::vector<uint8_t> memory(catalog.guest_pages() * 4096);
+  EXPECT_TRUE(snap::restore_to_memory(*fs, catalog, epoch, memory).is_ok());
+  uint64_t n = 0;
+  std::memcpy(&n, memory.data() + vmm::guest::status_gpa(vcpu), sizeof n);
+  return n;
+}
+
+TEST(Daemon, EveryCommittedEpochRestoresToTheMemoryAtItsPause) {
+  DaemonProcess d;
+  ASSERT_TRUE(d.start().is_ok()) << d.log();
+  ASSERT_TRUE(d.wait_until([](const json& s) { return committed(s) >= 10; }, 60s)) << d.log();
+  std::vector<uint64_t> tagged;
+  for (const char* tag : {"first", "second", "third"}) {
+    auto reply = d.call("snapshot", {{"tag", tag}});
+    ASSERT_TRUE(reply.is_ok() && reply->ok) << (reply.is_ok() ? reply->message : reply.status().to_string());
+    tagged.push_back(reply->result["epoch"].get<uint64_t>());
+    std::this_thread::sleep_for(120ms);
+  }
+  EXPECT_LT(tagged[0], tagged[1]);
+  EXPECT_LT(tagged[1], tagged[2]);
+  json s = d.status();
+  EXPECT_EQ(s["state"], "running");
+  EXPECT_GT(s["pause_ms"]["count"].get<uint64_t>(), 10u);
+  EXPECT_GT(s["dirty_pages_total"].get<uint64_t>(), 0u);
+  ASSERT_TRUE(shut_down(d).is_ok());
+
+  snap::Catalog catalog = load(d.store());
+  EXPECT_EQ(catalog.entries().at(tagged[1]).meta->tag, "second");
+  EXPECT_EQ(catalog.entries().rbegin()->second.meta->tag, "final");
+  EXPECT_GE(expect_every_epoch_exact(d), 14u);
+}
+
+TEST(Daemon, SigtermTakesAVerifiedFinalEpochAndTellsSystemd) {
+  auto listener = NotifyListener::create();
+  ASSERT_TRUE(listener.is_ok()) << listener.status().to_string();
+  DaemonProcess d;
+  ASSERT_TRUE(d.start({"--verify-final"}, {{"NOTIFY_SOCKET", (*listener)->path()}}).is_ok()) << d.log();
+  ASSERT_TRUE((*listener)->wait_for("READY", "1", 10s));
+  const auto& ready = (*listener)->history().back();
+  EXPECT_EQ(ready.sender_pid, d.pid());
+  EXPECT_TRUE(ready.get("STATUS").has_value());
+  ASSERT_TRUE(d.wait_until([](const json& s) { return committed(s) >= 4; }, 60s));
+  d.signal(SIGTERM);
+  EXPECT_TRUE((*listener)->wait_for("STOPPING", "1", 10s));
+  std::optional<int> st = d.wait_exit(60s);
+  ASSERT_TRUE(st.has_value());
+  EXPECT_TRUE(WIFEXITED(*st) && WEXITSTATUS(*st) == 0) << d.log();
+  snap::Catalog catalog = load(d.store());
+  EXPECT_EQ(catalog.entries().rbegin()->second.meta->tag, "final");
+  EXPECT_NE(d.log().find("bit-exact"), std::string::npos) << "verify-final did not report:\n" << d.log();
+  expect_every_epoch_exact(d);
+}
+
+TEST(Daemon, KillNineThenResumeContinuesFromTheNewestEpochBitExactly) {
+  DaemonProcess d;
+  ASSERT_TRUE(d.start().is_ok()) << d.log();
+  ASSERT_TRUE(d.wait_until([](const json& s) { return committed(s) >= 8; }, 60s));
+  d.signal(SIGKILL);
+  ASSERT_TRUE(d.wait_exit(10s).has_value());
+  uint64_t newest = *load(d.store()).newest();
+  Result<uint64_t> at_kill = restored_digest(d.store(), newest);
+  ASSERT_TRUE(at_kill.is_ok()) << at_kill.status().to_string();
+  uint64_t iterations_before = iterations_at(d.store(), newest, 0);
+
+  ASSERT_TRUE(d.start({"--resume"}).is_ok()) << d.log();
+  json s = d.status();
+  EXPECT_EQ(s["resumed_from_epoch"], newest);
+  EXPECT_EQ(d.read_digests()["loaded"][newest], *at_kill) << "the rebuilt VM's memory is not epoch " << newest;
+  ASSERT_TRUE(d.wait_until([&](const json& s) { return s["last_committed_epoch"].get<uint64_t>() >= newest + 5; },
+                           60s));
+  ASSERT_TRUE(shut_down(d).is_ok());
+
+  snap::Catalog catalog = load(d.store());
+  uint64_t last = *catalog.newest();
+  auto chain = catalog.chain(last);
+  ASSERT_TRUE(chain.is_ok());
+  bool through_newest = false;
+  for (const auto& meta : *chain) through_newest |= meta->header.epoch == newest;
+  EXPECT_TRUE(through_newest) << "epoch " << last << " does not build on epoch " << newest;
+  EXPECT_GT(iterations_at(d.store(), last, 0), iterations_before) << "the guest did not carry on from its counters";
+  expect_every_epoch_exact(d);
+}
+
+TEST(Daemon, LiveRestoreRestartsTheVmFromAnEarlierEpoch) {
+  DaemonProcess d;
+  ASSERT_TRUE(d.start().is_ok()) << d.log();
+  ASSERT_TRUE(d.wait_until([](const json& s) { return committed(s) >= 6; }, 60s));
+  auto missing = d.call("restore", {{"epoch", 999999}});
+  ASSERT_TRUE(missing.is_ok());
+  EXPECT_FALSE(missing->ok);
+  EXPECT_EQ(missing->error_code, "not_found") << missing->message;
+
+  auto reply = d.call("restore", {{"epoch", 3}});
+  ASSERT_TRUE(reply.is_ok() && reply->ok) << (reply.is_ok() ? reply->message : reply.status().to_string());
+  uint64_t saved = reply->result["saved_epoch"].get<uint64_t>();
+  Result<uint64_t> epoch3 = restored_digest(d.store(), 3);
+  ASSERT_TRUE(epoch3.is_ok());
+  EXPECT_EQ(d.read_digests()["loaded"][3], *epoch3);
+  ASSERT_TRUE(d.wait_until([&](const json& s) { return s["last_committed_epoch"].get<uint64_t>() >= saved + 3; },
+                           60s));
+  ASSERT_TRUE(shut_down(d).is_ok());
+
+  snap::Catalog catalog = load(d.store());
+  EXPECT_EQ(catalog.entries().at(saved + 1).meta->parent, 3u) << "the first epoch after the restore builds on 3";
+  EXPECT_EQ(catalog.entries().at(saved).meta->tag, "before-restore-to-3");
+  expect_every_epoch_exact(d);
+}
+
+// A small tmpfs filled up: writes fail with ENOSPC, their pages stay owed, and once space returns the next epochs
+// carry them, so every committed epoch is still exactly the memory at its pause.
+TEST(Daemon, FailedWritesOweTheirPagesAndLoseNone) {
+  DaemonProcess d;
+  ASSERT_EQ(::mkdir(d.store().c_str(), 0755), 0);
+  if (::mount("tmpfs", d.store().c_str(), "tmpfs", 0, "size=48m") != 0) {
+    GTEST_SKIP() << "cannot mount a tmpfs here: " << std::strerror(errno);
+  }
+  struct Unmount {
+    std::string path;
+    ~Unmount() { ::umount2(path.c_str(), MNT_DETACH); }
+  } unmount{d.store()};
+  ASSERT_TRUE(d.start().is_ok()) << d.log();
+  ASSERT_TRUE(d.wait_until([](const json& s) { return committed(s) >= 4; }, 60s));
+  std::string filler = d.store() + "/filler";  // not an epoch file name: the store ignores it
+  {
+    std::ofstream out(filler, std::ios::binary);
+    std::vector<char> chunk(1 << 20, 'x');
+    while (out.write(chunk.data(), chunk.size())) {
+    }
+  }
+  ASSERT_TRUE(d.wait_until([](const json& s) { return s["epochs_failed"].get<uint64_t>() >= 3; }, 60s)) << d.log();
+  json during = d.status();
+  EXPECT_GT(during["owed_pages"].get<uint64_t>(), 0u);
+  EXPECT_GT(during["errors_total"].get<uint64_t>(), 0u);
+  EXPECT_NE(during["last_error"].get<std::string>().find("space"), std::string::npos) << during.dump();
+  uint64_t before = committed(during);
+  ::unlink(filler.c_str());
+  ASSERT_TRUE(d.wait_until([&](const json& s) { return committed(s) >= before + 3; }, 60s)) << d.log();
+  EXPECT_EQ(d.status()["owed_pages"], 0u);
+  ASSERT_TRUE(shut_down(d).is_ok());
+  expect_every_epoch_exact(d);
+}
+
+TEST(Daemon, RefusesAStoreWithEpochsUnlessResuming) {
+  DaemonProcess d;
+  ASSERT_TRUE(d.start().is_ok()) << d.log();
+  ASSERT_TRUE(shut_down(d).is_ok());
+  Status second = d.start();
+  EXPECT_FALSE(second.is_ok());
+  EXPECT_NE(d.log().find("already holds epochs"), std::string::npos) << d.log();
+}
+
+TEST(Daemon, SighupAppliesTheSafeSettingsAndNamesTheOthers) {
+  DaemonProcess d;
+  ASSERT_TRUE(d.start().is_ok()) << d.log();
+  ASSERT_TRUE(d.wait_until([](const json& s) { return committed(s) >= 2; }, 60s));
+  d.append_config("epoch-ms = 20\nmemory-mib = 128\n");
+  d.signal(SIGHUP);
+  ASSERT_TRUE(d.wait_until([](const json& s) { return s["epoch_ms"] == 20; }, 10s)) << d.log();
+  EXPECT_NE(d.log().find("memory-mib changed; it applies at the next restart"), std::string::npos) << d.log();
+  d.append_config("epoch-ms = fast\n");  // a broken file changes nothing
+  d.signal(SIGHUP);
+  ASSERT_TRUE(d.wait_until([&](const json&) { return d.log().find("keeping the current settings") != std::string::npos; },
+                           10s));
+  EXPECT_EQ(d.status()["epoch_ms"], 20);
+  EXPECT_EQ(d.status()["vm"]["memory_bytes"], 64u << 20);
+  ASSERT_TRUE(shut_down(d).is_ok());
+}
+
+TEST(Daemon, EpochLoopPausesAndResumes) {
+  DaemonProcess d;
+  ASSERT_TRUE(d.start().is_ok()) << d.log();
+  ASSERT_TRUE(d.wait_until([](const json& s) { return committed(s) >= 3; }, 60s));
+  auto paused = d.call("pause");
+  ASSERT_TRUE(paused.is_ok() && paused->ok);
+  std::this_thread::sleep_for(100ms);  // an epoch already being written may still land
+  uint64_t held = committed(d.status());
+  std::this_thread::sleep_for(400ms);
+  json s = d.status();
+  EXPECT_EQ(committed(s), held);
+  EXPECT_EQ(s["state"], "epochs-paused");
+  auto resumed = d.call("resume");
+  ASSERT_TRUE(resumed.is_ok() && resumed->ok);
+  ASSERT_TRUE(d.wait_until([&](const json& s) { return committed(s) >= held + 3; }, 30s));
+  ASSERT_TRUE(shut_down(d).is_ok());
+  expect_every_epoch_exact(d);
+}
+
+}  // namespace
+}  // namespace ckpt::daemon::testing
