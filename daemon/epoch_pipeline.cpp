@@ -4,6 +4,7 @@
 #include <time.h>
 
 #include <algorithm>
+#include <cstdio>
 #include <iterator>
 #include <thread>
 
@@ -33,12 +34,32 @@ std::vector<uint64_t> merge_sorted(const std::vector<uint64_t>& a, const std::ve
   return out;
 }
 
+// Durations of the steps of a pause, for the debug log.
+class Laps {
+ public:
+  void lap(const char* name) {
+    auto now = std::chrono::steady_clock::now();
+    char part[48];
+    std::snprintf(part, sizeof part, "%s%s %.3f", text_.empty() ? "" : ", ", name, ms_between(last_, now));
+    text_ += part;
+    last_ = now;
+  }
+  double total_ms() const { return ms_between(start_, std::chrono::steady_clock::now()); }
+  std::chrono::steady_clock::time_point start() const { return start_; }
+  std::string text() const { return text_ + " ms"; }
+
+ private:
+  std::chrono::steady_clock::time_point start_ = std::chrono::steady_clock::now(), last_ = start_;
+  std::string text_;
+};
+
 }  // namespace
 
 struct Session::EpochJob {
   std::string tag;
   bool full = false;                 // a base holding every page (dirty tracking failed: nothing else is safe)
   std::vector<uint64_t> gfns;        // ascending
+  std::vector<bool> untouched;       // full bases: gfns that never held data (read as zero; not read at all)
   const uint8_t* direct = nullptr;   // oversized: pages come from guest memory (the guest stays paused)
   std::vector<vmm::StateBlob> state;
   uint64_t timestamp_ns = 0;
@@ -71,23 +92,24 @@ std::shared_future<Result<EpochCommitted>> Session::take_epoch(const std::string
 // Pause -> harvest (+ owed) -> stage -> rearm -> state -> resume, then hand the job to the worker. An epoch too big
 // for the staging area (or a full base) is written from guest memory before the guest resumes.
 Status Session::capture(std::shared_ptr<EpochJob> job, bool leave_paused) {
-  Clock::time_point t0 = Clock::now();
+  Laps laps;
   CKPT_RETURN_IF_ERROR(pause_machine());
+  laps.lap("pause");
   std::span<uint8_t> memory = machine_->host_memory();
   Result<std::vector<uint64_t>> dirty = machine_->harvest_dirty();
   if (!dirty.is_ok()) return tracking_failed(dirty.status().with_context("harvest dirty pages"));
   job->gfns = merge_sorted(*dirty, take_owed());
-  if (job->full) {
-    job->gfns.resize(memory.size() / kPage);
-    for (uint64_t g = 0; g < job->gfns.size(); ++g) job->gfns[g] = g;
-  }
+  if (job->full) plan_full_epoch(*job);
+  laps.lap("harvest");
   bool staged = job->gfns.size() <= staging_.capacity_pages() && !job->full;
   if (staged) staging_.copy_in(memory, job->gfns);
+  laps.lap("copy");
   Status rearmed = machine_->rearm();
   if (!rearmed.is_ok()) {
     add_owed(job->gfns);
     return tracking_failed(rearmed.with_context("rearm dirty tracking"));
   }
+  laps.lap("rearm");
   Result<std::vector<vmm::StateBlob>> state = machine_->save_state();
   if (!state.is_ok()) {
     add_owed(job->gfns);
@@ -97,20 +119,35 @@ Status Session::capture(std::shared_ptr<EpochJob> job, bool leave_paused) {
   job->state = std::move(*state);
   job->timestamp_ns = realtime_ns();
   if (digests_.enabled()) job->digest = DigestLog::digest(memory);
-  if (!staged) return write_while_paused(job, leave_paused, t0);
-  if (!leave_paused) CKPT_RETURN_IF_ERROR(start_or_resume());
-  job->pause_ms = ms_between(t0, Clock::now());
+  laps.lap("state");
+  if (!staged) return write_while_paused(job, leave_paused, laps.start());
+  // The pause the guest sees ends when resume is asked for; on a busy host the woken vCPU threads may then run
+  // before this one does again, which is guest time, not pause time.
+  job->pause_ms = laps.total_ms();
   record_pause(job->pause_ms);
+  if (!leave_paused) CKPT_RETURN_IF_ERROR(start_or_resume());
+  laps.lap("resume");
+  CKPT_LOG(kDebug) << "epoch capture: " << job->gfns.size() << " pages, " << laps.text();
   worker_->post([this, job](snap::Store& store) { job->done.set_value(write_epoch(store, *job)); });
   return Status::ok();
+}
+
+// A full base: every gfn, but pages the guest never touched are known zeros and are not read.
+void Session::plan_full_epoch(EpochJob& job) {
+  job.gfns.resize(machine_->host_memory().size() / kPage);
+  for (uint64_t g = 0; g < job.gfns.size(); ++g) job.gfns[g] = g;
+  Result<std::vector<std::pair<uint64_t, uint64_t>>> data = machine_->data_ranges();
+  if (!data.is_ok()) return;  // every page is read: slower, same result
+  job.untouched.assign(job.gfns.size(), true);
+  for (auto [first, count] : *data) std::fill_n(job.untouched.begin() + first, count, false);
 }
 
 Status Session::write_while_paused(std::shared_ptr<EpochJob> job, bool leave_paused, Clock::time_point t0) {
   job->direct = machine_->host_memory().data();
   Result<EpochCommitted> written = worker_->run([&](snap::Store& store) { return write_epoch(store, *job); });
-  Status resumed = leave_paused ? Status::ok() : start_or_resume();
   job->pause_ms = ms_between(t0, Clock::now());
   record_pause(job->pause_ms);
+  Status resumed = leave_paused ? Status::ok() : start_or_resume();
   {
     std::lock_guard lock(mu_);
     if (!job->full) ++stats_.oversized_epochs;
@@ -149,7 +186,9 @@ Result<EpochCommitted> Session::write_epoch(snap::Store& store, EpochJob& job) {
     std::lock_guard lock(mu_);
     if (!job.full) options.parent = parent_;
   }
+  Clock::time_point t0 = Clock::now();
   Result<std::shared_ptr<const snap::EpochMeta>> meta = write_epoch_file(store, job, options);
+  CKPT_LOG(kDebug) << "epoch write: " << job.gfns.size() << " pages in " << ms_between(t0, Clock::now()) << " ms";
   if (!meta.is_ok()) {
     add_owed(job.gfns);
     record_error(meta.status().with_context("epoch write (its pages are owed to the next epoch)"));
@@ -180,7 +219,9 @@ Result<std::shared_ptr<const snap::EpochMeta>> Session::write_epoch_file(snap::S
   // A failed attempt's line is superseded by the next epoch of the same number (readers keep the last line).
   if (job.digest) CKPT_RETURN_IF_ERROR(digests_.record("epoch", (*writer)->epoch(), *job.digest));
   for (size_t i = 0; i < job.gfns.size(); ++i) {
+    static const uint8_t kZeroPage[kPage] = {};
     const uint8_t* page = job.direct ? job.direct + job.gfns[i] * kPage : staging_.slot(i);
+    if (!job.untouched.empty() && job.untouched[job.gfns[i]]) page = kZeroPage;
     CKPT_RETURN_IF_ERROR((*writer)->add_page(job.gfns[i], page));
   }
   for (const vmm::StateBlob& blob : job.state) CKPT_RETURN_IF_ERROR((*writer)->add_state(blob.name, blob.data));

@@ -90,6 +90,7 @@ class Session {
   Status capture(std::shared_ptr<EpochJob> job, bool leave_paused);
   Status write_while_paused(std::shared_ptr<EpochJob> job, bool leave_paused, Clock::time_point t0);
   Status pause_machine();
+  void plan_full_epoch(EpochJob& job);
   Status tracking_failed(Status s);
   Result<EpochCommitted> take_final_epoch();
   Status verify_against_fresh_vm(uint64_t epoch);

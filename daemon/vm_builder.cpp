@@ -29,7 +29,9 @@ Result<std::unique_ptr<vmm::Machine>> rebuild_machine(const DaemonConfig& config
     machine_config.memory_bytes = memory_bytes;
   }
   CKPT_ASSIGN_OR_RETURN(auto machine, vmm::create_machine(machine_config, config.backend));
-  auto restored = snap::restore_to_memory(fs, catalog, epoch, machine->host_memory());
+  snap::RestoreOptions options;
+  options.memory_is_zeroed = true;  // a new machine's memory is all holes
+  auto restored = snap::restore_to_memory(fs, catalog, epoch, machine->host_memory(), options);
   if (!restored.is_ok()) return restored.status().with_context(what);
   std::vector<vmm::StateBlob> state;
   for (const snap::StateBlob& blob : meta.states) state.push_back({blob.name, blob.data});

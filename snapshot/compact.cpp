@@ -73,7 +73,10 @@ Status Store::compact(uint64_t k) {
   if (target->header.kind != EpochKind::kBase) {
     uint64_t guest_pages = target->header.guest_pages;
     CKPT_ASSIGN_OR_RETURN(GuestImage image, GuestImage::allocate(guest_pages * f::kPageSize));
-    CKPT_RETURN_IF_ERROR(restore_to_memory(*fs_, catalog_, k, image.span(), {options_.workers, {}}).status());
+    RestoreOptions restore_options;
+    restore_options.threads = options_.workers;
+    restore_options.memory_is_zeroed = true;  // fresh anonymous memory
+    CKPT_RETURN_IF_ERROR(restore_to_memory(*fs_, catalog_, k, image.span(), restore_options).status());
     EpochOptions options{target->tag, target->timestamp_ns, std::nullopt};
     CKPT_ASSIGN_OR_RETURN(auto writer, begin(EpochKind::kBase, k, f::kNoParent, k, guest_pages, options));
     const uint8_t* pages = image.span().data();

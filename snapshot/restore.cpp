@@ -31,18 +31,19 @@ class PageSink {
 
 class MemorySink final : public PageSink {
  public:
-  explicit MemorySink(std::span<uint8_t> memory) : memory_(memory) {}
+  MemorySink(std::span<uint8_t> memory, bool zeroed) : memory_(memory), zeroed_(zeroed) {}
   Status put(uint64_t gfn, uint32_t count, const uint8_t* data) override {
     std::memcpy(memory_.data() + gfn * f::kPageSize, data, size_t{count} * f::kPageSize);
     return Status::ok();
   }
   Status zero(uint64_t gfn, uint64_t count) override {
-    std::memset(memory_.data() + gfn * f::kPageSize, 0, count * f::kPageSize);
+    if (!zeroed_) std::memset(memory_.data() + gfn * f::kPageSize, 0, count * f::kPageSize);
     return Status::ok();
   }
 
  private:
   std::span<uint8_t> memory_;
+  bool zeroed_;
 };
 
 class FileSink final : public PageSink {
@@ -213,7 +214,7 @@ Result<RestoreStats> restore_to_memory(FileSystem& fs, const Catalog& catalog, u
     return invalid_argument("restore buffer is " + std::to_string(memory.size()) + " bytes; guest memory is " +
                             std::to_string(guest_pages * f::kPageSize));
   }
-  MemorySink sink(memory);
+  MemorySink sink(memory, options.memory_is_zeroed);
   return restore(fs, catalog, epoch, sink, options);
 }
 

@@ -3,6 +3,8 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <cerrno>
 #include <cstring>
 
 namespace ckpt::vmm {
@@ -48,6 +50,23 @@ void GuestMemory::take_vmm_dirty(DirtyBitmap& out) {
   std::lock_guard lock(vmm_dirty_mutex_);
   out.merge(vmm_dirty_);
   vmm_dirty_.clear();
+}
+
+Result<std::vector<std::pair<uint64_t, uint64_t>>> GuestMemory::data_ranges() const {
+  std::vector<std::pair<uint64_t, uint64_t>> ranges;
+  off_t end = static_cast<off_t>(bytes_);
+  for (off_t offset = 0; offset < end;) {
+    off_t data = ::lseek(fd_.get(), offset, SEEK_DATA);
+    if (data < 0 && errno == ENXIO) break;  // no data at or after offset
+    if (data < 0) return Status::from_errno(errno, "lseek SEEK_DATA on guest memory at " + std::to_string(offset));
+    off_t hole = ::lseek(fd_.get(), data, SEEK_HOLE);
+    if (hole < 0) return Status::from_errno(errno, "lseek SEEK_HOLE on guest memory at " + std::to_string(data));
+    hole = std::min(hole, end);
+    uint64_t first = static_cast<uint64_t>(data) / 4096, last = (static_cast<uint64_t>(hole) + 4095) / 4096;
+    ranges.emplace_back(first, last - first);
+    offset = hole;
+  }
+  return ranges;
 }
 
 }  // namespace ckpt::vmm

@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <memory>
 #include <mutex>
+#include <utility>
 #include <span>
 #include <string>
 #include <vector>
@@ -43,6 +44,9 @@ class GuestMemory {
 
   // Copies into guest memory and marks the pages dirty.
   Status write(uint64_t gpa, std::span<const uint8_t> data);
+  // The gfn ranges (first, count) that may hold data, ascending. Pages outside them were never touched: holes in the
+  // memfd, which read as zero without costing a page fault each (SEEK_DATA/SEEK_HOLE).
+  Result<std::vector<std::pair<uint64_t, uint64_t>>> data_ranges() const;
   // Moves the VMM-dirty pages into `out` and clears them.
   void take_vmm_dirty(DirtyBitmap& out);
 

@@ -9,6 +9,7 @@
 #include <span>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "common/status.h"
@@ -80,6 +81,9 @@ class Machine {
   // Paused only. The guest frame numbers written since the last harvest, ascending, each once. Destructive: a
   // second harvest without guest execution in between returns nothing (VMM writes aside).
   virtual Result<std::vector<uint64_t>> harvest_dirty() = 0;
+  // The gfn ranges (first, count) that may hold data; every page outside them reads as zero because nothing ever
+  // touched it. Lets a full snapshot skip reading (and faulting in) untouched memory.
+  virtual Result<std::vector<std::pair<uint64_t, uint64_t>>> data_ranges() const = 0;
   // Paused only. Re-protects what harvest_dirty reported so that new writes are logged again. Must follow
   // every harvest before the guest resumes.
   virtual Status rearm() = 0;

@@ -232,3 +232,40 @@ TEST(StoreRoundTrip, IoUringAndPwriteWriteIdenticalBytes) {
 
 }  // namespace
 }  // namespace ckpt::snap
+
+namespace ckpt::snap {
+namespace {
+
+// memory_is_zeroed: into memory that already reads as zero, the result is the same without writing zero pages;
+// the pages it skips are exactly the zero pages (a buffer that is not zeroed shows them untouched).
+TEST(StoreRoundTrip, RestoreIntoZeroedMemorySkipsOnlyZeroPages) {
+  testing::TempDir dir;
+  testing::GuestModel model(192, 9);
+  for (uint64_t g = 0; g < model.pages(); ++g) model.scribble(g);
+  for (uint64_t g = 40; g < 60; ++g) std::memset(model.page(g), 0, format::kPageSize);
+  auto store = Store::open(dir.path());
+  ASSERT_TRUE(store.is_ok());
+  testing::write_base(**store, model);
+  testing::write_random_delta(**store, model, 30);
+  const uint64_t newest = *(*store)->newest();
+  auto fs = make_posix_file_system();
+  auto catalog = Catalog::load(*fs, dir.path());
+  ASSERT_TRUE(catalog.is_ok());
+  RestoreOptions options;
+  options.memory_is_zeroed = true;
+  std::vector<uint8_t> zeroed(model.bytes().size(), 0);
+  ASSERT_TRUE(restore_to_memory(*fs, *catalog, newest, zeroed, options).is_ok());
+  EXPECT_EQ(zeroed, model.bytes());
+  std::vector<uint8_t> marked(model.bytes().size(), 0xA5);
+  ASSERT_TRUE(restore_to_memory(*fs, *catalog, newest, marked, options).is_ok());
+  for (uint64_t g = 0; g < model.pages(); ++g) {
+    const uint8_t* want = model.page(g);
+    bool zero = std::all_of(want, want + format::kPageSize, [](uint8_t b) { return b == 0; });
+    const uint8_t* got = marked.data() + g * format::kPageSize;
+    if (zero) EXPECT_EQ(got[0], 0xA5) << "zero page " << g << " was written";
+    else EXPECT_EQ(std::memcmp(got, want, format::kPageSize), 0) << "data page " << g;
+  }
+}
+
+}  // namespace
+}  // namespace ckpt::snap

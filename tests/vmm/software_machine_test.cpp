@@ -402,6 +402,36 @@ TEST(SoftwareMachine, MixedWorkloadsWithDelaysEveryHarvestExact) {
   EXPECT_EQ(status_of(*m, 3), 0u) << "the idle vCPU ran";
 }
 
+// data_ranges lets a full snapshot skip untouched memory: every page holding data lies inside a range, and memory
+// nothing ever touched lies outside all of them.
+TEST(SoftwareMachine, DataRangesCoverEveryWrittenPageAndNotUntouchedMemory) {
+  SKIP_WITHOUT_UFFD_WP();
+  MachineConfig config = small_config(2, WorkloadKind::kRandomWriter);
+  config.memory_bytes = 64ull << 20;  // the workload regions use the low part; the top stays untouched
+  auto m = make_machine(config);
+  ASSERT_TRUE(m);
+  ASSERT_TRUE(m->start().is_ok());
+  std::this_thread::sleep_for(20ms);
+  ASSERT_TRUE(m->pause(5000ms).is_ok());
+  auto ranges = m->data_ranges();
+  ASSERT_TRUE(ranges.is_ok()) << ranges.status().to_string();
+  const uint64_t pages = config.memory_bytes / kPage;
+  std::vector<bool> covered(pages, false);
+  uint64_t covered_pages = 0;
+  for (auto [first, count] : *ranges) {
+    ASSERT_LE(first + count, pages);
+    for (uint64_t g = first; g < first + count; ++g) covered[g] = true;
+    covered_pages += count;
+  }
+  EXPECT_LT(covered_pages, pages / 2) << "untouched memory was reported as data";
+  std::span<const uint8_t> memory = m->host_memory();  // read only after data_ranges: reads may allocate pages
+  for (uint64_t g = 0; g < pages; ++g) {
+    if (covered[g]) continue;
+    const uint8_t* p = memory.data() + g * kPage;
+    ASSERT_TRUE(std::all_of(p, p + kPage, [](uint8_t b) { return b == 0; })) << "gfn " << g << " holds data";
+  }
+}
+
 TEST(SoftwareMachine, IdleGuestDirtiesNothing) {
   SKIP_WITHOUT_UFFD_WP();
   auto m = make_machine(small_config(2, WorkloadKind::kIdle));

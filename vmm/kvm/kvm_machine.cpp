@@ -29,6 +29,7 @@ class KvmMachine final : public Machine {
   TrackingMode tracking_mode() const override { return tracker_->mode(); }
   const MachineConfig& config() const override { return config_; }
   std::span<uint8_t> host_memory() override { return {memory_->host(), memory_->bytes()}; }
+  Result<std::vector<std::pair<uint64_t, uint64_t>>> data_ranges() const override { return memory_->data_ranges(); }
   Status write_memory(uint64_t gpa, std::span<const uint8_t> bytes) override { return memory_->write(gpa, bytes); }
   Status load_guest() override;
   Status start() override;
