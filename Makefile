@@ -19,7 +19,7 @@ test: build
 	cd $(BUILD_DIR) && ctest --output-on-failure -j $(JOBS)
 
 run: build
-	@scripts/run-store-demo.sh $(BUILD_DIR)
+	@scripts/run-demo.sh $(BUILD_DIR)
 
 bench: build
 	@bench/run.sh $(BUILD_DIR)

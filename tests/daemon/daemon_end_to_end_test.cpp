@@ -3,7 +3,10 @@
 // test-only), through forced snapshots, SIGTERM, kill -9 + --resume, live restores and failed writes.
 #include <gtest/gtest.h>
 #include <signal.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <sys/mount.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -237,6 +240,56 @@ TEST(Daemon, SighupAppliesTheSafeSettingsAndNamesTheOthers) {
   EXPECT_EQ(d.status()["epoch_ms"], 20);
   EXPECT_EQ(d.status()["vm"]["memory_bytes"], 64u << 20);
   ASSERT_TRUE(shut_down(d).is_ok());
+}
+
+// A free loopback port: bind to port 0, read it back, release it (a race with another process is possible but
+// harmless here: the daemon would fail to start and the test say so).
+uint16_t free_port() {
+  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof a;
+  ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a);
+  ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
+  ::close(fd);
+  return ntohs(a.sin_port);
+}
+
+std::string http_get(uint16_t port, const std::string& path) {
+  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  a.sin_port = htons(port);
+  std::string response;
+  if (::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0) {
+    std::string request = "GET " + path + " HTTP/1.1\r\nHost: localhost\r\n\r\n";
+    (void)!::write(fd, request.data(), request.size());
+    char buf[65536];
+    for (ssize_t n; (n = ::read(fd, buf, sizeof buf)) > 0;) response.append(buf, static_cast<size_t>(n));
+  }
+  ::close(fd);
+  return response;
+}
+
+TEST(Daemon, ServesPrometheusMetricsOnLoopback) {
+  DaemonProcess d;
+  uint16_t port = free_port();
+  ASSERT_TRUE(d.start({"--metrics-listen", "127.0.0.1:" + std::to_string(port)}).is_ok()) << d.log();
+  ASSERT_TRUE(d.wait_until([](const json& s) { return committed(s) >= 3; }, 60s));
+  std::string body = http_get(port, "/metrics");
+  EXPECT_NE(body.find("200 OK"), std::string::npos) << body;
+  for (const char* metric : {"ckptd_epochs_committed_total ", "ckptd_pause_seconds_bucket{le=\"+Inf\"} ",
+                             "ckptd_epoch_dirty_pages_count ", "ckptd_stored_bytes_total ",
+                             "ckptd_writer_backlog_epochs ", "ckptd_last_committed_epoch ", "ckptd_errors_total 0",
+                             "ckptd_vm_info{backend=\"software\""}) {
+    EXPECT_NE(body.find(metric), std::string::npos) << metric << " missing from:\n" << body;
+  }
+  ASSERT_TRUE(shut_down(d).is_ok());
+  DaemonProcess refused;
+  EXPECT_FALSE(refused.start({"--metrics-listen", "0.0.0.0:9477"}).is_ok());
+  EXPECT_NE(refused.log().find("0.0.0.0:9477"), std::string::npos) << refused.log();
 }
 
 TEST(Daemon, EpochLoopPausesAndResumes) {
