@@ -202,8 +202,10 @@ Result<EpochCommitted> Session::write_epoch(snap::Store& store, EpochJob& job) {
     parent_ = committed.epoch;
     ++stats_.epochs_committed;
     stats_.last_committed_epoch = committed.epoch;
-    stats_.dirty_pages.observe(static_cast<double>(job.gfns.size()));
-    stats_.dirty_pages_total += job.gfns.size();
+    if (!job.full) {  // a base's pages are all of memory, not what the guest dirtied
+      stats_.dirty_pages.observe(static_cast<double>(job.gfns.size()));
+      stats_.dirty_pages_total += job.gfns.size();
+    }
     stats_.bytes_raw_total += (*meta)->stats.raw_bytes;
     stats_.bytes_stored_total += (*meta)->stats.stored_bytes;
   }
