@@ -160,15 +160,25 @@ std::string trim(const std::string& s) {
   return s.substr(b, e - b + 1);
 }
 
-// "key = value" lines; '#' starts a comment line; values may be double-quoted.
 Status read_config_file(const std::string& path, std::map<std::string, std::string>& values) {
   std::ifstream in(path);
   if (!in) return Status::from_errno(errno, "open config file " + path);
+  std::stringstream text;
+  text << in.rdbuf();
+  if (in.bad()) return Status::from_errno(errno, "read config file " + path);
+  return parse_config_text(text.str(), path, values);
+}
+
+}  // namespace
+
+// "key = value" lines; '#' starts a comment line; values may be double-quoted.
+Status parse_config_text(std::string_view text, const std::string& origin, std::map<std::string, std::string>& values) {
+  std::istringstream in{std::string(text)};
   std::string line;
   for (int n = 1; std::getline(in, line); ++n) {
     std::string t = trim(line);
     if (t.empty() || t[0] == '#') continue;
-    std::string where = path + ":" + std::to_string(n) + ": ";
+    std::string where = origin + ":" + std::to_string(n) + ": ";
     size_t eq = t.find('=');
     if (eq == std::string::npos) return invalid_argument(where + "expected 'key = value', got '" + t + "'");
     std::string key = trim(t.substr(0, eq)), value = trim(t.substr(eq + 1));
@@ -176,11 +186,17 @@ Status read_config_file(const std::string& path, std::map<std::string, std::stri
     if (!find_setting(key)) return invalid_argument(where + "unknown setting '" + key + "'");
     values[key] = value;
   }
-  if (in.bad()) return Status::from_errno(errno, "read config file " + path);
   return Status::ok();
 }
 
-}  // namespace
+Status apply_config_values(const std::map<std::string, std::string>& values, DaemonConfig& config) {
+  for (const Setting& s : kSettings) {
+    auto it = values.find(s.key);
+    Status st = s.apply(it == values.end() ? s.fallback : it->second, config);
+    if (!st.is_ok()) return st.with_context(std::string("setting ") + s.key);
+  }
+  return Status::ok();
+}
 
 vmm::MachineConfig DaemonConfig::default_machine() {
   vmm::MachineConfig m;
@@ -225,10 +241,7 @@ Result<LoadedConfig> load_config(int argc, const char* const* argv, int* exit_co
     if (s.flag && flags[s.key]) loaded.values[s.key] = "true";
     if (!s.flag && app.count("--" + std::string(s.key))) loaded.values[s.key] = cli[s.key];
   }
-  for (const Setting& s : kSettings) {
-    Status st = s.apply(loaded.values[s.key], loaded.config);
-    if (!st.is_ok()) return st.with_context(std::string("setting ") + s.key);
-  }
+  CKPT_RETURN_IF_ERROR(apply_config_values(loaded.values, loaded.config));
   return loaded;
 }
 

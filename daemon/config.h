@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <map>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "common/log.h"
@@ -49,6 +50,12 @@ struct LoadedConfig {
   std::map<std::string, std::string> values;  // every setting's effective text, for logging and reload diffs
 };
 Result<LoadedConfig> load_config(int argc, const char* const* argv, int* exit_code);
+
+// The config file's grammar, for load_config and the fuzzer: 'key = value' lines of `text` into `values`;
+// errors name `origin`, the line and the key.
+Status parse_config_text(std::string_view text, const std::string& origin, std::map<std::string, std::string>& values);
+// Converts every setting's text (a missing key takes its default) into `config`; errors name the setting.
+Status apply_config_values(const std::map<std::string, std::string>& values, DaemonConfig& config);
 
 // Settings whose values differ between `before` and `after`, split by whether SIGHUP may apply them.
 struct ConfigChanges {

@@ -18,8 +18,9 @@ Session::Session(DaemonConfig config, std::unique_ptr<StoreWorker> worker, Stagi
 
 Session::~Session() = default;
 
-Result<std::unique_ptr<Session>> Session::create(const DaemonConfig& config) {
+Result<std::unique_ptr<Session>> Session::create(const DaemonConfig& config, std::shared_ptr<snap::FileSystem> fs) {
   snap::StoreOptions store_options;
+  store_options.fs = std::move(fs);
   store_options.engine = config.write_engine;
   store_options.compression_level = config.compression_level;
   CKPT_ASSIGN_OR_RETURN(auto store, snap::Store::open(config.store_dir, store_options));

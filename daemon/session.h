@@ -55,7 +55,9 @@ class Session {
   // Opens the store and makes the VM: rebuilt from the newest committed epoch when config.resume is set and the
   // store has one; else, for an empty store, a fresh VM whose every page goes into a base (epoch 0). A store with
   // epochs and no resume is refused: ckptd never starts a second VM on top of another's history.
-  static Result<std::unique_ptr<Session>> create(const DaemonConfig& config);
+  // `fs` replaces the real file system under the store (tests inject faults there).
+  static Result<std::unique_ptr<Session>> create(const DaemonConfig& config,
+                                                 std::shared_ptr<snap::FileSystem> fs = nullptr);
   ~Session();
 
   // Starts the guest and runs the epoch loop until request_shutdown(); then takes a final epoch with the guest left

@@ -24,6 +24,9 @@ namespace ckpt::daemon::testing {
 DaemonProcess::DaemonProcess() {
   char tmpl[] = "/tmp/ckptd-e2e-XXXXXX";
   dir_ = ::mkdtemp(tmpl);
+  append_config("store = " + store() + "\nsocket = " + socket() + "\nrecord-digests = " + digests() +
+                "\nbackend = software\nmemory-mib = 64\nvcpus = 2\nworkload = random-writer\n"
+                "workload-delay-loops = 200\nepoch-ms = 50\nstaging-mib = 16\n");
 }
 
 DaemonProcess::~DaemonProcess() {
@@ -36,11 +39,21 @@ DaemonProcess::~DaemonProcess() {
 }
 
 Status DaemonProcess::start(const std::vector<std::string>& extra, const std::map<std::string, std::string>& env) {
-  if (::access(config_path().c_str(), F_OK) != 0) {
-    append_config("store = " + store() + "\nsocket = " + socket() + "\nrecord-digests = " + digests() +
-                  "\nbackend = software\nmemory-mib = 64\nvcpus = 2\nworkload = random-writer\n"
-                  "workload-delay-loops = 200\nepoch-ms = 50\nstaging-mib = 16\n");
+  CKPT_RETURN_IF_ERROR(spawn(extra, env));
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+  while (std::chrono::steady_clock::now() < deadline) {
+    if (!status().empty()) return Status::ok();
+    int st = 0;
+    if (::waitpid(pid_, &st, WNOHANG) == pid_) {
+      pid_ = -1;
+      return Status(StatusCode::kAborted, "ckptd exited during start (status " + std::to_string(st) + "): " + log());
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
   }
+  return Status(StatusCode::kAborted, "ckptd did not answer on " + socket() + " within 60 s: " + log());
+}
+
+Status DaemonProcess::spawn(const std::vector<std::string>& extra, const std::map<std::string, std::string>& env) {
   std::vector<std::string> args{CKPTD_PATH, "--config", config_path()};
   args.insert(args.end(), extra.begin(), extra.end());
   pid_ = ::fork();
@@ -56,17 +69,7 @@ Status DaemonProcess::start(const std::vector<std::string>& extra, const std::ma
     ::execv(argv[0], argv.data());
     ::_exit(127);
   }
-  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
-  while (std::chrono::steady_clock::now() < deadline) {
-    if (!status().empty()) return Status::ok();
-    int st = 0;
-    if (::waitpid(pid_, &st, WNOHANG) == pid_) {
-      pid_ = -1;
-      return Status(StatusCode::kAborted, "ckptd exited during start (status " + std::to_string(st) + "): " + log());
-    }
-    std::this_thread::sleep_for(std::chrono::milliseconds(50));
-  }
-  return Status(StatusCode::kAborted, "ckptd did not answer on " + socket() + " within 60 s: " + log());
+  return Status::ok();
 }
 
 void DaemonProcess::append_config(const std::string& lines) {

@@ -18,7 +18,7 @@ namespace ckpt::daemon::testing {
 
 class DaemonProcess {
  public:
-  // A fresh directory under /tmp holding store/, ckptd.sock, ckptd.log and digests.
+  // A fresh directory under /tmp holding ckptd.conf (the test defaults), store/, ckptd.sock, ckptd.log, digests.
   DaemonProcess();
   ~DaemonProcess();  // kills a still running daemon and removes the directory
 
@@ -33,10 +33,12 @@ class DaemonProcess {
   void append_config(const std::string& lines);
 
   // Starts `ckptd --config config_path()` plus `extra` arguments (which override the file) and waits until the
-  // control socket answers status. The first start writes the test defaults into the config file: software backend,
-  // 64 MiB, 2 vCPUs, random-writer, 50 ms epochs, digest recording, this directory's store and socket. `env` adds
+  // control socket answers status. The config file starts with the test defaults: software backend, 64 MiB,
+  // 2 vCPUs, random-writer, 50 ms epochs, digest recording, this directory's store and socket. `env` adds
   // variables (e.g. NOTIFY_SOCKET).
   Status start(const std::vector<std::string>& extra = {}, const std::map<std::string, std::string>& env = {});
+  // Like start, but returns as soon as the process exists (crash tests kill it at random moments, start-up included).
+  Status spawn(const std::vector<std::string>& extra = {}, const std::map<std::string, std::string>& env = {});
   pid_t pid() const { return pid_; }
 
   // One request over a fresh connection.
