@@ -7,6 +7,7 @@
 #include "cli/exit_codes.h"
 #include "cli/output.h"
 #include "cli/store_access.h"
+#include "daemon/control/epoch_json.h"
 
 namespace ckpt::cli {
 
@@ -43,7 +44,7 @@ nlohmann::json store_totals(const snap::Catalog& catalog) {
 }
 
 nlohmann::json epoch_detail(uint64_t epoch, const snap::CatalogEntry& entry) {
-  nlohmann::json j = epoch_summary_json(epoch, entry);
+  nlohmann::json j = control::epoch_summary_json(epoch, entry);
   if (!entry.meta) return j;
   std::map<std::string, uint64_t> codecs;
   for (const snap::BlockRef& b : entry.meta->blocks) {
@@ -70,19 +71,19 @@ void print_human(const nlohmann::json& j) {
 int run_inspect(const std::string& dir, std::optional<uint64_t> epoch, bool json) {
   auto fs = open_read_fs();
   auto catalog = load_catalog(*fs, dir);
-  if (!catalog.is_ok()) return report_error("inspect", catalog.status());
+  if (!catalog.is_ok()) return report_error("inspect", catalog.status(), json);
   nlohmann::json out;
   if (epoch) {
     auto it = catalog->entries().find(*epoch);
     if (it == catalog->entries().end()) {
-      return report_error("inspect", not_found("epoch " + std::to_string(*epoch) + " is not in store " + dir));
+      return report_error("inspect", not_found("epoch " + std::to_string(*epoch) + " is not in store " + dir), json);
     }
     out = epoch_detail(*epoch, it->second);
   } else {
     out = store_totals(*catalog);
   }
   if (json) {
-    std::printf("%s\n", out.dump(2).c_str());
+    print_json(out);
   } else {
     print_human(out);
   }
@@ -92,11 +93,16 @@ int run_inspect(const std::string& dir, std::optional<uint64_t> epoch, bool json
 }  // namespace
 
 void add_inspect_command(CLI::App& app, int* exit_code) {
-  auto* cmd = app.add_subcommand("inspect", "Show a store's totals, or one epoch's blocks, sizes and state blobs");
+  auto* cmd =
+      app.add_subcommand("inspect", "Show a store's totals, or one epoch's blocks, sizes and state blobs (offline)");
+  cmd->footer(
+      "Examples:\n"
+      "  ckpt inspect --store /var/lib/ckptd\n"
+      "  ckpt inspect --store /var/lib/ckptd --epoch 42 --json\n");
   auto dir = std::make_shared<std::string>();
   auto epoch = std::make_shared<std::optional<uint64_t>>();
   auto json = std::make_shared<bool>(false);
-  cmd->add_option("--store", *dir, "Store directory")->required();
+  cmd->add_option("--store", *dir, "Store directory")->required()->type_name("DIR");
   cmd->add_option("--epoch", *epoch, "Inspect this epoch instead of the whole store");
   cmd->add_flag("--json", *json, "Print JSON");
   cmd->callback([=] { *exit_code = run_inspect(*dir, *epoch, *json); });

@@ -16,12 +16,12 @@ namespace {
 int run_verify(const std::string& dir, std::optional<uint64_t> epoch, bool json) {
   auto fs = open_read_fs();
   auto present = load_catalog(*fs, dir);
-  if (!present.is_ok()) return report_error("verify", present.status());
+  if (!present.is_ok()) return report_error("verify", present.status(), json);
   snap::VerifyOptions options;
   options.epoch = epoch;
   if (!json) options.progress = terminal_progress("verify");
   auto report = snap::verify_store(*fs, dir, options);
-  if (!report.is_ok()) return report_error("verify", report.status());
+  if (!report.is_ok()) return report_error("verify", report.status(), json);
   if (json) {
     nlohmann::json problems = nlohmann::json::array();
     for (const auto& p : report->problems) {
@@ -32,7 +32,7 @@ int run_verify(const std::string& dir, std::optional<uint64_t> epoch, bool json)
                        {"blocks_checked", report->blocks_checked},
                        {"bytes_checked", report->bytes_checked},
                        {"problems", problems}};
-    std::printf("%s\n", out.dump(2).c_str());
+    print_json(out);
   } else if (report->ok()) {
     std::printf("ok: %llu epochs, %llu blocks, %s checked\n", static_cast<unsigned long long>(report->epochs_checked),
                 static_cast<unsigned long long>(report->blocks_checked), human_bytes(report->bytes_checked).c_str());
@@ -53,10 +53,14 @@ int run_verify(const std::string& dir, std::optional<uint64_t> epoch, bool json)
 
 void add_verify_command(CLI::App& app, int* exit_code) {
   auto* cmd = app.add_subcommand("verify", "Check every checksum and the chain of a store (offline)");
+  cmd->footer(
+      "Examples:\n"
+      "  ckpt verify --store /var/lib/ckptd\n"
+      "  ckpt verify --store /var/lib/ckptd --epoch 42   only what restoring epoch 42 reads\n");
   auto dir = std::make_shared<std::string>();
   auto epoch = std::make_shared<std::optional<uint64_t>>();
   auto json = std::make_shared<bool>(false);
-  cmd->add_option("--store", *dir, "Store directory")->required();
+  cmd->add_option("--store", *dir, "Store directory")->required()->type_name("DIR");
   cmd->add_option("--epoch", *epoch, "Check only the chain this epoch restores from");
   cmd->add_flag("--json", *json, "Print JSON");
   cmd->callback([=] { *exit_code = run_verify(*dir, *epoch, *json); });

@@ -1,21 +1,59 @@
-// ckpt: the command line for ckptd stores. See `ckpt --help` and docs/cli.md.
+// ckpt: the command line for ckptd and its stores. See `ckpt --help` and docs/cli.md.
 #include <CLI/CLI.hpp>
 
 #include "cli/commands.h"
 #include "cli/exit_codes.h"
 #include "common/log.h"
 
+namespace {
+
+constexpr const char* kDescription =
+    "ckpt - drive ckptd, the incremental checkpoint daemon for a VM, and read its checkpoint stores.\n"
+    "\n"
+    "Live commands (status, snapshot, list, restore N, pause, resume, compact, shutdown) talk to a running ckptd\n"
+    "through its control socket: start the daemon first (systemctl start ckptd), and pass --socket PATH if it does\n"
+    "not listen on the default. Offline commands (inspect, verify; list, restore --to and compact with --store DIR)\n"
+    "read a store directory and need no daemon.";
+
+constexpr const char* kFooter =
+    "Examples:\n"
+    "  ckpt status                              the daemon's state, pause times and throughput\n"
+    "  ckpt status --brief                      the same in one line\n"
+    "  ckpt snapshot --tag before-upgrade       take an epoch now and label it\n"
+    "  ckpt list                                the epochs, oldest first\n"
+    "  ckpt restore 42                          restart the VM from epoch 42 (its current state is kept)\n"
+    "  ckpt compact --keep-newer-than 7d        delete epochs older than a week\n"
+    "  ckpt --socket /tmp/ckptd.sock status     a daemon on another socket (or set CKPT_SOCKET)\n"
+    "  ckpt verify --store /var/lib/ckptd       check every checksum of a store, offline\n"
+    "  ckpt restore --store /var/lib/ckptd --epoch 42 --to mem.img   epoch 42's memory as a raw image\n"
+    "\n"
+    "Exit codes: 0 ok, 1 failure, 2 usage, 3 daemon unreachable, 4 not found, 5 corruption, 6 permission denied.\n"
+    "Run 'ckpt COMMAND --help' for a command's options and examples; docs/cli.md has the details.\n";
+
+}  // namespace
+
 int main(int argc, char** argv) {
-  CLI::App app{"ckpt - inspect, verify, restore and compact ckptd checkpoint stores"};
+  CLI::App app{kDescription, "ckpt"};
   app.require_subcommand(1);
+  // Lets the global --socket follow the subcommand too: ckpt status --socket PATH.
+  app.fallthrough();
   app.set_version_flag("--version", "ckpt 0.1.0");
   int exit_code = ckpt::cli::kExitOk;
   ckpt::set_log_level(ckpt::LogLevel::kWarn);
-  ckpt::cli::add_list_command(app, &exit_code);
+  ckpt::cli::DaemonOptions daemon;
+  ckpt::cli::add_daemon_options(app, &daemon);
+  // Help lists subcommands in this order: the everyday live ones first.
+  ckpt::cli::add_status_command(app, daemon, &exit_code);
+  ckpt::cli::add_snapshot_command(app, daemon, &exit_code);
+  ckpt::cli::add_list_command(app, daemon, &exit_code);
+  ckpt::cli::add_restore_command(app, daemon, &exit_code);
+  ckpt::cli::add_epoch_loop_commands(app, daemon, &exit_code);
+  ckpt::cli::add_compact_command(app, daemon, &exit_code);
+  ckpt::cli::add_shutdown_command(app, daemon, &exit_code);
   ckpt::cli::add_inspect_command(app, &exit_code);
   ckpt::cli::add_verify_command(app, &exit_code);
-  ckpt::cli::add_restore_command(app, &exit_code);
-  ckpt::cli::add_compact_command(app, &exit_code);
+  // After the subcommands: each has its own examples, and a subcommand inherits the footer set before it is added.
+  app.footer(kFooter);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

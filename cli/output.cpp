@@ -42,9 +42,67 @@ std::string human_time_ns(uint64_t unix_ns) {
   return out;
 }
 
-int report_error(const std::string& command, const Status& status) {
-  std::fprintf(stderr, "ckpt %s: %s\n", command.c_str(), status.to_string().c_str());
-  return exit_code_for(status);
+std::string human_duration(double seconds) {
+  char out[48];
+  if (!(seconds >= 0)) seconds = 0;  // also catches NaN
+  if (seconds < 60) {
+    std::snprintf(out, sizeof out, "%.1f s", seconds);
+    return out;
+  }
+  auto whole = static_cast<unsigned long long>(seconds);
+  unsigned long long d = whole / 86400, h = whole / 3600 % 24, m = whole / 60 % 60, s = whole % 60;
+  if (d > 0) std::snprintf(out, sizeof out, "%llud %02lluh", d, h);
+  else if (h > 0) std::snprintf(out, sizeof out, "%lluh %02llum", h, m);
+  else std::snprintf(out, sizeof out, "%llum %02llus", m, s);
+  return out;
+}
+
+std::string group_digits(uint64_t n) {
+  std::string digits = std::to_string(n);
+  std::string out;
+  for (size_t i = 0; i < digits.size(); ++i) {
+    if (i > 0 && (digits.size() - i) % 3 == 0) out += ',';
+    out += digits[i];
+  }
+  return out;
+}
+
+std::string ratio_text(uint64_t raw, uint64_t stored) {
+  if (stored == 0) return "-";
+  double ratio = static_cast<double>(raw) / static_cast<double>(stored);
+  char out[32];
+  // Three significant digits at most: "4.20x", "42.5x", "212x".
+  std::snprintf(out, sizeof out, ratio < 10 ? "%.2fx" : ratio < 100 ? "%.1fx" : "%.0fx", ratio);
+  return out;
+}
+
+CliError error_from_status(const Status& status) {
+  // The daemon's protocol vocabulary (daemon/control/protocol.h), so live and offline failures read alike.
+  const char* code = "failed";
+  switch (status.code()) {
+    case StatusCode::kInvalidArgument: code = "bad_request"; break;
+    case StatusCode::kNotFound: code = "not_found"; break;
+    case StatusCode::kCorruption: code = "corruption"; break;
+    case StatusCode::kPermission: code = "permission_denied"; break;
+    case StatusCode::kBusy: code = "busy"; break;
+    default: break;
+  }
+  return {exit_code_for(status), code, status.to_string()};
+}
+
+int report(const std::string& command, const CliError& error, bool json) {
+  std::fprintf(stderr, "ckpt %s: %s\n", command.c_str(), error.message.c_str());
+  if (json) print_json({{"error", {{"code", error.code}, {"message", error.message}}}});
+  return error.exit_code;
+}
+
+int report_error(const std::string& command, const Status& status, bool json) {
+  return report(command, error_from_status(status), json);
+}
+
+void print_json(const nlohmann::json& j) {
+  // Replace invalid UTF-8 (a raw file name in a message) instead of throwing from dump().
+  std::printf("%s\n", j.dump(2, ' ', false, nlohmann::json::error_handler_t::replace).c_str());
 }
 
 std::function<void(uint64_t, uint64_t)> terminal_progress(const std::string& label) {

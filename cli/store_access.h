@@ -1,8 +1,8 @@
-// Offline access to a store directory for the read-only subcommands, and the summaries they print.
+// Offline access to a store directory for the read-only subcommands, and the summaries they print. An epoch's JSON
+// summary is daemon/control/epoch_json.h's, shared with the daemon's list command so live and offline agree.
 #pragma once
 
 #include <memory>
-#include <nlohmann/json.hpp>
 #include <string>
 
 #include "common/status.h"
@@ -14,7 +14,6 @@ namespace ckpt::cli {
 std::unique_ptr<snap::FileSystem> open_read_fs();
 // Loads the catalog; a directory without epoch files is reported as not found rather than as an empty store.
 Result<snap::Catalog> load_catalog(snap::FileSystem& fs, const std::string& dir);
-std::string compression_ratio(const snap::EpochStats& stats);  // raw / stored, "4.2x"; "-" when nothing stored
-nlohmann::json epoch_summary_json(uint64_t epoch, const snap::CatalogEntry& entry);
+std::string compression_ratio(const snap::EpochStats& stats);  // raw / stored, "4.20x"; "-" when nothing stored
 
 }  // namespace ckpt::cli

@@ -1,6 +1,6 @@
 // One epoch: capture on the loop thread (the guest paused only for harvest, copy, rearm and state), then write on
 // the StoreWorker while the guest runs. Pages never get lost between the two: a failed write returns its pages to
-// `owed_`, and the next capture adds them to what it harvests.
+// `owed_`, and the next capture adds them to what it harvests. They stay owed until an epoch holding them commits.
 #include <time.h>
 
 #include <algorithm>
@@ -98,7 +98,7 @@ Status Session::capture(std::shared_ptr<EpochJob> job, bool leave_paused) {
   std::span<uint8_t> memory = machine_->host_memory();
   Result<std::vector<uint64_t>> dirty = machine_->harvest_dirty();
   if (!dirty.is_ok()) return tracking_failed(dirty.status().with_context("harvest dirty pages"));
-  job->gfns = merge_sorted(*dirty, take_owed());
+  job->gfns = merge_sorted(*dirty, owed());
   if (job->full) plan_full_epoch(*job);
   laps.lap("harvest");
   bool staged = job->gfns.size() <= staging_.capacity_pages() && !job->full;
@@ -197,6 +197,7 @@ Result<EpochCommitted> Session::write_epoch(snap::Store& store, EpochJob& job) {
     return meta.status();
   }
   EpochCommitted committed{(*meta)->header.epoch, job.gfns.size(), job.pause_ms, (*meta)->stats.stored_bytes};
+  pay_owed(job.gfns);
   {
     std::lock_guard lock(mu_);
     parent_ = committed.epoch;
@@ -240,7 +241,8 @@ void Session::maybe_apply_retention(snap::Store& store) {
     last_retention_ = Clock::now();
     if (config_.retention_keep_last) policy.keep_last = config_.retention_keep_last;
     if (config_.retention_keep_seconds) {
-      policy.keep_newer_than_ns = realtime_ns() - std::min(realtime_ns(), config_.retention_keep_seconds * 1000000000);
+      uint64_t now = realtime_ns();
+      policy.keep_newer_than_ns = now - std::min(config_.retention_keep_seconds, now / 1000000000) * 1000000000;
     }
   }
   Result<uint64_t> removed = store.apply_retention(policy);
@@ -281,9 +283,19 @@ void Session::add_owed(const std::vector<uint64_t>& gfns) {
   owed_ = merge_sorted(owed_, gfns);
 }
 
-std::vector<uint64_t> Session::take_owed() {
+std::vector<uint64_t> Session::owed() const {
   std::lock_guard lock(mu_);
-  return std::exchange(owed_, {});
+  return owed_;
+}
+
+// After a commit: the epoch held every page owed when it was captured (and nothing can be added while it is in
+// flight: one epoch at a time), so those debts are paid.
+void Session::pay_owed(const std::vector<uint64_t>& committed) {
+  std::lock_guard lock(mu_);
+  if (owed_.empty()) return;
+  std::vector<uint64_t> still;
+  std::set_difference(owed_.begin(), owed_.end(), committed.begin(), committed.end(), std::back_inserter(still));
+  owed_ = std::move(still);
 }
 
 }  // namespace ckpt::daemon

@@ -6,6 +6,7 @@
 #include "daemon/control/epoch_json.h"
 #include "daemon/control/protocol.h"
 #include "snapshot/catalog.h"
+#include "snapshot/format.h"
 #include "snapshot/io/file_system.h"
 
 namespace ckpt::daemon {
@@ -81,6 +82,10 @@ Reply handle_snapshot(Session& session, const Request& r) {
   if (auto it = r.args.find("tag"); it != r.args.end() && !it->is_null()) {
     if (!it->is_string()) return Reply::error(code::kBadRequest, "'tag' must be a string");
     tag = it->get<std::string>();
+    if (tag.size() > snap::format::kMaxTagLength) {
+      return Reply::error(code::kBadRequest, "'tag' is longer than " +
+                                                 std::to_string(snap::format::kMaxTagLength) + " bytes");
+    }
   }
   Result<EpochCommitted> e = session.snapshot(tag);
   if (!e.is_ok()) return error_reply(e.status());
@@ -125,7 +130,8 @@ Reply handle_retention(Session& session, const Request& r) {
     uint64_t now_ns = static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(
                                                 std::chrono::system_clock::now().time_since_epoch())
                                                 .count());
-    policy.keep_newer_than_ns = now_ns - std::min<uint64_t>(now_ns, **keep_seconds * 1000000000ull);
+    uint64_t seconds = std::min<uint64_t>(**keep_seconds, now_ns / 1000000000ull);  // no overflow: at most "since 1970"
+    policy.keep_newer_than_ns = now_ns - seconds * 1000000000ull;
   }
   Result<uint64_t> removed = session.apply_retention(policy);
   if (!removed.is_ok()) return error_reply(removed.status());

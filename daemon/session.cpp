@@ -231,6 +231,12 @@ Result<RestoreOutcome> Session::restore_on_loop(uint64_t epoch) {
   Clock::time_point t0 = Clock::now();
   RestoreOutcome outcome;
   outcome.restored_epoch = epoch;
+  {  // an epoch that cannot be restored is refused before the running VM is saved or touched
+    std::unique_ptr<snap::FileSystem> fs = snap::make_posix_file_system();
+    CKPT_ASSIGN_OR_RETURN(snap::Catalog catalog, snap::Catalog::load(*fs, worker_->store_dir()));
+    auto chain = catalog.chain(epoch);
+    if (!chain.is_ok()) return chain.status().with_context("restore epoch " + std::to_string(epoch));
+  }
   std::string tag = "before-restore-to-" + std::to_string(epoch);
   Result<EpochCommitted> saved = take_epoch(tag, /*leave_paused=*/true).get();
   if (!saved.is_ok()) {

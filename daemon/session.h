@@ -112,7 +112,8 @@ class Session {
   void record_pause(double ms);
   void forget_pauses();
   void add_owed(const std::vector<uint64_t>& gfns);
-  std::vector<uint64_t> take_owed();
+  std::vector<uint64_t> owed() const;
+  void pay_owed(const std::vector<uint64_t>& committed);
 
   DaemonConfig config_;  // the reloadable fields are read under mu_
   std::unique_ptr<StoreWorker> worker_;

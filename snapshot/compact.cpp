@@ -47,8 +47,8 @@ static Status check_descends(const Catalog& catalog, uint64_t k) {
     for (;;) {
       auto link = catalog.entries().find(e);
       if (link == catalog.entries().end() || !link->second.meta) {
-        return corruption("epoch " + std::to_string(it->first) + " has an unreadable ancestor " + std::to_string(e) +
-                          "; verify the store before compacting");
+        std::string what = e == it->first ? "is unreadable" : "has an unreadable ancestor " + std::to_string(e);
+        return corruption("epoch " + std::to_string(it->first) + " " + what + "; verify the store before compacting");
       }
       const EpochMeta& meta = *link->second.meta;
       if (e == k || (meta.header.kind == EpochKind::kBase && e > k)) break;

@@ -152,10 +152,17 @@ Status deliver(const BlockRef& block, uint64_t wanted, const uint8_t* raw, PageS
   return Status::ok();
 }
 
+// `sink_pages` is what the destination holds. Every gfn is bounds-checked against the epoch's guest size when its
+// metadata is decoded, so the two must agree: a store whose epochs differ in size cannot make a restore write past
+// the destination.
 Result<RestoreStats> restore(FileSystem& fs, const Catalog& catalog, uint64_t epoch, PageSink& sink,
-                             const RestoreOptions& options) {
+                             uint64_t sink_pages, const RestoreOptions& options) {
   CKPT_ASSIGN_OR_RETURN(auto chain, catalog.chain(epoch));
   uint64_t guest_pages = chain.front()->header.guest_pages;
+  if (guest_pages != sink_pages) {
+    return invalid_argument("epoch " + std::to_string(epoch) + " holds a guest of " + std::to_string(guest_pages) +
+                            " pages; the restore destination holds " + std::to_string(sink_pages));
+  }
   CKPT_ASSIGN_OR_RETURN(Plan plan, plan_restore(chain, guest_pages));
 
   std::vector<std::unique_ptr<ReadableFile>> files;
@@ -209,23 +216,27 @@ Result<RestoreStats> restore(FileSystem& fs, const Catalog& catalog, uint64_t ep
 
 Result<RestoreStats> restore_to_memory(FileSystem& fs, const Catalog& catalog, uint64_t epoch,
                                        std::span<uint8_t> memory, const RestoreOptions& options) {
-  uint64_t guest_pages = catalog.guest_pages();
-  if (memory.size() != guest_pages * f::kPageSize) {
-    return invalid_argument("restore buffer is " + std::to_string(memory.size()) + " bytes; guest memory is " +
-                            std::to_string(guest_pages * f::kPageSize));
+  if (memory.size() % f::kPageSize != 0) {
+    return invalid_argument("restore buffer of " + std::to_string(memory.size()) + " bytes is not whole pages");
   }
   MemorySink sink(memory, options.memory_is_zeroed);
-  return restore(fs, catalog, epoch, sink, options);
+  return restore(fs, catalog, epoch, sink, memory.size() / f::kPageSize, options);
+}
+
+Result<uint64_t> guest_pages_of(const Catalog& catalog, uint64_t epoch) {
+  CKPT_ASSIGN_OR_RETURN(auto chain, catalog.chain(epoch));
+  return chain.front()->header.guest_pages;
 }
 
 Result<RestoreStats> restore_to_file(FileSystem& fs, const Catalog& catalog, uint64_t epoch, const std::string& path,
                                      const RestoreOptions& options) {
+  CKPT_ASSIGN_OR_RETURN(uint64_t guest_pages, guest_pages_of(catalog, epoch));
   UniqueFd fd(::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0640));
   if (!fd.valid()) return Status::from_errno(errno, "create " + path);
-  uint64_t bytes = catalog.guest_pages() * f::kPageSize;
+  uint64_t bytes = guest_pages * f::kPageSize;
   if (::ftruncate(fd.get(), static_cast<off_t>(bytes)) != 0) return Status::from_errno(errno, "ftruncate " + path);
   FileSink sink(fd.get(), path);
-  CKPT_ASSIGN_OR_RETURN(RestoreStats stats, restore(fs, catalog, epoch, sink, options));
+  CKPT_ASSIGN_OR_RETURN(RestoreStats stats, restore(fs, catalog, epoch, sink, guest_pages, options));
   if (::fsync(fd.get()) != 0) return Status::from_errno(errno, "fsync " + path);
   return stats;
 }

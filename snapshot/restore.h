@@ -30,7 +30,10 @@ struct RestoreStats {
   uint64_t bytes_read = 0;   // stored bytes read from epoch files
 };
 
-// Fills `memory` (exactly guest_pages * 4 KiB) with the guest memory at `epoch`.
+// The guest size of `epoch` (epochs of one store normally agree; a hostile or mixed-up store need not).
+Result<uint64_t> guest_pages_of(const Catalog& catalog, uint64_t epoch);
+
+// Fills `memory` (exactly guest_pages_of(epoch) * 4 KiB, else an error) with the guest memory at `epoch`.
 Result<RestoreStats> restore_to_memory(FileSystem& fs, const Catalog& catalog, uint64_t epoch,
                                        std::span<uint8_t> memory, const RestoreOptions& options = {});
 

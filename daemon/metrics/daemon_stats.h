@@ -47,7 +47,7 @@ struct DaemonStats {
   std::string tracking;  // tracking mode name
   uint64_t memory_bytes = 0;
   unsigned vcpus = 0;
-  std::string state;     // "running", "loop-paused", "stopping", "failed"
+  std::string state;     // "running", "epochs-paused", "stopping", "failed"
   double uptime_seconds = 0;
 
   // Epochs. Committed counts include the base; failed ones wrote nothing that counts (their pages are owed).

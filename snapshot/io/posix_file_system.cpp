@@ -67,10 +67,16 @@ class PosixFileSystem final : public FileSystem {
   }
 
   Result<std::unique_ptr<ReadableFile>> open(const std::string& path) override {
-    UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
-    if (!fd.valid()) return Status::from_errno(errno, "open " + path);
+    // A store holds only regular files the writer made. O_NOFOLLOW keeps a planted symlink from pointing a reader
+    // outside the store; O_NONBLOCK keeps a planted FIFO from blocking the open forever.
+    UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK));
+    if (!fd.valid()) {
+      if (errno == ELOOP) return Status(StatusCode::kCorruption, path + " is a symbolic link, not a store file");
+      return Status::from_errno(errno, "open " + path);
+    }
     struct stat st {};
     if (::fstat(fd.get(), &st) != 0) return Status::from_errno(errno, "fstat " + path);
+    if (!S_ISREG(st.st_mode)) return Status(StatusCode::kCorruption, path + " is not a regular file");
     return std::unique_ptr<ReadableFile>(
         new PosixReadableFile(std::move(fd), path, static_cast<uint64_t>(st.st_size)));
   }

@@ -179,6 +179,9 @@ TEST(Daemon, LiveRestoreRestartsTheVmFromAnEarlierEpoch) {
   snap::Catalog catalog = load(d.store());
   EXPECT_EQ(catalog.entries().at(saved + 1).meta->parent, 3u) << "the first epoch after the restore builds on 3";
   EXPECT_EQ(catalog.entries().at(saved).meta->tag, "before-restore-to-3");
+  for (const auto& [epoch, entry] : catalog.entries()) {
+    EXPECT_NE(entry.meta->tag, "before-restore-to-999999") << "a refused restore saved the VM anyway";
+  }
   expect_every_epoch_exact(d);
 }
 

@@ -1,0 +1,73 @@
+// ckpt shutdown [--wait [--timeout SECONDS]] [--json]: asks the daemon to take a final epoch (guest paused, so it
+// holds the guest's last memory) and exit, like SIGTERM does (live). The reply comes at once; --wait then polls
+// until the socket stops answering, for scripts that go on to read the store or restart the daemon.
+#include <chrono>
+#include <cstdio>
+#include <thread>
+
+#include "cli/commands.h"
+#include "cli/exit_codes.h"
+#include "cli/output.h"
+#include "daemon/control/protocol.h"
+
+namespace ckpt::cli {
+
+namespace {
+
+struct ShutdownArgs {
+  bool wait = false;
+  double timeout_s = 120;
+  bool json = false;
+};
+
+int run_shutdown(const DaemonOptions& daemon, const ShutdownArgs& args) {
+  using Clock = std::chrono::steady_clock;
+  std::string path = socket_path(daemon);
+  Clock::time_point start = Clock::now();
+  DaemonAnswer a = call_daemon(daemon, "shutdown", nlohmann::json::object(), std::chrono::seconds(30));
+  // busy: the daemon is already stopping (a second shutdown, SIGTERM); --wait still has something to wait for.
+  bool already_stopping = a.error && a.error->code == control::error_code::kBusy;
+  if (a.error && !(args.wait && already_stopping)) return report("shutdown", *a.error, args.json);
+  if (!args.wait) {
+    if (args.json) print_json({{"stopping", true}, {"stopped", false}});
+    else std::printf("ckptd on %s is stopping: it takes a final epoch, then exits\n", path.c_str());
+    return kExitOk;
+  }
+  // The daemon removes its socket after the final epoch's write has ended (its exit status says how it went).
+  auto deadline = start + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(args.timeout_s));
+  while (daemon_listening(path)) {
+    if (Clock::now() >= deadline) {
+      char seconds[32];
+      std::snprintf(seconds, sizeof seconds, "%.0f s", args.timeout_s);
+      return report("shutdown",
+                    {kExitFailure, "timeout",
+                     "ckptd on " + path + " still answers " + seconds + " after the shutdown request"},
+                    args.json);
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  double seconds = std::chrono::duration<double>(Clock::now() - start).count();
+  if (args.json) print_json({{"stopping", true}, {"stopped", true}, {"seconds", seconds}});
+  else std::printf("ckptd on %s stopped after %.1f s\n", path.c_str(), seconds);
+  return kExitOk;
+}
+
+}  // namespace
+
+void add_shutdown_command(CLI::App& app, const DaemonOptions& daemon, int* exit_code) {
+  auto* cmd = app.add_subcommand("shutdown", "Ask the daemon to take a final epoch and exit");
+  cmd->footer(
+      "Examples:\n"
+      "  ckpt shutdown\n"
+      "  ckpt shutdown --wait --timeout 60      return once the daemon is gone\n");
+  auto args = std::make_shared<ShutdownArgs>();
+  auto* wait = cmd->add_flag("--wait", args->wait, "Return only once the daemon has stopped answering");
+  cmd->add_option("--timeout", args->timeout_s, "With --wait: give up after this many seconds")
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber)
+      ->needs(wait);
+  cmd->add_flag("--json", args->json, "Print JSON");
+  cmd->callback([=, &daemon] { *exit_code = run_shutdown(daemon, *args); });
+}
+
+}  // namespace ckpt::cli

@@ -1,0 +1,106 @@
+// ckpt status [--json | --brief]: the running daemon's state and counters (live). --json prints the daemon's status
+// result unchanged (docs/protocol.md); --brief one line for a prompt, a tmux status bar or a watch loop.
+#include <cstdio>
+#include <string>
+
+#include "cli/commands.h"
+#include "cli/exit_codes.h"
+#include "cli/output.h"
+#include "cli/reply_fields.h"
+
+namespace ckpt::cli {
+
+namespace {
+
+using nlohmann::json;
+
+std::string ms(double v, const char* format = "%.2f ms") {
+  char out[32];
+  std::snprintf(out, sizeof out, format, v);
+  return out;
+}
+
+void row(const char* label, const std::string& value) { std::printf("%-15s %s\n", label, value.c_str()); }
+
+void print_human(const json& s) {
+  const json& vm = field(s, "vm");
+  const json& pause = field(s, "pause_ms");
+  const json& writer = field(s, "writer");
+  std::string state = text_field(s, "state");
+  if (state == "epochs-paused") state += " (no periodic epochs until 'ckpt resume'; the guest runs)";
+  if (state == "failed") state += " (dirty tracking broke: no more periodic epochs; see last error)";
+  row("state", state);
+  row("vm", text_field(vm, "backend") + " backend, " + text_field(vm, "tracking") + " tracking, " +
+                human_bytes(count_field(vm, "memory_bytes")) + ", " + std::to_string(count_field(vm, "vcpus")) +
+                " vCPUs");
+  row("store", text_field(s, "store"));
+  row("uptime", human_duration(number_field(s, "uptime_seconds")));
+  row("epochs", group_digits(count_field(s, "epochs_committed")) + " committed, " +
+                    group_digits(count_field(s, "epochs_failed")) + " failed, every " +
+                    std::to_string(count_field(s, "epoch_ms")) + " ms");
+  row("last epoch", epoch_field(s, "last_committed_epoch") + " (the next builds on " + epoch_field(s, "parent_epoch") +
+                        ")");
+  if (field(s, "resumed_from_epoch").is_number()) row("resumed from", epoch_field(s, "resumed_from_epoch"));
+  row("pause", "mean " + ms(number_field(pause, "mean")) + ", p50 " + ms(number_field(pause, "p50")) + ", p99 " +
+                   ms(number_field(pause, "p99")) + ", max " + ms(number_field(pause, "max")) + " (" +
+                   group_digits(count_field(pause, "count")) + " pauses)");
+  row("dirty pages", group_digits(count_field(s, "dirty_pages_total")) + " total, " +
+                         group_digits(static_cast<uint64_t>(number_field(s, "dirty_pages_per_second"))) +
+                         " per second");
+  uint64_t raw = count_field(s, "bytes_raw_total"), stored = count_field(s, "bytes_stored_total");
+  row("bytes", human_bytes(raw) + " raw, " + human_bytes(stored) + " written to the store (ratio " +
+                   ratio_text(raw, stored) + ")");
+  row("owed pages", group_digits(count_field(s, "owed_pages")));
+  uint64_t backlog = count_field(writer, "backlog_epochs");
+  row("writer", "backlog " + std::to_string(backlog) + (backlog == 1 ? " epoch" : " epochs") + ", lag " +
+                    ms(number_field(writer, "lag_ms")) + ", " + group_digits(count_field(writer, "epochs_stretched")) +
+                    " stretched, " + group_digits(count_field(writer, "oversized_epochs")) + " oversized, staging " +
+                    human_bytes(count_field(writer, "staging_bytes")));
+  row("errors", group_digits(count_field(s, "errors_total")));
+  std::string last_error = text_field(s, "last_error");
+  row("last error", last_error.empty() ? "-" : last_error);
+}
+
+// epoch 42 | 41 committed | pause p99 1.9 ms | 12,345 dirty pages/s | 3.1 MiB written (212x) | running
+void print_brief(const json& s) {
+  uint64_t raw = count_field(s, "bytes_raw_total"), stored = count_field(s, "bytes_stored_total");
+  uint64_t dirty_per_s = static_cast<uint64_t>(number_field(s, "dirty_pages_per_second"));
+  std::string line = "epoch " + epoch_field(s, "last_committed_epoch") + " | " +
+                     group_digits(count_field(s, "epochs_committed")) + " committed | pause p99 " +
+                     ms(number_field(field(s, "pause_ms"), "p99"), "%.1f ms") + " | " + group_digits(dirty_per_s) +
+                     " dirty pages/s | " + human_bytes(stored) + " written (" + ratio_text(raw, stored) + ") | " +
+                     text_field(s, "state");
+  if (uint64_t errors = count_field(s, "errors_total")) {
+    line += " | " + group_digits(errors) + (errors == 1 ? " error" : " errors");
+  }
+  std::printf("%s\n", line.c_str());
+}
+
+}  // namespace
+
+void add_status_command(CLI::App& app, const DaemonOptions& daemon, int* exit_code) {
+  auto* cmd = app.add_subcommand("status", "Show the running daemon's state, pause times, throughput and errors");
+  cmd->footer(
+      "Examples:\n"
+      "  ckpt status\n"
+      "  ckpt status --brief                  one line, e.g. for watch -n1\n"
+      "  ckpt status --json | jq .pause_ms    the daemon's status result, unchanged\n");
+  auto json_out = std::make_shared<bool>(false);
+  auto brief = std::make_shared<bool>(false);
+  auto* j = cmd->add_flag("--json", *json_out, "Print the daemon's status result as JSON");
+  cmd->add_flag("--brief", *brief, "One line: epoch, pause p99, dirty pages/s, bytes written, state")->excludes(j);
+  cmd->callback([=, &daemon] {
+    // status is answered from counters, without waiting for the epoch loop: a slow answer means trouble.
+    DaemonAnswer a = call_daemon(daemon, "status", json::object(), std::chrono::seconds(30));
+    if (a.error) {
+      *exit_code = report("status", *a.error, *json_out);
+      return;
+    }
+    if (*json_out) print_json(a.result);
+    else if (*brief) print_brief(a.result);
+    else print_human(a.result);
+    *exit_code = kExitOk;
+  });
+}
+
+}  // namespace ckpt::cli
