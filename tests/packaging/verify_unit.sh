@@ -79,4 +79,10 @@ if [ -n "$sysusers" ]; then
   [ "$status" -eq 0 ] || fail "systemd-sysusers --dry-run $sysusers exited $status"
   grep -q "group 'ckpt'" <<<"$users" || fail "$sysusers does not create group ckpt"
 fi
-echo "PASS: $unit verifies clean${sysusers:+; $sysusers creates group ckpt}"
+# Exposure as `systemd-analyze security` rates it (0 best, 10 worst); issue 7 requires at most 2.5.
+security=$(SYSTEMD_LOG_COLOR=0 systemd-analyze security --offline=true --no-pager "$tmp/ckptd.service" 2>&1)
+exposure=$(sed -n 's/.*Overall exposure level for ckptd.service: \([0-9.]*\).*/\1/p' <<<"$security")
+[ -n "$exposure" ] || fail "systemd-analyze security gave no exposure level:"$'\n'"$security"
+echo "systemd-analyze security --offline: exposure $exposure (at most 2.5 required)"
+awk -v e="$exposure" 'BEGIN { exit !(e <= 2.5) }' || fail "exposure $exposure is above 2.5"
+echo "PASS: $unit verifies clean, exposure $exposure${sysusers:+; $sysusers creates group ckpt}"
