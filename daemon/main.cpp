@@ -157,7 +157,7 @@ int run(int argc, char** argv) {
 }  // namespace
 
 // A restore opens every epoch file of its chain at once; long chains need more than the customary 1024 files.
-void raise_open_file_limit() {
+static void raise_open_file_limit() {
   rlimit limit{};
   if (getrlimit(RLIMIT_NOFILE, &limit) == 0 && limit.rlim_cur < limit.rlim_max) {
     limit.rlim_cur = limit.rlim_max;
