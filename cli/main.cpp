@@ -1,11 +1,11 @@
 // ckpt: the command line for ckptd and its stores. See `ckpt --help` and docs/cli.md.
-#include <sys/resource.h>
 
 #include <CLI/CLI.hpp>
 
 #include "cli/commands.h"
 #include "cli/exit_codes.h"
 #include "common/log.h"
+#include "common/process_limits.h"
 
 namespace {
 
@@ -34,17 +34,8 @@ constexpr const char* kFooter =
 
 }  // namespace
 
-// Offline restore and verify open every epoch file of a chain at once; long chains need more than 1024 files.
-static void raise_open_file_limit() {
-  rlimit limit{};
-  if (getrlimit(RLIMIT_NOFILE, &limit) == 0 && limit.rlim_cur < limit.rlim_max) {
-    limit.rlim_cur = limit.rlim_max;
-    setrlimit(RLIMIT_NOFILE, &limit);
-  }
-}
-
 int main(int argc, char** argv) {
-  raise_open_file_limit();
+  ckpt::raise_open_file_limit();
   CLI::App app{kDescription, "ckpt"};
   app.require_subcommand(1);
   // Lets the global --socket follow the subcommand too: ckpt status --socket PATH.

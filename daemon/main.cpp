@@ -3,13 +3,13 @@
 // stop; SIGHUP rereads the config and applies the settings that are safe to change.
 #include <pthread.h>
 #include <signal.h>
-#include <sys/resource.h>
 
 #include <atomic>
 #include <cstdio>
 #include <thread>
 
 #include "common/log.h"
+#include "common/process_limits.h"
 #include "daemon/config.h"
 #include "daemon/control/server.h"
 #include "daemon/handlers.h"
@@ -156,17 +156,8 @@ int run(int argc, char** argv) {
 
 }  // namespace
 
-// A restore opens every epoch file of its chain at once; long chains need more than the customary 1024 files.
-static void raise_open_file_limit() {
-  rlimit limit{};
-  if (getrlimit(RLIMIT_NOFILE, &limit) == 0 && limit.rlim_cur < limit.rlim_max) {
-    limit.rlim_cur = limit.rlim_max;
-    setrlimit(RLIMIT_NOFILE, &limit);
-  }
-}
-
 int main(int argc, char** argv) {
   SignalThread::block_signals();  // before any thread exists, so every thread inherits the mask
-  raise_open_file_limit();
+  ckpt::raise_open_file_limit();
   return run(argc, argv);
 }

@@ -1,3 +1,4 @@
+#include "daemon/control/unix_address.h"
 #include "daemon/control/client.h"
 
 #include <sys/socket.h>
@@ -15,17 +16,6 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 using std::chrono::milliseconds;
-
-Result<sockaddr_un> socket_address(const std::string& path) {
-  sockaddr_un addr{};
-  addr.sun_family = AF_UNIX;
-  if (path.empty() || path.size() >= sizeof addr.sun_path) {
-    return invalid_argument("socket path \"" + path + "\" must be 1 to " + std::to_string(sizeof addr.sun_path - 1) +
-                            " bytes long");
-  }
-  std::memcpy(addr.sun_path, path.data(), path.size());
-  return addr;
-}
 
 // A Unix connect() blocks only while the listener's backlog is full; SO_SNDTIMEO bounds that wait.
 Status set_connect_timeout(int fd, milliseconds timeout) {

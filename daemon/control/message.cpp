@@ -154,6 +154,10 @@ std::string encode_request(const json& id, std::string_view cmd, const json& arg
 }
 
 Result<ReplyEnvelope> parse_reply(std::string_view line) {
+  // The client recurses over replies too (the id check's dump, `ckpt ... --json`): a 4 MiB line could nest 2M levels.
+  if (nested_too_deep(line)) {
+    return invalid_argument("reply nests deeper than " + std::to_string(kMaxNestingDepth) + " levels");
+  }
   CKPT_ASSIGN_OR_RETURN(json obj, parse_object(line, "reply"));
   CKPT_RETURN_IF_ERROR(check_version(obj));
   ReplyEnvelope envelope;

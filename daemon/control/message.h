@@ -32,8 +32,8 @@ struct ReplyEnvelope {
   Reply reply;
 };
 
-// Requests nested deeper than this are refused (bad_request) before they are parsed: every JSON consumer after
-// the parser (dump, handlers walking args) recurses, and a 64 KiB line could otherwise nest 32k levels.
+// Requests (bad_request) and replies nested deeper than this are refused before they are parsed: every JSON consumer
+// after the parser (dump, handlers walking args) recurses, and a 64 KiB line could otherwise nest 32k levels.
 inline constexpr int kMaxNestingDepth = 64;
 
 // Parses and validates one request line (without or with its '\n'). Fails with kInvalidArgument for malformed

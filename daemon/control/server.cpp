@@ -1,3 +1,4 @@
+#include "daemon/control/unix_address.h"
 #include "daemon/control/server.h"
 
 #include <poll.h>
@@ -26,17 +27,6 @@ struct BoundSocket {
 };
 
 std::string errno_text(int err) { return std::strerror(err); }
-
-Result<sockaddr_un> socket_address(const std::string& path) {
-  sockaddr_un addr{};
-  addr.sun_family = AF_UNIX;
-  if (path.empty() || path.size() >= sizeof addr.sun_path) {
-    return invalid_argument("socket path \"" + path + "\" must be 1 to " + std::to_string(sizeof addr.sun_path - 1) +
-                            " bytes long");
-  }
-  std::memcpy(addr.sun_path, path.data(), path.size());
-  return addr;
-}
 
 std::string parent_of(const std::string& path) {
   size_t slash = path.find_last_of('/');
