@@ -181,11 +181,14 @@ Result<EpochCommitted> Session::snapshot(std::string tag) {
   return pending->get();
 }
 
+// Runs on the loop thread, so once it returns no capture is under way and none starts until resume_epochs (an
+// epoch already captured may still be committing).
 Status Session::pause_epochs() {
-  std::lock_guard lock(mu_);
-  if (shutdown_) return Status(StatusCode::kBusy, "ckptd is shutting down");
-  epochs_paused_ = true;
-  return Status::ok();
+  return on_loop<Status>([this] {
+    std::lock_guard lock(mu_);
+    epochs_paused_ = true;
+    return Status::ok();
+  });
 }
 
 Status Session::resume_epochs() {

@@ -8,6 +8,7 @@ packages=(
   libgtest-dev libgmock-dev libbenchmark-dev
   zstd
   systemd  # systemd-analyze and systemd-sysusers for the unit's test (tests/packaging/verify_unit.sh)
+  clang libclang-rt-14-dev llvm-14  # fuzz targets (scripts/fuzz.sh): libFuzzer + sanitizer runtimes, llvm-symbolizer
 )
 missing=()
 for p in "${packages[@]}"; do

@@ -273,8 +273,10 @@ Result<EpochFooter> decode_footer(std::span<const uint8_t> b, uint64_t file_size
     return bad(path, at, "commit record says the file is " + std::to_string(ft.file_length) + " bytes, it is " +
                              std::to_string(file_size));
   }
+  // Checked without meta_offset + meta_length, which can wrap past 2^64: a tiny file would then pass with a 1 GiB
+  // meta_length, which read_epoch_meta allocates before its read fails.
   if (ft.meta_offset < f::kHeaderSize || ft.meta_length > f::kMaxMetaLength || ft.meta_length == 0 ||
-      ft.meta_offset + ft.meta_length != at) {
+      ft.meta_length > at || ft.meta_offset != at - ft.meta_length) {
     return bad(path, at, "commit record points outside the file");
   }
   return ft;
