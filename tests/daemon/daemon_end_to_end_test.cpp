@@ -301,8 +301,22 @@ TEST(Daemon, EpochLoopPausesAndResumes) {
   ASSERT_TRUE(d.wait_until([](const json& s) { return committed(s) >= 3; }, 60s));
   auto paused = d.call("pause");
   ASSERT_TRUE(paused.is_ok() && paused->ok);
-  std::this_thread::sleep_for(100ms);  // an epoch already being written may still land
-  uint64_t held = committed(d.status());
+  // Epochs already in flight may still land: one in the writer, and one the loop may be capturing after waiting for
+  // it. Wait until no VM pause and no commit has come for 300 ms with nothing queued (a fixed 100 ms was too short
+  // under ASan on a busy host).
+  json last;
+  auto quiet_since = std::chrono::steady_clock::now();
+  ASSERT_TRUE(d.wait_until(
+      [&](const json& s) {
+        auto now = std::chrono::steady_clock::now();
+        if (last.empty() || last["pause_ms"]["count"] != s["pause_ms"]["count"] || committed(last) != committed(s)) {
+          quiet_since = now;
+        }
+        last = s;
+        return s["writer"]["backlog_epochs"] == 0 && now - quiet_since >= 300ms;
+      },
+      30s));
+  uint64_t held = committed(last);
   std::this_thread::sleep_for(400ms);
   json s = d.status();
   EXPECT_EQ(committed(s), held);
