@@ -47,9 +47,9 @@ namespace {
 struct Config {
   uint64_t memory_mib = 4096;
   std::vector<uint64_t> pages = {1000, 10000, 100000};
-  std::vector<unsigned> samples = {40, 20, 4};  // per path, over all rounds; p99 of < 100 samples is their maximum
-  unsigned rounds = 2;  // A, B, A, B...: the Session's blocks interleave with the replica/floor blocks
-  unsigned warmup = 1;  // per path and block
+  std::vector<unsigned> samples = {36, 18, 3};  // per path, over all rounds; p99 of < 100 samples is their maximum
+  unsigned rounds = 3;  // A, B, A, B...: the Session's blocks interleave with the replica/floor blocks
+  unsigned warmup = 1;  // untimed epochs at the start of each block
   uint64_t staging_mib = 512;  // 100k pages are 391 MiB: with the daemon's default 256 MiB they would not be staged
   double gate_ms = 25;         // the guest's delay after each iteration: the bench must pause it within this
   uint64_t seed = 1;
@@ -118,6 +118,8 @@ struct SizeResult {
 
 // ---- A: replica and floor alternating on one machine ------------------------------------------------------------
 
+enum class Path { kReplica, kFloor };
+
 class Alternation {
  public:
   // `loop`: the thread both paths run on (null: the caller's).
@@ -127,10 +129,10 @@ class Alternation {
         pages_(std::move(pages)) {}
 
   // One epoch of each kind per call to step(kind); `keep` false for warm-up epochs.
-  Status step(bool replica, bool keep, SizeResult& out);
+  Status step(Path path, bool keep, SizeResult& out);
 
  private:
-  Status epoch(bool replica, bool keep, uint64_t want, SizeResult& out);
+  Status epoch(Path path, bool keep, uint64_t want, SizeResult& out);
   Result<vmm::guest::WorkloadCpuState> paused_state();
   Status resync(vmm::guest::WorkloadCpuState state);
   bool exact(const vmm::guest::WorkloadCpuState& s, uint64_t want, uint64_t pages) const {
@@ -170,21 +172,21 @@ Status Alternation::resync(vmm::guest::WorkloadCpuState state) {
   return Status::ok();
 }
 
-Status Alternation::step(bool replica, bool keep, SizeResult& out) {
+Status Alternation::step(Path path, bool keep, SizeResult& out) {
   uint64_t want = done_ + 1;
   if (view_.wait_for_iterations(want, kIterationTimeout) < want) {
     return Status(StatusCode::kAborted, "the guest did not finish iteration " + std::to_string(want));
   }
-  if (!loop_) return epoch(replica, keep, want, out);
+  if (!loop_) return epoch(path, keep, want, out);
   Status s;
-  loop_->run([&] { s = epoch(replica, keep, want, out); });
+  loop_->run([&] { s = epoch(path, keep, want, out); });
   return s;
 }
 
 // Runs on the capture thread: the machine is driven from there alone, as the Session's loop thread drives its own.
-Status Alternation::epoch(bool replica, bool keep, uint64_t want, SizeResult& out) {
+Status Alternation::epoch(Path path, bool keep, uint64_t want, SizeResult& out) {
   vmm::guest::WorkloadCpuState state;
-  if (replica) {
+  if (path == Path::kReplica) {
     CKPT_ASSIGN_OR_RETURN(CaptureTimes t, replica_.capture());
     state = t.vcpu0;
     bool ok = exact(state, want, t.pages);
@@ -202,7 +204,8 @@ Status Alternation::epoch(bool replica, bool keep, uint64_t want, SizeResult& ou
   return resync(state);
 }
 
-Status measure_alternating(const Config& config, SizeResult& out, double pause_ns) {
+// `on_loop`: both paths on a loop thread (as the Session's capture), else on the thread that polls the guest.
+Status measure_alternating(const Config& config, SizeResult& out, double pause_ns, bool on_loop) {
   auto delay = static_cast<uint64_t>(config.gate_ms * 1e6 / pause_ns);
   vmm::MachineConfig mc = machine_config(config, out.writes, delay);
   const size_t samples_r = out.replica.size() + out.samples, samples_f = out.floor.size() + out.samples;
@@ -210,22 +213,24 @@ Status measure_alternating(const Config& config, SizeResult& out, double pause_n
   CKPT_ASSIGN_OR_RETURN(auto machine, vmm::create_machine(mc, vmm::Backend::kSoftware));
   CKPT_RETURN_IF_ERROR(machine->load_guest());
   CKPT_ASSIGN_OR_RETURN(daemon::StagingArea staging, daemon::StagingArea::create(config.staging_mib << 20));
-  CKPT_ASSIGN_OR_RETURN(auto floor, PauseFloor::create(machine->host_memory(), staging.capacity_pages()));
+  CKPT_ASSIGN_OR_RETURN(auto floor, PauseFloor::create(machine->host_memory(), staging));
   if (config.populate) CKPT_RETURN_IF_ERROR(populate_guest(machine->host_memory()));
   LoopThread loop;
   Alternation alternation(*machine, staging, *floor, iteration_pages(mc, epochs * 4 + 64),
-                          config.capture_thread ? &loop : nullptr);
+                          on_loop ? &loop : nullptr);
   CKPT_RETURN_IF_ERROR(machine->start());
-  for (unsigned i = 0; i < 2 * config.warmup; ++i) CKPT_RETURN_IF_ERROR(alternation.step(i % 2 == 0, false, out));
-  // R F F R: each kind goes first as often as second, so slow drifts (the guest's memory filling up, other jobs)
-  // fall on both alike.
-  static constexpr bool kPattern[4] = {true, false, false, true};
+  // Warm-up: the first epoch also holds the guest image load_guest wrote; both paths then run on a warm machine.
+  for (unsigned i = 0; i < config.warmup; ++i) CKPT_RETURN_IF_ERROR(alternation.step(Path::kReplica, false, out));
+  // R F F R: each path goes first as often as second, so slow drifts (other jobs, the guest's page tables) fall on
+  // both alike.
+  static constexpr Path kPattern[4] = {Path::kReplica, Path::kFloor, Path::kFloor, Path::kReplica};
+  auto full = [&](Path p) { return p == Path::kReplica ? out.replica.size() >= samples_r : out.floor.size() >= samples_f; };
   unsigned guard = 0;
-  for (unsigned j = 0; out.replica.size() < samples_r || out.floor.size() < samples_f; ++j) {
-    bool replica = kPattern[j % 4];
-    if (replica ? out.replica.size() >= samples_r : out.floor.size() >= samples_f) continue;
+  for (unsigned j = 0; !full(Path::kReplica) || !full(Path::kFloor); ++j) {
+    Path path = kPattern[j % 4];
+    if (full(path)) continue;
     if (++guard > 4 * out.samples + 16) return Status(StatusCode::kAborted, "too many discarded epochs");
-    CKPT_RETURN_IF_ERROR(alternation.step(replica, true, out));
+    CKPT_RETURN_IF_ERROR(alternation.step(path, true, out));
     std::cerr << "." << std::flush;
   }
   return Status::ok();
@@ -327,7 +332,7 @@ void print_report(const Config& config, const std::vector<SizeResult>& results, 
       << "epoch would be written while paused). Dirty pages = the iteration's distinct pages + its status page; "
       << "epochs that did not hold exactly that are discarded. " << config.rounds << " rounds of blocks per size: "
       << "replica/floor (one fresh guest, epochs alternating R F F R), then the Session (a fresh Session and guest), "
-      << "then again; " << config.warmup << " warm-up epochs per path and block.\n\n"
+      << "then again; " << config.warmup << " warm-up epoch(s) at the start of each block.\n\n"
       << "| dirty pages | floor (scan + memcpy) med / p99 ms | capture path, replica, med / p99 ms | replica / floor "
       << "med, p99 | Session pause med / p99 ms | Session / floor med, p99 | goal <= 1.3x |\n"
       << "|---|---|---|---|---|---|---|\n";
@@ -397,11 +402,11 @@ Status run(const Config& config) {
     SizeResult r;
     r.target = config.pages[i];
     r.writes = writes_for_distinct(region_pages, r.target);
-    r.samples = std::max(1u, config.samples[i] / std::max(1u, config.rounds));
+    r.samples = (config.samples[i] + config.rounds - 1) / std::max(1u, config.rounds);
     std::cerr << "pause_bench: " << r.target << " pages:" << std::flush;
     for (unsigned round = 0; round < config.rounds; ++round) {
       std::cerr << " replica/floor " << std::flush;
-      CKPT_RETURN_IF_ERROR(measure_alternating(config, r, pause_ns));
+      CKPT_RETURN_IF_ERROR(measure_alternating(config, r, pause_ns, config.capture_thread));
       if (!config.session) continue;
       std::cerr << " Session " << std::flush;
       std::string name = dir + "/session-" + std::to_string(r.target) + "-" + std::to_string(round);

@@ -1,7 +1,6 @@
 #include "bench/pause_paths.h"
 
 #include <fcntl.h>
-#include <sys/mman.h>
 #include <time.h>
 
 #include <algorithm>
@@ -75,21 +74,18 @@ Result<CaptureTimes> CaptureReplica::capture() {
   return t;
 }
 
-Result<std::unique_ptr<PauseFloor>> PauseFloor::create(std::span<uint8_t> memory, uint64_t max_pages) {
+Result<std::unique_ptr<PauseFloor>> PauseFloor::create(std::span<uint8_t> memory, daemon::StagingArea& staging) {
   UniqueFd pagemap(::open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC));
   if (!pagemap.valid()) return Status::from_errno(errno, "open /proc/self/pagemap");
-  void* p = ::mmap(nullptr, max_pages * kPage, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE,
-                   -1, 0);
-  if (p == MAP_FAILED) return Status::from_errno(errno, "mmap floor copy buffer");
-  return std::unique_ptr<PauseFloor>(new PauseFloor(memory, std::move(pagemap), static_cast<uint8_t*>(p), max_pages));
+  // The staging area's own memory: StagingArea hands out its slots read-only, but it is one writable mapping.
+  auto* buffer = const_cast<uint8_t*>(staging.slot(0));
+  return std::unique_ptr<PauseFloor>(new PauseFloor(memory, std::move(pagemap), buffer, staging.capacity_pages()));
 }
 
 PauseFloor::PauseFloor(std::span<uint8_t> memory, UniqueFd pagemap, uint8_t* buffer, uint64_t pages)
     : memory_(memory), pagemap_(std::move(pagemap)), buffer_(buffer), buffer_pages_(pages), vector_(4096) {
   runs_.reserve(1u << 20);  // never grown inside a timed floor
 }
-
-PauseFloor::~PauseFloor() { ::munmap(buffer_, buffer_pages_ * kPage); }
 
 // The scan is UffdWpTracker::scan_slot's loop over all of memory at once (the same kernel walk; resumes only when
 // the output vector came back full, see design.md on walk_end). The runs are gathered first and copied after, so

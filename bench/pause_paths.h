@@ -8,7 +8,7 @@
 //    faithful.
 //  PauseFloor: what no capture can avoid, measured on the same machine: the kernel's harvest-and-rearm (one
 //    PAGEMAP_SCAN walk with PM_SCAN_WP_MATCHING over guest memory, as UffdWpTracker issues it) plus memcpy of
-//    the reported pages into a pre-faulted buffer. The machine is paused first, untimed: parking vCPUs is not part
+//    the reported pages into a pre-faulted buffer (the staging area's). The machine is paused first, untimed: parking vCPUs is not part
 //    of the floor. A floor scan re-protects what it reports, so the machine's own next harvest does not see those
 //    pages: that is what lets the two alternate on one guest.
 #pragma once
@@ -57,10 +57,11 @@ struct FloorTimes {
 
 class PauseFloor {
  public:
-  // `memory`: guest memory registered for uffd-wp by the machine's tracker. The copy buffer (max_pages pages) is
-  // pre-faulted, like the staging area.
-  static Result<std::unique_ptr<PauseFloor>> create(std::span<uint8_t> memory, uint64_t max_pages);
-  ~PauseFloor();
+  // `memory`: guest memory registered for uffd-wp by the machine's tracker. The pages are copied into the memory of
+  // `staging` (pre-faulted), the buffer the replica copies into too: on this VM the first write to each page of a
+  // fresh mapping costs ~8 us even after MAP_POPULATE, so two buffers would differ by how much each had been used.
+  // `staging` must outlive the floor.
+  static Result<std::unique_ptr<PauseFloor>> create(std::span<uint8_t> memory, daemon::StagingArea& staging);
   // The machine must be paused. Fails if the pages do not fit the buffer.
   Result<FloorTimes> measure();
 
@@ -68,7 +69,7 @@ class PauseFloor {
   PauseFloor(std::span<uint8_t> memory, UniqueFd pagemap, uint8_t* buffer, uint64_t pages);
   std::span<uint8_t> memory_;
   UniqueFd pagemap_;
-  uint8_t* buffer_;
+  uint8_t* buffer_;  // not owned: the staging area's memory
   uint64_t buffer_pages_;
   std::vector<page_region> vector_;
   std::vector<page_region> runs_;

@@ -6,6 +6,7 @@
 #include <signal.h>
 #include <sys/wait.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <filesystem>
 #include <random>
@@ -63,13 +64,16 @@ void check_newest(const std::string& store, const std::map<uint64_t, uint64_t>& 
 
 TEST(CrashConsistency, KillNineAtRandomMomentsLosesNoCommittedEpoch) {
   const uint64_t kills = iterations("CKPT_CRASH_ITERATIONS", 100);
+  // Kills land in [0, window): ckptd's start-up takes about 1 s under ThreadSanitizer, so scripts/sanitize.sh widens
+  // it there (else every kill lands before the first epoch).
+  const uint64_t window_ms = std::max<uint64_t>(1, iterations("CKPT_CRASH_WINDOW_MS", 1000));
   DaemonProcess d;
   d.append_config("memory-mib = 16\nresume = true\nepoch-ms = 20\n");
   std::mt19937_64 rng(std::random_device{}());
   Tally t;
   for (uint64_t i = 0; i < kills; ++i) {
     ASSERT_TRUE(d.spawn().is_ok());
-    std::this_thread::sleep_for(std::chrono::milliseconds(rng() % 1000));  // start-up included
+    std::this_thread::sleep_for(std::chrono::milliseconds(rng() % window_ms));  // start-up included
     d.signal(SIGKILL);
     ASSERT_TRUE(d.wait_exit(30s).has_value());
     check_newest(d.store(), d.read_digests()["epoch"], t);
@@ -179,8 +183,12 @@ TEST(CrashConsistency, InjectedEnospcAndEioAreReportedAndLoseNoPage) {
   std::thread loop([&] { ran = (*session)->run(); });
   std::mt19937_64 rng(std::random_device{}());
   for (int i = 0; i < 20; ++i) {
-    fs->fail_at(fs->operations() + rng() % 40, i % 2 ? EIO : ENOSPC, /*sticky=*/false);
+    const uint64_t at = fs->operations() + rng() % 40;
+    fs->fail_at(at, i % 2 ? EIO : ENOSPC, /*sticky=*/false);
     std::this_thread::sleep_for(60ms);
+    // The next fail_at replaces this fault: let it be reached first (a sanitizer build may do fewer than 40
+    // operations in 60 ms; under TSan no fault was ever reached and no epoch failed).
+    for (int w = 0; w < 1000 && fs->operations() <= at; ++w) std::this_thread::sleep_for(10ms);
   }
   fs->clear_faults();
   std::this_thread::sleep_for(200ms);
