@@ -3,6 +3,9 @@
 BUILD_DIR ?= build
 JOBS ?= $(shell nproc)
 CMAKE_FLAGS ?= -DCMAKE_BUILD_TYPE=RelWithDebInfo
+# After the suite, `make test` runs a subset of it again under ASan+UBSan (scripts/sanitize.sh --ci, its own build
+# in $(BUILD_DIR)/sanitize-asan; docs/testing.md, "Sanitizers"). SANITIZE= skips that step.
+SANITIZE ?= asan
 
 .PHONY: all deps build test run bench clean
 
@@ -17,6 +20,7 @@ build: deps
 
 test: build
 	cd $(BUILD_DIR) && ctest --output-on-failure -j $(JOBS)
+	$(if $(SANITIZE),JOBS=$(JOBS) scripts/sanitize.sh --ci $(SANITIZE) $(BUILD_DIR)/sanitize-$(SANITIZE))
 
 run: build
 	@scripts/run-demo.sh $(BUILD_DIR)
