@@ -25,6 +25,7 @@
 #include "bench/bench_util.h"
 #include "bench/debug_log.h"
 #include "bench/guest_view.h"
+#include "bench/perf_window.h"
 #include "bench/sample_stats.h"
 #include "bench/session_runner.h"
 #include "common/log.h"
@@ -149,7 +150,10 @@ Result<RateResult> measure(const Config& config, uint64_t memory_mib, const std:
     daemon::DaemonStats a = runner->session().stats();
     uint64_t from = file_position(log);
     Stopwatch watch;
-    sleep_s(config.window_s);
+    {
+      PerfWindow profiled("rate");
+      sleep_s(config.window_s);
+    }
     daemon::DaemonStats b = runner->session().stats();
     r.seconds += watch.seconds();
     DebugLaps laps = parse_debug_laps(log, from, file_position(log));

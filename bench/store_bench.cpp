@@ -27,6 +27,7 @@
 
 #include "bench/bench_util.h"
 #include "bench/figures.h"
+#include "bench/perf_window.h"
 #include "bench/synthetic_image.h"
 #include "common/log.h"
 #include "common/unique_fd.h"
@@ -182,6 +183,7 @@ Status clear_output(const std::string& path, const std::string& dir) {
 Result<Step> time_zstd_compress(const Paths& paths, CpuWatch& cpu) {
   CKPT_RETURN_IF_ERROR(clear_output(paths.zst(), paths.dir));
   CKPT_RETURN_IF_ERROR(warm_page_cache(paths.raw()));
+  PerfWindow profiled("base");
   StepTimer timer(cpu);
   CKPT_RETURN_IF_ERROR(run_command({"zstd", "-1", "-T2", "-q", "-f", paths.raw(), "-o", paths.zst()}));
   double before_sync = timer.elapsed();
@@ -194,6 +196,7 @@ Result<Step> time_zstd_compress(const Paths& paths, CpuWatch& cpu) {
 // Writes the whole image as the base epoch of a new store in `dir`.
 Result<Step> time_store_base(const std::string& dir, const GuestImage& image, const StoreOptions& options,
                              CpuWatch& cpu, BaseFigures* figures) {
+  PerfWindow profiled("base");
   StepTimer timer(cpu);
   CKPT_ASSIGN_OR_RETURN(auto store, Store::open(dir, options));
   CKPT_ASSIGN_OR_RETURN(auto writer, store->begin_base(image.pages()));
@@ -282,6 +285,7 @@ Result<std::vector<DeltaFigures>> measure_deltas(const Config& config, const std
 Result<Step> time_zstd_decompress(const Paths& paths, uint64_t expected_bytes, CpuWatch& cpu) {
   CKPT_RETURN_IF_ERROR(clear_output(paths.zstd_out(), paths.dir));
   CKPT_RETURN_IF_ERROR(warm_page_cache(paths.zst()));
+  PerfWindow profiled("restore");
   StepTimer timer(cpu);
   CKPT_RETURN_IF_ERROR(run_command({"zstd", "-d", "-q", "-f", paths.zst(), "-o", paths.zstd_out()}));
   double before_sync = timer.elapsed();
@@ -299,6 +303,7 @@ Result<Step> time_store_restore(const Paths& paths, const std::string& store_dir
                                 RestoreFigures* figures) {
   CKPT_RETURN_IF_ERROR(clear_output(paths.restored(), paths.dir));
   CKPT_RETURN_IF_ERROR(warm_page_cache(store_dir));
+  PerfWindow profiled("restore");
   StepTimer timer(cpu);
   auto fs = snap::make_posix_file_system();
   CKPT_ASSIGN_OR_RETURN(Catalog catalog, Catalog::load(*fs, store_dir));

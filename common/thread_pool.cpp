@@ -2,12 +2,17 @@
 
 #include <atomic>
 
+#include "common/thread_name.h"
+
 namespace ckpt {
 
-ThreadPool::ThreadPool(unsigned threads) {
+ThreadPool::ThreadPool(unsigned threads, std::string name) {
   if (threads == 0) threads = std::max(1u, std::thread::hardware_concurrency());
   workers_.reserve(threads);
-  for (unsigned i = 0; i < threads; ++i) workers_.emplace_back([this, i] { run(i); });
+  for (unsigned i = 0; i < threads; ++i) workers_.emplace_back([this, i, name] {
+      name_this_thread(name + std::to_string(i));
+      run(i);
+    });
 }
 
 ThreadPool::~ThreadPool() {

@@ -6,6 +6,7 @@
 #include <deque>
 #include <functional>
 #include <mutex>
+#include <string>
 #include <thread>
 #include <vector>
 
@@ -16,7 +17,8 @@ class ThreadPool {
   using Task = std::function<void(unsigned worker)>;
 
   // `threads` == 0 means one per online CPU.
-  explicit ThreadPool(unsigned threads);
+  // `name`: the workers' thread name prefix (a number is appended).
+  explicit ThreadPool(unsigned threads, std::string name = "ckpt-pool");
   ~ThreadPool();  // finishes queued tasks, then joins
   ThreadPool(const ThreadPool&) = delete;
   ThreadPool& operator=(const ThreadPool&) = delete;

@@ -1,6 +1,13 @@
 // One epoch: capture on the loop thread (the guest paused only for harvest, copy, rearm and state), then write on
-// the StoreWorker while the guest runs. Pages never get lost between the two: a failed write returns its pages to
-// `owed_`, and the next capture adds them to what it harvests. They stay owed until an epoch holding them commits.
+// the StoreWorker while the guest runs; the next capture may overlap that write. Pages never get lost between the
+// two: a failed write returns its pages to `owed_`, and the next capture adds them to what it harvests. They stay
+// owed until an epoch holding them commits.
+//
+// With two epochs in flight, N+1 may have been captured before N's write failed: it lacks N's pages, so writing it
+// on top of N-1 would commit a wrong epoch. Each capture therefore records the write generation (bumped by every
+// failure, together with owing the pages); the worker skips an epoch from an older generation and owes its pages
+// too. Before a capture the loop drains an in-flight epoch of an older generation, so its pages are owed by then
+// and at most one epoch is skipped per failure.
 #include <time.h>
 
 #include <algorithm>
@@ -60,20 +67,24 @@ struct Session::EpochJob {
   bool full = false;                 // a base holding every page (dirty tracking failed: nothing else is safe)
   std::vector<uint64_t> gfns;        // ascending
   std::vector<bool> untouched;       // full bases: gfns that never held data (read as zero; not read at all)
+  uint64_t first_slot = 0;           // staged: gfns[i] is in staging slot first_slot + i
+  uint64_t generation = 0;           // write_generation_ when the pages were harvested
   const uint8_t* direct = nullptr;   // oversized: pages come from guest memory (the guest stays paused)
   std::vector<vmm::StateBlob> state;
   uint64_t timestamp_ns = 0;
   std::optional<uint64_t> digest;    // record-digests only
   double pause_ms = 0;
   std::promise<Result<EpochCommitted>> done;
+  std::shared_future<Result<EpochCommitted>> outcome;  // of `done`
 };
 
 std::shared_future<Result<EpochCommitted>> Session::take_epoch(const std::string& tag, bool leave_paused) {
   auto job = std::make_shared<EpochJob>();
   job->tag = tag;
-  std::shared_future<Result<EpochCommitted>> outcome = job->done.get_future().share();
+  job->outcome = job->done.get_future().share();
+  std::shared_future<Result<EpochCommitted>> outcome = job->outcome;
   Clock::time_point wait_start = Clock::now();
-  worker_->wait_idle();  // one epoch in flight: bounded staging; a slow disk stretches epochs
+  wait_for_pipeline_room();  // a slow disk stretches epochs instead of queueing them
   double lag_ms = ms_between(wait_start, Clock::now());
   {
     std::lock_guard lock(mu_);
@@ -89,6 +100,44 @@ std::shared_future<Result<EpochCommitted>> Session::take_epoch(const std::string
   return outcome;
 }
 
+// Before a pause: at most one epoch may still be writing while the next is captured, and only when the next can
+// safely build on it (it is a delta of the current write generation) and leaves room in the staging area.
+void Session::wait_for_pipeline_room() {
+  while (!in_flight_.empty() &&
+         in_flight_.front().outcome.wait_for(std::chrono::seconds(0)) == std::future_status::ready) {
+    in_flight_.pop_front();
+  }
+  if (in_flight_.empty()) return;
+  bool same_generation, has_parent;
+  {
+    std::lock_guard lock(mu_);
+    same_generation = in_flight_.back().generation == write_generation_;
+    has_parent = parent_.has_value();
+  }
+  // A base in flight: the next epoch is a delta on it only once it commits. An epoch that takes over half the
+  // staging area: the next one would likely not fit beside it, and waiting here is better than inside the pause.
+  if (in_flight_.size() > 1 || !same_generation || !has_parent ||
+      in_flight_.back().pages > staging_.capacity_pages() / 2) {
+    drain_pipeline();
+  }
+}
+
+void Session::drain_pipeline() {
+  for (const StagedEpoch& e : in_flight_) e.outcome.wait();
+  in_flight_.clear();
+}
+
+// Slots for `pages` staged pages that no epoch still being written uses: after the one in flight, or before it, or
+// (guest paused) once it is written.
+uint64_t Session::place_in_staging(uint64_t pages) {
+  if (in_flight_.empty()) return 0;
+  const StagedEpoch& last = in_flight_.back();
+  if (last.first_slot + last.pages + pages <= staging_.capacity_pages()) return last.first_slot + last.pages;
+  if (pages <= last.first_slot) return 0;
+  drain_pipeline();
+  return 0;
+}
+
 // Pause -> harvest (+ owed) -> stage -> rearm -> state -> resume, then hand the job to the worker. An epoch too big
 // for the staging area (or a full base) is written from guest memory before the guest resumes.
 Status Session::capture(std::shared_ptr<EpochJob> job, bool leave_paused) {
@@ -98,11 +147,18 @@ Status Session::capture(std::shared_ptr<EpochJob> job, bool leave_paused) {
   std::span<uint8_t> memory = machine_->host_memory();
   Result<std::vector<uint64_t>> dirty = machine_->harvest_dirty();
   if (!dirty.is_ok()) return tracking_failed(dirty.status().with_context("harvest dirty pages"));
-  job->gfns = merge_sorted(*dirty, owed());
+  {
+    std::lock_guard lock(mu_);  // the owed pages and the generation they belong to, as one
+    job->gfns = merge_sorted(*dirty, owed_);
+    job->generation = write_generation_;
+  }
   if (job->full) plan_full_epoch(*job);
   laps.lap("harvest");
   bool staged = job->gfns.size() <= staging_.capacity_pages() && !job->full;
-  if (staged) staging_.copy_in(memory, job->gfns);
+  if (staged) {
+    job->first_slot = place_in_staging(job->gfns.size());
+    staging_.copy_in(memory, job->gfns, job->first_slot);
+  }
   laps.lap("copy");
   Status rearmed = machine_->rearm();
   if (!rearmed.is_ok()) {
@@ -128,6 +184,7 @@ Status Session::capture(std::shared_ptr<EpochJob> job, bool leave_paused) {
   if (!leave_paused) CKPT_RETURN_IF_ERROR(start_or_resume());
   laps.lap("resume");
   CKPT_LOG(kDebug) << "epoch capture: " << job->gfns.size() << " pages, " << laps.text();
+  in_flight_.push_back(StagedEpoch{job->outcome, job->first_slot, job->gfns.size(), job->generation});
   worker_->post([this, job](snap::Store& store) { job->done.set_value(write_epoch(store, *job)); });
   return Status::ok();
 }
@@ -182,15 +239,27 @@ Status Session::tracking_failed(Status s) {
 
 Result<EpochCommitted> Session::write_epoch(snap::Store& store, EpochJob& job) {
   snap::EpochOptions options{job.tag, job.timestamp_ns, std::nullopt};
+  bool stale;
   {
     std::lock_guard lock(mu_);
     if (!job.full) options.parent = parent_;
+    stale = job.generation != write_generation_;
+  }
+  if (stale) {
+    add_owed(job.gfns);
+    Status skipped(StatusCode::kAborted, "epoch not written: it was captured before an earlier epoch's write "
+                                         "failed, so it lacks that epoch's pages (its own pages are owed too)");
+    record_error(skipped);
+    std::lock_guard lock(mu_);
+    ++stats_.epochs_failed;
+    ++stats_.epochs_skipped;
+    return skipped;
   }
   Clock::time_point t0 = Clock::now();
   Result<std::shared_ptr<const snap::EpochMeta>> meta = write_epoch_file(store, job, options);
   CKPT_LOG(kDebug) << "epoch write: " << job.gfns.size() << " pages in " << ms_between(t0, Clock::now()) << " ms";
   if (!meta.is_ok()) {
-    add_owed(job.gfns);
+    owe_after_failure(job.gfns);
     record_error(meta.status().with_context("epoch write (its pages are owed to the next epoch)"));
     std::lock_guard lock(mu_);
     ++stats_.epochs_failed;
@@ -223,7 +292,7 @@ Result<std::shared_ptr<const snap::EpochMeta>> Session::write_epoch_file(snap::S
   if (job.digest) CKPT_RETURN_IF_ERROR(digests_.record("epoch", (*writer)->epoch(), *job.digest));
   for (size_t i = 0; i < job.gfns.size(); ++i) {
     static const uint8_t kZeroPage[kPage] = {};
-    const uint8_t* page = job.direct ? job.direct + job.gfns[i] * kPage : staging_.slot(i);
+    const uint8_t* page = job.direct ? job.direct + job.gfns[i] * kPage : staging_.slot(job.first_slot + i);
     if (!job.untouched.empty() && job.untouched[job.gfns[i]]) page = kZeroPage;
     CKPT_RETURN_IF_ERROR((*writer)->add_page(job.gfns[i], page));
   }
@@ -283,13 +352,15 @@ void Session::add_owed(const std::vector<uint64_t>& gfns) {
   owed_ = merge_sorted(owed_, gfns);
 }
 
-std::vector<uint64_t> Session::owed() const {
+void Session::owe_after_failure(const std::vector<uint64_t>& gfns) {
   std::lock_guard lock(mu_);
-  return owed_;
+  owed_ = merge_sorted(owed_, gfns);
+  ++write_generation_;
 }
 
-// After a commit: the epoch held every page owed when it was captured (and nothing can be added while it is in
-// flight: one epoch at a time), so those debts are paid.
+// After a commit: the epoch held every page owed when it was captured, and nothing was owed since (a failure in
+// between would have made it stale, and a stale epoch before it was drained before its capture), so those debts
+// are paid.
 void Session::pay_owed(const std::vector<uint64_t>& committed) {
   std::lock_guard lock(mu_);
   if (owed_.empty()) return;

@@ -64,6 +64,7 @@ json status_json(Session& session) {
           {"resumed_from_epoch", optional_json(s.resumed_from_epoch)},
           {"epochs_committed", s.epochs_committed},
           {"epochs_failed", s.epochs_failed},
+          {"epochs_skipped", s.epochs_skipped},
           {"pause_ms", pause},
           {"dirty_pages_total", s.dirty_pages_total},
           {"dirty_pages_per_second", static_cast<double>(s.dirty_pages_total) / seconds},

@@ -9,6 +9,7 @@
 #include <thread>
 
 #include "common/log.h"
+#include "common/thread_name.h"
 #include "common/process_limits.h"
 #include "daemon/config.h"
 #include "daemon/control/server.h"
@@ -48,6 +49,7 @@ class SignalThread {
     return set;
   }
   void loop(std::function<void()> on_stop, std::function<void()> on_reload, std::function<void()> on_tick) {
+    name_this_thread("ckpt-signals");
     sigset_t set = handled();
     timespec tick{0, 250 * 1000 * 1000};
     int ticks = 0;

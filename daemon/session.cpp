@@ -5,6 +5,7 @@
 #include <cstring>
 
 #include "common/log.h"
+#include "common/thread_name.h"
 #include "daemon/vm_builder.h"
 #include "snapshot/io/file_system.h"
 
@@ -68,11 +69,13 @@ Status Session::adopt_machine(std::unique_ptr<vmm::Machine> machine, std::option
   stats_.memory_bytes = machine_->config().memory_bytes;
   stats_.vcpus = machine_->config().vcpus;
   owed_.clear();
+  in_flight_.clear();  // every epoch of the machine it replaces was written before (restore waits for its save)
   failure_ = Status::ok();
   return Status::ok();
 }
 
 Status Session::run() {
+  name_this_thread("ckpt-epochs");
   CKPT_RETURN_IF_ERROR(start_machine());
   {
     std::lock_guard lock(mu_);
@@ -181,8 +184,8 @@ Result<EpochCommitted> Session::snapshot(std::string tag) {
   return pending->get();
 }
 
-// Runs on the loop thread, so once it returns no capture is under way and none starts until resume_epochs (an
-// epoch already captured may still be committing).
+// Runs on the loop thread, so once it returns no capture is under way and none starts until resume_epochs (up to
+// two epochs already captured may still be committing).
 Status Session::pause_epochs() {
   return on_loop<Status>([this] {
     std::lock_guard lock(mu_);

@@ -1,8 +1,9 @@
 // One VM and its store: the daemon's core. The epoch loop runs on the thread that calls run(); it alone touches the
 // Machine. Every epoch: pause -> harvest (plus pages owed by failed writes) -> copy into the staging area -> rearm ->
-// save state -> resume; then the StoreWorker compresses, writes and commits while the guest runs. The loop waits for
-// the worker to go idle before the next pause, so one epoch is in flight at a time: staging memory is bounded,
-// and a slow disk stretches epochs (reported as lag) instead of queueing memory.
+// save state -> resume; then the StoreWorker compresses, writes and commits while the guest runs. Two epochs may be
+// in flight: the loop captures epoch N+1 while the worker still writes N (both share the one staging area), and
+// waits before pausing for N+2 until N is written. Staging memory stays bounded, and a slow disk stretches epochs
+// (reported as lag) instead of queueing memory.
 //
 // Commands (snapshot, restore, ...) come from control-socket threads; they are queued to the loop thread and the
 // caller waits for the outcome. None of them loses a dirty page: a failed write puts its pages back as owed.
@@ -89,6 +90,9 @@ class Session {
   template <typename R>
   R on_loop(std::function<R()> command);
   std::shared_future<Result<EpochCommitted>> take_epoch(const std::string& tag, bool leave_paused);
+  void wait_for_pipeline_room();
+  void drain_pipeline();
+  uint64_t place_in_staging(uint64_t pages);
   Status capture(std::shared_ptr<EpochJob> job, bool leave_paused);
   Status write_while_paused(std::shared_ptr<EpochJob> job, bool leave_paused, Clock::time_point t0);
   Status pause_machine();
@@ -112,7 +116,7 @@ class Session {
   void record_pause(double ms);
   void forget_pauses();
   void add_owed(const std::vector<uint64_t>& gfns);
-  std::vector<uint64_t> owed() const;
+  void owe_after_failure(const std::vector<uint64_t>& gfns);
   void pay_owed(const std::vector<uint64_t>& committed);
 
   DaemonConfig config_;  // the reloadable fields are read under mu_
@@ -121,6 +125,15 @@ class Session {
   DigestLog digests_;
   std::unique_ptr<vmm::Machine> machine_;  // loop thread only
   bool machine_paused_ = true;             // loop thread only
+  // Epochs handed to the worker and maybe not yet written, oldest first (loop thread only): where their pages sit
+  // in the staging area, and the write generation they were captured in.
+  struct StagedEpoch {
+    std::shared_future<Result<EpochCommitted>> outcome;
+    uint64_t first_slot = 0;
+    uint64_t pages = 0;
+    uint64_t generation = 0;
+  };
+  std::deque<StagedEpoch> in_flight_;
   Clock::time_point started_ = Clock::now();
 
   mutable std::mutex mu_;
@@ -132,6 +145,10 @@ class Session {
   bool reschedule_ = false;  // the epoch interval changed or the VM was replaced: restart the timer
   std::optional<uint64_t> parent_;
   std::vector<uint64_t> owed_;  // sorted
+  // Bumped by every failed epoch write. An epoch captured in an older generation than the current one may lack
+  // the failed epoch's pages (it was captured before they became owed), so it is not written: its own pages become
+  // owed instead (Session::write_epoch).
+  uint64_t write_generation_ = 0;
   Status failure_;              // dirty tracking can no longer be trusted: no more epochs
   DaemonStats stats_;
   std::deque<double> recent_pauses_ms_;  // the newest kRecentPauses pause times

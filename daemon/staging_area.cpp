@@ -31,8 +31,9 @@ StagingArea::~StagingArea() {
   if (data_) ::munmap(data_, pages_ * kPage);
 }
 
-void StagingArea::copy_in(std::span<const uint8_t> memory, std::span<const uint64_t> gfns) {
-  for (size_t i = 0; i < gfns.size(); ++i) std::memcpy(data_ + i * kPage, memory.data() + gfns[i] * kPage, kPage);
+void StagingArea::copy_in(std::span<const uint8_t> memory, std::span<const uint64_t> gfns, uint64_t first) {
+  uint8_t* to = data_ + first * kPage;
+  for (size_t i = 0; i < gfns.size(); ++i) std::memcpy(to + i * kPage, memory.data() + gfns[i] * kPage, kPage);
 }
 
 }  // namespace ckpt::daemon

@@ -20,8 +20,8 @@ class StagingArea {
 
   uint64_t capacity_pages() const { return pages_; }
   uint64_t capacity_bytes() const { return pages_ * kPage; }
-  // Copies the pages `gfns` of `memory` to slots 0..n-1. The caller checks gfns.size() <= capacity_pages().
-  void copy_in(std::span<const uint8_t> memory, std::span<const uint64_t> gfns);
+  // Copies the pages `gfns` of `memory` to slots first..first+n-1. The caller checks they fit.
+  void copy_in(std::span<const uint8_t> memory, std::span<const uint64_t> gfns, uint64_t first = 0);
   const uint8_t* slot(uint64_t i) const { return data_ + i * kPage; }
 
   static constexpr uint64_t kPage = 4096;

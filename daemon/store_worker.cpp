@@ -1,5 +1,7 @@
 #include "daemon/store_worker.h"
 
+#include "common/thread_name.h"
+
 namespace ckpt::daemon {
 
 StoreWorker::StoreWorker(std::unique_ptr<snap::Store> store)
@@ -33,6 +35,7 @@ size_t StoreWorker::backlog() const {
 }
 
 void StoreWorker::loop() {
+  name_this_thread("ckpt-writer");
   std::unique_lock lock(mu_);
   for (;;) {
     cv_.wait(lock, [&] { return stopping_ || !jobs_.empty(); });

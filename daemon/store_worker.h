@@ -1,7 +1,6 @@
 // The one thread that drives the store (snap::Store is single-threaded): epoch writes, compaction and retention run
-// here in the order posted, while the epoch loop pauses and resumes the guest. At most one job runs at a time; the
-// epoch loop waits for idle before each pause, which is what bounds staging memory and stretches epochs when the
-// disk falls behind.
+// here in the order posted, while the epoch loop pauses and resumes the guest. At most one job runs at a time, in
+// order: an epoch's parent is always committed (or has failed) before the epoch is written.
 #pragma once
 
 #include <chrono>

@@ -43,7 +43,7 @@ struct EpochWriter::PendingBlock {
 };
 
 WriterResources::WriterResources(unsigned workers, int level)
-    : pool(workers),
+    : pool(workers, "ckpt-compress"),
       raw_buffers(BufferPool::create(size_t{f::kMaxDataPagesPerBlock} * f::kPageSize)),
       stored_buffers(BufferPool::create(max_stored_block_size())),
       max_blocks_in_flight(4 * size_t{pool.size()} + 4) {

@@ -172,7 +172,7 @@ Result<RestoreStats> restore(FileSystem& fs, const Catalog& catalog, uint64_t ep
   }
   for (const auto& [gfn, count] : plan.zero_runs) CKPT_RETURN_IF_ERROR(sink.zero(gfn, count));
 
-  ThreadPool pool(options.threads);
+  ThreadPool pool(options.threads, "ckpt-restore");
   struct WorkerState {
     BlockDecompressor decompressor;
     ByteBuffer scratch{max_stored_block_size()};

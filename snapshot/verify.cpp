@@ -98,7 +98,7 @@ Result<VerifyReport> verify_store(FileSystem& fs, const std::string& dir, const 
     for (size_t b = 0; b < entry.meta->blocks.size(); ++b) jobs.push_back(BlockJob{epoch, &entry, shared, b});
   }
 
-  ThreadPool pool(options.threads);
+  ThreadPool pool(options.threads, "ckpt-verify");
   std::vector<std::unique_ptr<BlockDecompressor>> decompressors;
   std::vector<ByteBuffer> scratch, raw;
   for (unsigned i = 0; i < pool.size(); ++i) {

@@ -13,6 +13,7 @@
 #include <system_error>
 
 #include "common/log.h"
+#include "common/thread_name.h"
 #include "daemon/control/line_reader.h"
 
 namespace ckpt::control {
@@ -190,6 +191,7 @@ void ControlServer::remove_socket_file() {
 }
 
 void ControlServer::accept_loop() {
+  name_this_thread("ckpt-control");
   for (;;) {
     pollfd fds[2] = {{listen_fd_.get(), POLLIN, 0}, {stop_fd_.get(), POLLIN, 0}};
     if (::poll(fds, 2, -1) < 0) {
@@ -246,6 +248,7 @@ void ControlServer::reap_finished() {
 }
 
 void ControlServer::serve(Connection* connection) {
+  name_this_thread("ckpt-client");
   int fd = connection->fd.get();
   PeerCredentials peer;
   if (admit(fd, &peer)) {

@@ -53,6 +53,7 @@ struct DaemonStats {
   // Epochs. Committed counts include the base; failed ones wrote nothing that counts (their pages are owed).
   uint64_t epochs_committed = 0;
   uint64_t epochs_failed = 0;
+  uint64_t epochs_skipped = 0;  // of the failed: captured before an earlier write failed, so not written
   std::optional<uint64_t> last_committed_epoch;
   std::optional<uint64_t> resumed_from_epoch;  // set when the VM was rebuilt from a committed epoch
   PauseHistogram pause_ms = make_pause_histogram();

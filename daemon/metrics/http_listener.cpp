@@ -16,6 +16,7 @@
 #include <utility>
 
 #include "common/log.h"
+#include "common/thread_name.h"
 #include "daemon/metrics/prometheus.h"
 
 namespace ckpt::daemon {
@@ -350,6 +351,7 @@ MetricsServer::~MetricsServer() {
 
 // Returns when the destructor signals the stop eventfd.
 void MetricsServer::run() {
+  name_this_thread("ckpt-metrics");
   for (;;) {
     pollfd fds[2] = {{listener_.get(), POLLIN, 0}, {stop_.get(), POLLIN, 0}};
     const int n = ::poll(fds, 2, -1);

@@ -117,6 +117,9 @@ void render_epochs(Exposition& e, const DaemonStats& s) {
   e.counter("ckptd_epochs_committed_total", "Epochs committed to the store, the base included.", s.epochs_committed);
   e.counter("ckptd_epochs_failed_total", "Epochs whose write failed; their pages are owed to the next epoch.",
             s.epochs_failed);
+  e.counter("ckptd_epochs_skipped_total",
+            "Failed epochs that were captured before an earlier epoch's write failed and so were not written.",
+            s.epochs_skipped);
   // Omitted rather than exported as NaN or 0 while nothing is committed: 0 would read as a real epoch number.
   if (s.last_committed_epoch) {
     e.gauge("ckptd_last_committed_epoch", "Number of the newest committed epoch.",

@@ -9,6 +9,7 @@
 #include <array>
 #include <cerrno>
 #include <filesystem>
+#include <thread>
 
 #include "common/unique_fd.h"
 
@@ -97,6 +98,7 @@ class FaultWritableFile final : public WritableFile {
   }
 
   Status sync() override {
+    std::this_thread::sleep_for(fs_->sync_delay());
     CKPT_RETURN_IF_ERROR(fs_->take_op("sync", path()));
     CKPT_RETURN_IF_ERROR(base_->sync());
     fs_->record_sync(*state_);
@@ -130,6 +132,16 @@ void FaultFileSystem::fail_at(uint64_t n, int err, bool sticky) {
 void FaultFileSystem::clear_faults() {
   std::lock_guard lock(mutex_);
   fault_.reset();
+}
+
+void FaultFileSystem::set_sync_delay(std::chrono::milliseconds delay) {
+  std::lock_guard lock(mutex_);
+  sync_delay_ = delay;
+}
+
+std::chrono::milliseconds FaultFileSystem::sync_delay() const {
+  std::lock_guard lock(mutex_);
+  return sync_delay_;
 }
 
 Status FaultFileSystem::take_op(std::string_view op, const std::string& path) {

@@ -8,6 +8,7 @@
 #include <mutex>
 
 #include "common/log.h"
+#include "common/thread_name.h"
 
 namespace ckpt::vmm::kvm {
 namespace {
@@ -58,6 +59,7 @@ void KvmVcpu::fail(Status s) {
 }
 
 void KvmVcpu::thread_main() {
+  name_this_thread("vcpu" + std::to_string(index_));
   sigset_t kick_set;
   sigemptyset(&kick_set);
   sigaddset(&kick_set, kick_signal());

@@ -4,6 +4,7 @@
 #include <cstring>
 #include <string>
 
+#include "common/thread_name.h"
 #include "vmm/guest/guest_image.h"
 
 namespace ckpt::vmm::software {
@@ -64,6 +65,7 @@ void SoftwareVcpu::join() {
 }
 
 void SoftwareVcpu::thread_main() {
+  name_this_thread("vcpu" + std::to_string(index_));
   std::unique_lock lock(control_.mutex);
   for (;;) {
     ++control_.parked;
