@@ -17,6 +17,7 @@
 #include <cstddef>
 #include <cstring>
 #include <filesystem>
+#include <fstream>
 #include <iostream>
 #include <optional>
 #include <sstream>
@@ -47,6 +48,11 @@ struct Config {
   std::string command;   // as invoked, for the report
 };
 
+struct ThreadCpu {
+  double daemon = 0;
+  double guest = 0;
+};
+
 struct RateResult {
   uint64_t memory_mib = 0;
   double seconds = 0;
@@ -56,6 +62,7 @@ struct RateResult {
   daemon::DaemonStats end;
   DebugLaps laps;  // of the measured window
   std::vector<double> commit_floor_ms;
+  ThreadCpu cpu;  // CPU seconds used in the measured windows
 };
 
 double pause_ns() {
@@ -65,6 +72,32 @@ double pause_ns() {
 }
 
 void sleep_s(double s) { std::this_thread::sleep_for(std::chrono::duration<double>(s)); }
+
+// CPU time (user + system, seconds) of this process's threads, by what they do: the daemon's (named ckpt-*: the
+// loop, the writer, compression) and the guest's (vcpuN). Threads that ended are not counted: none ends here.
+ThreadCpu thread_cpu() {
+  ThreadCpu t;
+  const double tick = static_cast<double>(::sysconf(_SC_CLK_TCK));
+  for (const auto& task : std::filesystem::directory_iterator("/proc/self/task")) {
+    std::ifstream stat(task.path() / "stat");
+    std::string line;
+    if (!std::getline(stat, line)) continue;
+    size_t open = line.find('('), close = line.rfind(')');
+    if (open == std::string::npos || close == std::string::npos) continue;
+    std::string comm = line.substr(open + 1, close - open - 1);
+    std::istringstream rest(line.substr(close + 2));
+    std::string field;
+    double utime = 0, stime = 0;
+    for (int i = 3; i <= 15 && rest >> field; ++i) {  // fields 14 and 15 of stat(5): utime, stime
+      if (i == 14) utime = std::stod(field);
+      if (i == 15) stime = std::stod(field);
+    }
+    double seconds = (utime + stime) / tick;
+    if (comm.rfind("ckpt-", 0) == 0) t.daemon += seconds;
+    if (comm.rfind("vcpu", 0) == 0) t.guest += seconds;
+  }
+  return t;
+}
 
 // The least a durable epoch file costs: the Store's commit protocol (docs/format.md, "Commit") on a 1 KiB file. Each
 // gets a new name, as epoch files do: renaming over an existing file would free its blocks, and this file system is
@@ -150,10 +183,14 @@ Result<RateResult> measure(const Config& config, uint64_t memory_mib, const std:
     daemon::DaemonStats a = runner->session().stats();
     uint64_t from = file_position(log);
     Stopwatch watch;
+    ThreadCpu cpu_before = thread_cpu();
     {
       PerfWindow profiled("rate");
       sleep_s(config.window_s);
     }
+    ThreadCpu cpu_after = thread_cpu();
+    r.cpu.daemon += cpu_after.daemon - cpu_before.daemon;
+    r.cpu.guest += cpu_after.guest - cpu_before.guest;
     daemon::DaemonStats b = runner->session().stats();
     r.seconds += watch.seconds();
     DebugLaps laps = parse_debug_laps(log, from, file_position(log));
@@ -225,21 +262,25 @@ void print_report(const Config& config, const std::vector<RateResult>& results) 
         << format_fixed(fl.median > 0 ? w.median / fl.median : 0, 2) << "x | "
         << (rate >= 200 ? "**met**" : "**MISSED**") << " |\n";
   }
-  out << "\nWhere an epoch's period goes (means, ms; the loop takes the next epoch only once the previous one is written, "
-      << "so the steps add up): pause = pause..save state (the harvest is nearly all of it), resume request (the woken "
-      << "vCPU thread may run before the loop thread continues), epoch write (compress, write, fdatasync, rename, "
-      << "directory fsync), and the rest (thread handoffs between the loop and the store worker, scheduling on 2 "
-      << "shared CPUs).\n\n"
-      << "| guest | period | pause | of which harvest | resume request | epoch write | rest |\n"
-      << "|---|---|---|---|---|---|---|\n";
+  out << "\nWhere an epoch's period goes (means, ms). Two epochs are in flight: the loop thread captures epoch N+1 "
+      << "(pause = pause..save state, the harvest nearly all of it; then the resume request, in which the woken vCPU "
+      << "thread may run first) while the writer still writes N (compress, write, fdatasync, rename, directory fsync), "
+      << "so the period is at least the longer of the two. CPU per epoch: what the daemon's threads (ckpt-*) and the "
+      << "guest's vCPU thread used, from /proc/self/task; the guest spins, so it holds one of the 2 CPUs, and the "
+      << "daemon's threads share the other with everything else on the machine: when the daemon's CPU per epoch is "
+      << "near the period, the rate is bound by that CPU.\n\n"
+      << "| guest | period | pause | of which harvest | resume request | epoch write | daemon CPU per epoch | guest CPU "
+      << "per epoch |\n"
+      << "|---|---|---|---|---|---|---|---|\n";
   for (const RateResult& r : results) {
     Phases ph = phases_of(r);
     std::vector<double> harvest;
     for (const CaptureLap& c : r.laps.captures) harvest.push_back(c.harvest);
     double period = r.epochs ? r.seconds * 1e3 / static_cast<double>(r.epochs) : 0;
-    double rest = period - mean(ph.pause) - mean(ph.resume) - mean(ph.write);
+    double per_epoch_ms = r.epochs ? 1e3 / static_cast<double>(r.epochs) : 0;
     out << "| " << r.memory_mib << " MiB | " << f3(period) << " | " << f3(mean(ph.pause)) << " | " << f3(mean(harvest))
-        << " | " << f3(mean(ph.resume)) << " | " << f3(mean(ph.write)) << " | " << f3(rest) << " |\n";
+        << " | " << f3(mean(ph.resume)) << " | " << f3(mean(ph.write)) << " | " << f3(r.cpu.daemon * per_epoch_ms)
+        << " | " << f3(r.cpu.guest * per_epoch_ms) << " |\n";
   }
   std::cout << out.str() << std::flush;
 }

@@ -1,5 +1,7 @@
 #include "snapshot/catalog.h"
 
+#include <algorithm>
+
 #include "snapshot/epoch_file.h"
 
 namespace ckpt::snap {
@@ -23,9 +25,23 @@ Result<Catalog> Catalog::load(FileSystem& fs, const std::string& dir) {
     } else {
       entry.error = meta.status();
     }
-    catalog.entries_.emplace(epoch, std::move(entry));
+    catalog.add(epoch, std::move(entry));
   }
   return catalog;
+}
+
+void Catalog::add(uint64_t epoch, CatalogEntry entry) {
+  if (entry.meta && entry.meta->header.kind == EpochKind::kBase) {
+    base_floors_[epoch] = entry.meta->floor;
+  } else {
+    base_floors_.erase(epoch);  // it may replace a base (compaction rewrites an epoch in place)
+  }
+  entries_[epoch] = std::move(entry);
+}
+
+void Catalog::erase(uint64_t epoch) {
+  entries_.erase(epoch);
+  base_floors_.erase(epoch);
 }
 
 std::optional<uint64_t> Catalog::newest() const {
@@ -35,9 +51,7 @@ std::optional<uint64_t> Catalog::newest() const {
 
 uint64_t Catalog::floor() const {
   uint64_t floor = 0;
-  for (const auto& [epoch, entry] : entries_) {
-    if (entry.meta && entry.meta->header.kind == EpochKind::kBase) floor = std::max(floor, entry.meta->floor);
-  }
+  for (const auto& [epoch, base_floor] : base_floors_) floor = std::max(floor, base_floor);
   return floor;
 }
 

@@ -31,7 +31,8 @@ class Catalog {
   const std::map<uint64_t, CatalogEntry>& entries() const { return entries_; }
   bool empty() const { return entries_.empty(); }
   std::optional<uint64_t> newest() const;
-  // The highest floor any base declares: epochs below it are obsolete (left over from a compaction).
+  // The highest floor any base declares: epochs below it are obsolete (left over from a compaction). Asked for by
+  // every new epoch, so it looks at the bases only (a store holds few), not at every epoch.
   uint64_t floor() const;
   // Guest size and store id, from the newest readable epoch; 0 when there is none.
   uint64_t guest_pages() const;
@@ -43,12 +44,13 @@ class Catalog {
   std::string path_of(uint64_t epoch) const;
 
   // Called by the writer after it commits (or replaces) an epoch, and after it removes one.
-  void add(uint64_t epoch, CatalogEntry entry) { entries_[epoch] = std::move(entry); }
-  void erase(uint64_t epoch) { entries_.erase(epoch); }
+  void add(uint64_t epoch, CatalogEntry entry);
+  void erase(uint64_t epoch);
 
  private:
   std::string dir_;
   std::map<uint64_t, CatalogEntry> entries_;
+  std::map<uint64_t, uint64_t> base_floors_;  // epoch -> floor, for the readable bases among entries_
 };
 
 }  // namespace ckpt::snap

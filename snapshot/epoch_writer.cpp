@@ -47,7 +47,7 @@ WriterResources::WriterResources(unsigned workers, int level)
       raw_buffers(BufferPool::create(size_t{f::kMaxDataPagesPerBlock} * f::kPageSize)),
       stored_buffers(BufferPool::create(max_stored_block_size())),
       max_blocks_in_flight(4 * size_t{pool.size()} + 4) {
-  for (unsigned i = 0; i < pool.size(); ++i) compressors.push_back(std::make_unique<BlockCompressor>(level));
+  for (unsigned i = 0; i <= pool.size(); ++i) compressors.push_back(std::make_unique<BlockCompressor>(level));
 }
 
 EpochWriter::EpochWriter(Store& store, EpochMeta meta, std::unique_ptr<WritableFile> file, std::string temp_path,
@@ -85,6 +85,11 @@ Status EpochWriter::add_page(uint64_t gfn, const void* page) {
     return invalid_argument("gfn " + std::to_string(gfn) + " is outside guest memory of " +
                             std::to_string(meta_.header.guest_pages) + " pages");
   }
+  // A full block is sealed when the next page arrives, not when it fills: the last block of an epoch is then
+  // always sealed by commit(), which may compress it right there.
+  if (data_pages_ == f::kMaxDataPagesPerBlock || runs_.size() == f::kMaxRunsPerBlock) {
+    CKPT_RETURN_IF_ERROR(seal_block());
+  }
   if (!covered_.empty()) {
     uint64_t bit = uint64_t{1} << (gfn % 64);
     if (!(covered_[gfn / 64] & bit)) ++covered_count_;
@@ -94,7 +99,6 @@ Status EpochWriter::add_page(uint64_t gfn, const void* page) {
   if (!zero) std::memcpy(raw_.data() + size_t{data_pages_} * f::kPageSize, page, f::kPageSize);
   data_pages_ += zero ? 0 : 1;
   append_run(runs_, gfn, zero);
-  if (data_pages_ == f::kMaxDataPagesPerBlock || runs_.size() == f::kMaxRunsPerBlock) return seal_block();
   return Status::ok();
 }
 
@@ -109,7 +113,7 @@ Status EpochWriter::add_state(std::string name, std::span<const uint8_t> data) {
   return Status::ok();
 }
 
-Status EpochWriter::seal_block() {
+Status EpochWriter::seal_block(bool last) {
   if (runs_.empty()) return Status::ok();
   auto block = std::make_shared<PendingBlock>();
   block->runs = std::move(runs_);
@@ -121,13 +125,25 @@ Status EpochWriter::seal_block() {
   } else {
     block->raw = std::move(raw_);
     raw_ = resources_.raw_buffers->take();
-    resources_.pool.submit([this, block](unsigned worker) { compress(*block, worker); });
+    if (last && all_compressed()) {
+      compress(*block, resources_.pool.size());  // the committing thread's compressor
+    } else {
+      resources_.pool.submit([this, block](unsigned worker) { compress(*block, worker); });
+    }
   }
   in_flight_.push_back(std::move(block));
   return write_finished_blocks(false);
 }
 
-// Runs on a pool worker.
+bool EpochWriter::all_compressed() {
+  std::lock_guard lock(done_mutex_);
+  for (const auto& block : in_flight_) {
+    if (!block->done) return false;
+  }
+  return true;
+}
+
+// Runs on a pool worker, or on the committing thread (worker = pool size) for a last block.
 void EpochWriter::compress(PendingBlock& block, unsigned worker) {
   size_t raw_len = size_t{block.data_pages} * f::kPageSize;
   block.raw.set_size(raw_len);
@@ -209,7 +225,7 @@ Result<std::shared_ptr<const EpochMeta>> EpochWriter::commit() {
                                  std::to_string(meta_.header.guest_pages - covered_count_) +
                                  " guest pages; a base must hold every page"));
   }
-  CKPT_RETURN_IF_ERROR(fail(seal_block()));
+  CKPT_RETURN_IF_ERROR(fail(seal_block(/*last=*/true)));
   CKPT_RETURN_IF_ERROR(fail(write_finished_blocks(true)));
   CKPT_RETURN_IF_ERROR(fail(write_metadata_and_footer()));
   CKPT_RETURN_IF_ERROR(fail(publish()));

@@ -35,7 +35,8 @@ struct EpochOptions {
 struct WriterResources {
   WriterResources(unsigned workers, int level);
   ThreadPool pool;
-  std::vector<std::unique_ptr<BlockCompressor>> compressors;  // one per worker
+  // One per worker, then one for the thread that commits (the store has one writer at a time).
+  std::vector<std::unique_ptr<BlockCompressor>> compressors;
   std::shared_ptr<BufferPool> raw_buffers;     // 64 pages each
   std::shared_ptr<BufferPool> stored_buffers;  // max_stored_block_size() each
   size_t max_blocks_in_flight;
@@ -64,8 +65,11 @@ class EpochWriter {
   EpochWriter(Store& store, EpochMeta meta, std::unique_ptr<WritableFile> file, std::string temp_path,
               std::string final_path);
   Status start();
-  Status seal_block();
+  // `last`: from commit(). The last block is compressed on the calling thread when nothing else is still being
+  // compressed: a small epoch (one block, the daemon's usual case) then needs no hand-off to the pool and back.
+  Status seal_block(bool last = false);
   void compress(PendingBlock& block, unsigned worker);
+  bool all_compressed();
   Status write_finished_blocks(bool wait_for_all);
   Status write_metadata_and_footer();
   Status publish();

@@ -98,7 +98,7 @@ class FaultWritableFile final : public WritableFile {
   }
 
   Status sync() override {
-    std::this_thread::sleep_for(fs_->sync_delay());
+    std::this_thread::sleep_for(fs_->delay());
     CKPT_RETURN_IF_ERROR(fs_->take_op("sync", path()));
     CKPT_RETURN_IF_ERROR(base_->sync());
     fs_->record_sync(*state_);
@@ -134,14 +134,14 @@ void FaultFileSystem::clear_faults() {
   fault_.reset();
 }
 
-void FaultFileSystem::set_sync_delay(std::chrono::milliseconds delay) {
+void FaultFileSystem::set_delay(std::chrono::milliseconds delay) {
   std::lock_guard lock(mutex_);
-  sync_delay_ = delay;
+  delay_ = delay;
 }
 
-std::chrono::milliseconds FaultFileSystem::sync_delay() const {
+std::chrono::milliseconds FaultFileSystem::delay() const {
   std::lock_guard lock(mutex_);
-  return sync_delay_;
+  return delay_;
 }
 
 Status FaultFileSystem::take_op(std::string_view op, const std::string& path) {
@@ -176,6 +176,7 @@ void FaultFileSystem::record_sync(FileState& state) {
 // --- directory operations ---
 
 Result<std::unique_ptr<WritableFile>> FaultFileSystem::create(const std::string& path) {
+  std::this_thread::sleep_for(delay());
   std::lock_guard lock(mutex_);
   CKPT_RETURN_IF_ERROR(take_op_locked("create", path));
   const std::string key = normalize(path);

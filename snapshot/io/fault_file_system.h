@@ -48,9 +48,10 @@ class FaultFileSystem final : public FileSystem {
   // typical call is fail_at(fs.operations() + k, ENOSPC, false).
   void fail_at(uint64_t n, int err, bool sticky);
   void clear_faults();
-  // Every WritableFile::sync sleeps this long first: a slow disk, so that writes overlap what the caller does next.
-  void set_sync_delay(std::chrono::milliseconds delay);
-  std::chrono::milliseconds sync_delay() const;
+  // A slow disk, so that writes overlap what the caller does next: every create and WritableFile::sync sleeps
+  // this long before it counts (and maybe fails).
+  void set_delay(std::chrono::milliseconds delay);
+  std::chrono::milliseconds delay() const;
 
   // --- power loss ---
   // Reverts every directory operation not made durable (newest first), then truncates each file written through
@@ -111,7 +112,7 @@ class FaultFileSystem final : public FileSystem {
   mutable std::mutex mutex_;
   uint64_t operations_ = 0;
   std::optional<Fault> fault_;
-  std::chrono::milliseconds sync_delay_{0};
+  std::chrono::milliseconds delay_{0};
   uint64_t next_aside_ = 0;
   std::map<std::string, FileStatePtr> files_;  // by normalized path
   std::vector<DirOp> pending_;                 // not yet durable, oldest first

@@ -57,12 +57,13 @@ class PosixFileLock final : public FileLock {
 
 class PosixFileSystem final : public FileSystem {
  public:
-  PosixFileSystem(WriteEngine engine, unsigned queue_depth) : engine_(engine), queue_depth_(queue_depth) {}
+  PosixFileSystem(WriteEngine engine, unsigned queue_depth)
+      : engine_(engine), rings_(engine == WriteEngine::kIoUring ? make_uring_pool(queue_depth) : nullptr) {}
 
   Result<std::unique_ptr<WritableFile>> create(const std::string& path) override {
     UniqueFd fd(::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644));
     if (!fd.valid()) return Status::from_errno(errno, "create " + path);
-    if (engine_ == WriteEngine::kIoUring) return make_uring_file(std::move(fd), path, queue_depth_);
+    if (engine_ == WriteEngine::kIoUring) return make_uring_file(std::move(fd), path, rings_);
     return make_pwrite_file(std::move(fd), path);
   }
 
@@ -140,7 +141,7 @@ class PosixFileSystem final : public FileSystem {
 
  private:
   WriteEngine engine_;
-  unsigned queue_depth_;
+  std::shared_ptr<UringPool> rings_;  // io_uring only
 };
 
 }  // namespace

@@ -6,28 +6,85 @@
 
 #include <cerrno>
 #include <cstring>
+#include <mutex>
 #include <vector>
 
 #include "snapshot/io/posix_files.h"
 
 namespace ckpt::snap {
+
+class UringPool {
+ public:
+  explicit UringPool(unsigned depth) : depth_(depth) {}
+  ~UringPool() {
+    for (io_uring* ring : idle_) destroy(ring);
+  }
+  unsigned depth() const { return depth_; }
+
+  // An idle ring, or a new one.
+  Result<io_uring*> take(const std::string& for_path) {
+    {
+      std::lock_guard lock(mu_);
+      if (!idle_.empty()) {
+        io_uring* ring = idle_.back();
+        idle_.pop_back();
+        return ring;
+      }
+    }
+    auto* ring = new io_uring{};
+    int rc = io_uring_queue_init(depth_, ring, 0);
+    if (rc < 0) {
+      delete ring;
+      return Status::from_errno(-rc, "io_uring_queue_init for " + for_path);
+    }
+    return ring;
+  }
+
+  // `ring` has nothing in flight. A few are kept: one writer at a time is the store's rule.
+  void give_back(io_uring* ring) {
+    {
+      std::lock_guard lock(mu_);
+      if (idle_.size() < kMaxIdle) {
+        idle_.push_back(ring);
+        return;
+      }
+    }
+    destroy(ring);
+  }
+
+  static void destroy(io_uring* ring) {
+    io_uring_queue_exit(ring);
+    delete ring;
+  }
+
+ private:
+  static constexpr size_t kMaxIdle = 2;
+  const unsigned depth_;
+  std::mutex mu_;
+  std::vector<io_uring*> idle_;
+};
+
 namespace {
 
 class UringFile final : public WritableFile {
  public:
-  UringFile(UniqueFd fd, std::string path, unsigned depth)
-      : fd_(std::move(fd)), path_(std::move(path)), slots_(depth) {
-    for (unsigned i = 0; i < depth; ++i) free_.push_back(depth - 1 - i);
+  UringFile(UniqueFd fd, std::string path, std::shared_ptr<UringPool> pool)
+      : fd_(std::move(fd)), path_(std::move(path)), pool_(std::move(pool)), slots_(pool_->depth()) {
+    for (unsigned i = 0; i < slots_.size(); ++i) free_.push_back(static_cast<unsigned>(slots_.size()) - 1 - i);
   }
   ~UringFile() override {
     (void)drain();
-    if (ring_ready_) io_uring_queue_exit(&ring_);
+    if (ring_ == nullptr) return;
+    // Any failure may leave the ring with a prepared or unreaped entry: only a ring that saw none is reused.
+    if (error_.is_ok() && in_flight_ == 0 && !ring_broken_) {
+      pool_->give_back(ring_);
+    } else {
+      UringPool::destroy(ring_);
+    }
   }
 
   Status init() {
-    int rc = io_uring_queue_init(static_cast<unsigned>(slots_.size()), &ring_, 0);
-    if (rc < 0) return Status::from_errno(-rc, "io_uring_queue_init for " + path_);
-    ring_ready_ = true;
+    CKPT_ASSIGN_OR_RETURN(ring_, pool_->take(path_));
     return Status::ok();
   }
 
@@ -67,12 +124,12 @@ class UringFile final : public WritableFile {
 
   Status submit(unsigned index) {
     Slot& slot = slots_[index];
-    io_uring_sqe* sqe = io_uring_get_sqe(&ring_);
+    io_uring_sqe* sqe = io_uring_get_sqe(ring_);
     if (sqe == nullptr) return fail(Status::from_errno(EBUSY, "io_uring_get_sqe for " + path_));
     io_uring_prep_write(sqe, fd_.get(), slot.buffer.data() + slot.done,
                         static_cast<unsigned>(slot.buffer.size() - slot.done), slot.offset + slot.done);
     io_uring_sqe_set_data64(sqe, index);
-    int rc = io_uring_submit(&ring_);
+    int rc = io_uring_submit(ring_);
     if (rc < 0) return fail(Status::from_errno(-rc, "io_uring_submit for " + path_));
     ++in_flight_;
     return Status::ok();
@@ -82,7 +139,7 @@ class UringFile final : public WritableFile {
     io_uring_cqe* cqe = nullptr;
     int rc;
     do {
-      rc = io_uring_wait_cqe(&ring_, &cqe);
+      rc = io_uring_wait_cqe(ring_, &cqe);
     } while (rc == -EINTR);
     if (rc < 0) {
       ring_broken_ = true;  // nothing more can be reaped; drain() must not spin
@@ -90,7 +147,7 @@ class UringFile final : public WritableFile {
     }
     auto index = static_cast<unsigned>(io_uring_cqe_get_data64(cqe));
     int res = cqe->res;
-    io_uring_cqe_seen(&ring_, cqe);
+    io_uring_cqe_seen(ring_, cqe);
     --in_flight_;
     Slot& slot = slots_[index];
     uint64_t at = slot.offset + slot.done;
@@ -122,8 +179,8 @@ class UringFile final : public WritableFile {
 
   UniqueFd fd_;
   std::string path_;
-  io_uring ring_{};
-  bool ring_ready_ = false;
+  std::shared_ptr<UringPool> pool_;
+  io_uring* ring_ = nullptr;
   bool ring_broken_ = false;
   std::vector<Slot> slots_;
   std::vector<unsigned> free_;
@@ -133,8 +190,10 @@ class UringFile final : public WritableFile {
 
 }  // namespace
 
-Result<std::unique_ptr<WritableFile>> make_uring_file(UniqueFd fd, std::string path, unsigned queue_depth) {
-  auto file = std::make_unique<UringFile>(std::move(fd), std::move(path), queue_depth);
+std::shared_ptr<UringPool> make_uring_pool(unsigned queue_depth) { return std::make_shared<UringPool>(queue_depth); }
+
+Result<std::unique_ptr<WritableFile>> make_uring_file(UniqueFd fd, std::string path, std::shared_ptr<UringPool> pool) {
+  auto file = std::make_unique<UringFile>(std::move(fd), std::move(path), std::move(pool));
   CKPT_RETURN_IF_ERROR(file->init());
   return std::unique_ptr<WritableFile>(std::move(file));
 }

@@ -181,24 +181,25 @@ TEST(CrashConsistency, EpochCapturedBeforeAFailedWriteIsSkippedAndLosesNoPage) {
   auto fs = std::make_shared<snap::FaultFileSystem>(snap::make_posix_file_system());
   auto session = Session::create(config, fs);
   ASSERT_TRUE(session.is_ok()) << session.status().to_string();
-  fs->set_sync_delay(30ms);  // after the base: each epoch's fdatasync now outlasts the next capture
+  fs->set_delay(30ms);  // after the base: each epoch write now outlasts the next capture, whichever op fails
   Status ran;
   std::thread loop([&] { ran = (*session)->run(); });
-  for (int i = 0; i < 8; ++i) {
+  // Whether a capture lands inside the failing write is up to the scheduler: inject faults until two epochs were
+  // skipped (on an idle machine about every second fault does it).
+  for (int i = 0; i < 40 && (*session)->stats().epochs_skipped < 2; ++i) {
     std::this_thread::sleep_for(150ms);
     const uint64_t at = fs->operations() + 1;
     fs->fail_at(at, EIO, /*sticky=*/false);
     for (int w = 0; w < 1000 && fs->operations() <= at; ++w) std::this_thread::sleep_for(5ms);
   }
   std::this_thread::sleep_for(300ms);
-  fs->set_sync_delay(0ms);
+  fs->set_delay(0ms);
   std::this_thread::sleep_for(200ms);
   DaemonStats stats = (*session)->stats();
   (*session)->request_shutdown();
   loop.join();
   EXPECT_TRUE(ran.is_ok()) << ran.to_string();
-  EXPECT_GE(stats.epochs_failed, 8u);
-  EXPECT_GT(stats.epochs_skipped, 0u) << "no epoch was in flight behind a failed one: the test proves nothing";
+  EXPECT_GE(stats.epochs_skipped, 2u) << "no epoch was in flight behind a failed one: the test proves nothing";
   EXPECT_LE(stats.epochs_skipped, stats.epochs_failed - stats.epochs_skipped) << "at most one skip per failure";
   EXPECT_EQ(stats.owed_pages, 0u);
   auto digests = epoch_digests(dir);
