@@ -8,6 +8,7 @@
 #include "bench/bench_util.h"
 #include "snapshot/epoch_meta.h"
 #include "snapshot/restore.h"
+#include "snapshot/store.h"
 
 namespace ckpt::bench {
 
@@ -20,6 +21,7 @@ struct Config {
   unsigned repeats = 3;
   unsigned warmup = 1;  // untimed rounds of each comparison first (see store_bench.cpp)
   std::string engine = "auto";
+  int level = snap::StoreOptions{}.compression_level;  // the store's zstd level (the daemon's default)
   bool keep = false;
 };
 

@@ -38,7 +38,8 @@ void print_setting(std::ostream& out, const Config& config, const Results& r) {
       << format_fixed(r.delta_cpu.other_cpus(), 2) << " during the deltas and "
       << format_fixed(r.restore_cpu.other_cpus(), 2) << " during the restores (other jobs and kernel threads, "
       << "writeback among them).\n"
-      << "- Store: " << r.base.engine << " writes, zstd level 1 in blocks of up to 64 data pages, one compression "
+      << "- Store: " << r.base.engine << " writes, zstd level " << config.level
+      << " in blocks of up to 64 data pages, one compression "
       << "worker per CPU.\n"
       << "- Image: " << config.size_mib << " MiB (" << r.image_pages << " pages), seed " << config.seed
       << "; newest epoch " << format_fixed(100 * c[0], 1) << "% zero / " << format_fixed(100 * c[1], 1)

@@ -3,7 +3,7 @@
 # run, written to bench/RESULTS.md (machine, load, commands, figures). `make bench` runs it with $(BUILD_DIR).
 # Usage: bench/run.sh [BUILD_DIR] [--quick] [--only NAMES] [--out FILE]
 #   --quick       smaller sample counts and store image (a smoke run of ~5 minutes; figures are noisier)
-#   --only NAMES  comma-separated subset of: pause,rate,memory,micro,store
+#   --only NAMES  comma-separated subset of: pause,rate,memory,micro,store,profile
 #   --out FILE    where the report goes (default bench/RESULTS.md)
 # Environment: STORE_BENCH_ARGS replaces the store benchmark's options (the suite's default: 512 MiB + 10 deltas).
 # Builds the benchmark targets first (Release flags come from BUILD_DIR's configuration; a fresh BUILD_DIR is
@@ -14,7 +14,7 @@ build=build
 if [[ $# -gt 0 && "$1" != --* ]]; then build=$1; shift; fi
 [[ "$build" = /* ]] || build="$root/$build"
 quick=0
-only="pause,rate,memory,micro,store"
+only="pause,rate,memory,micro,store,profile"
 out="$root/bench/RESULTS.md"
 while [[ $# -gt 0 ]]; do
   case "$1" in
@@ -108,11 +108,23 @@ if wants store; then
   }
   run_part store "Store vs zstd CLI" store
 fi
+if wants profile; then
+  profile() {
+    echo "## Profiles of the phases behind the missed goals"
+    echo
+    if command -v perf >/dev/null; then
+      "$root/bench/profile.sh" "$build"
+    else
+      echo "Not run: perf is not installed (\`apt-get install linux-perf\`; bench/profile.sh)."
+    fi
+  }
+  run_part profile "Profiles" profile
+fi
 
 suite_end=$(date +%s)
 mode=""
 [[ $quick = 1 ]] && mode=" --quick"
-[[ "$only" != "pause,rate,memory,micro,store" ]] && mode+=" --only $only"
+[[ "$only" != "pause,rate,memory,micro,store,profile" ]] && mode+=" --only $only"
 kvm_note="No /dev/kvm on this machine: every figure above is the software backend (uffd-wp + PAGEMAP_SCAN)."
 [[ -e /dev/kvm ]] && kvm_note="/dev/kvm exists here, but pause_bench and epoch_rate_bench measure the software backend only (their exactness checks read the software vCPU's state blob); KVM tracking-mode timings are not measured by this suite."
 {

@@ -89,6 +89,7 @@ Result<StoreOptions> store_options(const Config& config) {
   else if (config.engine == "io_uring") options.engine = snap::WriteEngine::kIoUring;
   else if (config.engine == "pwrite") options.engine = snap::WriteEngine::kPwrite;
   else return invalid_argument("--engine must be auto, io_uring or pwrite, not '" + config.engine + "'");
+  options.compression_level = config.level;
   return options;
 }
 
@@ -399,6 +400,8 @@ int main(int argc, char** argv) {
       ->capture_default_str()
       ->check(CLI::Range(0u, 10u));
   app.add_option("--engine", config.engine, "store write engine: auto, io_uring or pwrite")->capture_default_str();
+  app.add_option("--level", config.level, "the store's zstd level (the zstd CLI runs -1 regardless)")
+      ->capture_default_str();
   app.add_flag("--keep", config.keep, "keep the bench directory and its files");
   CLI11_PARSE(app, argc, argv);
 

@@ -30,8 +30,7 @@ Result<format::Codec> BlockCompressor::compress(const uint8_t* raw, size_t raw_l
     out->set_size(n);
     return format::Codec::kZstd;
   }
-  std::memcpy(out->data(), raw, raw_len);
-  out->set_size(raw_len);
+  out->set_size(0);
   return format::Codec::kRaw;
 }
 

@@ -23,8 +23,9 @@ class BlockCompressor {
   BlockCompressor(const BlockCompressor&) = delete;
   BlockCompressor& operator=(const BlockCompressor&) = delete;
 
-  // Writes the stored form of raw[0, raw_len) into `out` (capacity >= max_stored_block_size()) and returns its codec:
-  // zstd when it saves at least 1/16 of the bytes, else the raw bytes.
+  // Compresses raw[0, raw_len) into `out` (capacity >= max_stored_block_size()). Returns kZstd when that saves at
+  // least 1/16 of the bytes (`out` holds the stored form), else kRaw: the stored form is then raw[0, raw_len)
+  // itself, and `out` holds nothing of use (not copying it there saves a memcpy per incompressible block).
   Result<format::Codec> compress(const uint8_t* raw, size_t raw_len, ByteBuffer* out);
 
  private:

@@ -3,6 +3,7 @@
 
 #include <cerrno>
 
+#include "snapshot/io/early_writeback.h"
 #include "snapshot/io/posix_files.h"
 
 namespace ckpt::snap {
@@ -25,6 +26,7 @@ class PwriteFile final : public WritableFile {
                                                      " wrote 0 bytes");
       done += static_cast<size_t>(n);  // a short write continues where it stopped
     }
+    writeback_.wrote(fd_.get(), buffer.size());
     return Status::ok();
   }
 
@@ -43,6 +45,7 @@ class PwriteFile final : public WritableFile {
  private:
   UniqueFd fd_;
   std::string path_;
+  EarlyWriteback writeback_;
 };
 
 }  // namespace

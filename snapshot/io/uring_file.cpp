@@ -9,6 +9,7 @@
 #include <mutex>
 #include <vector>
 
+#include "snapshot/io/early_writeback.h"
 #include "snapshot/io/posix_files.h"
 
 namespace ckpt::snap {
@@ -157,6 +158,7 @@ class UringFile final : public WritableFile {
       return fail(Status::from_errno(err, "io_uring write " + path_ + " offset " + std::to_string(at)));
     }
     slot.done += static_cast<size_t>(res);
+    writeback_.wrote(fd_.get(), static_cast<uint64_t>(res));
     if (slot.done < slot.buffer.size()) return submit(index);  // short write: requeue the remainder
     release(index);
     return Status::ok();
@@ -185,6 +187,7 @@ class UringFile final : public WritableFile {
   std::vector<Slot> slots_;
   std::vector<unsigned> free_;
   unsigned in_flight_ = 0;
+  EarlyWriteback writeback_;
   Status error_;  // the first failure; every later call reports it
 };
 
