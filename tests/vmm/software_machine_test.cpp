@@ -257,6 +257,23 @@ TEST(UffdWpTracker, ReportsExactlyTheWrittenPagesAndResumesWhenTheVectorFills) {
   EXPECT_EQ(harvest(**tracker, (*mem)->pages()), std::vector<uint64_t>{gfns[7]});
 }
 
+// Memory larger than one slot is still one mapping: one walk covers every slot, boundaries included.
+TEST(UffdWpTracker, OneWalkCoversEverySlot) {
+  SKIP_WITHOUT_UFFD_WP();
+  auto mem = GuestMemory::create((2ull << 30) + (2ull << 20));  // slots of 1 GiB, 1 GiB and 2 MiB; sparse
+  ASSERT_TRUE(mem.is_ok()) << mem.status().to_string();
+  ASSERT_EQ((*mem)->slots().size(), 3u);
+  auto tracker = software::UffdWpTracker::create(**mem);
+  ASSERT_TRUE(tracker.is_ok()) << tracker.status().to_string();
+  const uint64_t slot_pages = GuestMemory::kMaxSlotBytes / 4096;
+  std::vector<uint64_t> gfns = {0, slot_pages - 1, slot_pages, slot_pages + 7, 2 * slot_pages - 1, 2 * slot_pages,
+                                (*mem)->pages() - 1};
+  touch(**mem, gfns);
+  EXPECT_EQ(harvest(**tracker, (*mem)->pages()), gfns);
+  EXPECT_EQ((*tracker)->last_scan_calls(), 1u);
+  EXPECT_TRUE(harvest(**tracker, (*mem)->pages()).empty());
+}
+
 TEST(UffdWpTracker, ReadsAreNeverReported) {
   SKIP_WITHOUT_UFFD_WP();
   auto mem = GuestMemory::create(8ull << 20);

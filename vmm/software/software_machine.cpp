@@ -54,6 +54,8 @@ class SoftwareMachine final : public Machine {
   // Declared before the vCPUs, so destroyed after them: their threads write this memory until joined.
   std::unique_ptr<GuestMemory> memory_;
   std::unique_ptr<SoftwareTracker> tracker_;
+  // Reused by every harvest: a fresh bitmap (32 KiB per GiB of guest) costs page faults inside the pause.
+  DirtyBitmap harvested_;
   VcpuControl control_;
   std::vector<std::unique_ptr<SoftwareVcpu>> vcpus_;
   std::optional<std::vector<guest::WorkloadCpuState>> loaded_state_;  // from load_state, applied at start
@@ -157,10 +159,11 @@ Status SoftwareMachine::require_paused(const char* what) const {
 
 Result<std::vector<uint64_t>> SoftwareMachine::harvest_dirty() {
   CKPT_RETURN_IF_ERROR(require_paused("harvest"));
-  DirtyBitmap dirty(memory_->pages());
-  CKPT_RETURN_IF_ERROR(tracker_->harvest_and_rearm(dirty));
-  memory_->take_vmm_dirty(dirty);  // only after the tracker succeeded: on failure both stay owed
-  return dirty.to_gfns();
+  if (harvested_.pages() != memory_->pages()) harvested_ = DirtyBitmap(memory_->pages());
+  harvested_.clear();
+  CKPT_RETURN_IF_ERROR(tracker_->harvest_and_rearm(harvested_));
+  memory_->take_vmm_dirty(harvested_);  // only after the tracker succeeded: on failure both stay owed
+  return harvested_.to_gfns();
 }
 
 // Nothing to do: harvest_dirty() re-protected every page it reported, in the same PAGEMAP_SCAN walk. (The conservative

@@ -155,19 +155,20 @@ Status UffdWpTracker::register_slots() {
   return Status::ok();
 }
 
-Status UffdWpTracker::scan_slot(const MemorySlot& slot) {
+Status UffdWpTracker::scan_memory() {
   const uint64_t base = reinterpret_cast<uint64_t>(memory_.host());
-  const uint64_t end = reinterpret_cast<uint64_t>(slot.host) + slot.bytes;
-  uint64_t start = reinterpret_cast<uint64_t>(slot.host);
+  const uint64_t end = base + memory_.bytes();
+  uint64_t start = base;
   while (start < end) {
     pm_scan_arg arg = scan_arg(start, end, vector_.data(), vector_.size());
     const int n = ::ioctl(pagemap_.get(), PAGEMAP_SCAN, &arg);
     if (n < 0) {
       const int err = errno;
-      // The failed call may have re-protected pages it never reported: owe the whole rest of the slot, so the
+      // The failed call may have re-protected pages it never reported: owe the whole rest of memory, so the
       // next successful harvest reports it (a superset, never a loss).
       for (uint64_t a = start; a < end; a += kPage) pending_.set((a - base) / kPage);
-      return Status::from_errno(err, "ioctl PAGEMAP_SCAN on /proc/self/pagemap, slot " + std::to_string(slot.id) +
+      return Status::from_errno(err, "ioctl PAGEMAP_SCAN on /proc/self/pagemap at guest offset " +
+                                         std::to_string(start - base) +
                                          (err == EPERM ? " (memory not registered for async write-protect)" : ""));
     }
     ++last_scan_calls_;
@@ -185,14 +186,14 @@ Status UffdWpTracker::scan_slot(const MemorySlot& slot) {
 
 Status UffdWpTracker::harvest_and_rearm(DirtyBitmap& out) {
   last_scan_calls_ = 0;
-  for (const MemorySlot& slot : memory_.slots()) CKPT_RETURN_IF_ERROR(scan_slot(slot));
+  CKPT_RETURN_IF_ERROR(scan_memory());
   out.merge(pending_);
   pending_.clear();
   return Status::ok();
 }
 
 Status UffdWpTracker::reset() {
-  for (const MemorySlot& slot : memory_.slots()) CKPT_RETURN_IF_ERROR(scan_slot(slot));
+  CKPT_RETURN_IF_ERROR(scan_memory());
   pending_.clear();
   return Status::ok();
 }

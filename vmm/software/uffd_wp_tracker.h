@@ -42,14 +42,17 @@ class UffdWpTracker final : public SoftwareTracker {
   Status harvest_and_rearm(DirtyBitmap& out) override;
   Status reset() override;
 
-  // PAGEMAP_SCAN calls made by the last harvest (more than one per slot only when the vector filled up).
+  // PAGEMAP_SCAN calls made by the last harvest (more than one only when the vector filled up).
   uint64_t last_scan_calls() const { return last_scan_calls_; }
 
  private:
   UffdWpTracker(GuestMemory& memory, size_t vector_regions);
   Status register_slots();
-  // Scans [slot.host, slot.host + bytes) into pending_, resuming while the output vector comes back full.
-  Status scan_slot(const MemorySlot& slot);
+  // Scans all of guest memory (one mapping, whatever its slots) into pending_, resuming while the output vector
+  // comes back full. One walk rather than one per slot: each PAGEMAP_SCAN call that re-protects pages ends with a
+  // TLB flush of its range, and on this VM each flush cost ~1.5 ms (a 4 GiB guest's harvest of 1000 pages took
+  // ~4.5 ms longer in four calls than in one).
+  Status scan_memory();
 
   GuestMemory& memory_;
   UniqueFd uffd_;                    // must stay open: closing it unregisters the memory
