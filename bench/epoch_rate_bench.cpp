@@ -239,6 +239,17 @@ Phases phases_of(const RateResult& r) {
   return p;
 }
 
+// The rate counts only if epochs held about the target: the software guest dirties a bounded number of pages per
+// second (each first write to a protected page is a fault), so at high rates its epochs hold fewer pages and cost
+// less. Such a run shows neither a hit nor a miss of the goal.
+std::string verdict(const Config& config, const RateResult& r, double rate) {
+  double mean_pages = r.epochs ? static_cast<double>(r.pages) / static_cast<double>(r.epochs) : 0;
+  if (rate < 200) return "**MISSED**";
+  if (mean_pages >= 0.9 * config.target_pages) return "**met**";
+  return "not shown: epochs held " + format_fixed(mean_pages, 0) + " pages (the guest dirtied at most " +
+         format_fixed(mean_pages * rate, 0) + " pages/s)";
+}
+
 void print_report(const Config& config, const std::vector<RateResult>& results) {
   std::ostringstream out;
   out << "## Epoch rate with ~" << format_fixed(config.target_pages, 0) << " dirty pages per epoch (software backend)"
@@ -259,8 +270,7 @@ void print_report(const Config& config, const std::vector<RateResult>& results) 
         << format_fixed(r.epochs ? static_cast<double>(r.pages) / static_cast<double>(r.epochs) : 0, 1) << " ("
         << format_fixed(n.median, 0) << ", " << format_fixed(n.p99, 0) << ") | " << f3(p.median) << " / " << f3(p.p99)
         << " | " << f3(w.median) << " / " << f3(w.p99) << " | " << f3(fl.median) << " / " << f3(fl.p99) << " | "
-        << format_fixed(fl.median > 0 ? w.median / fl.median : 0, 2) << "x | "
-        << (rate >= 200 ? "**met**" : "**MISSED**") << " |\n";
+        << format_fixed(fl.median > 0 ? w.median / fl.median : 0, 2) << "x | " << verdict(config, r, rate) << " |\n";
   }
   out << "\nWhere an epoch's period goes (means, ms). Two epochs are in flight: the loop thread captures epoch N+1 "
       << "(pause = pause..save state, the harvest nearly all of it; then the resume request, in which the woken vCPU "

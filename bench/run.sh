@@ -145,7 +145,7 @@ kvm_note="No /dev/kvm on this machine: every figure above is the software backen
   echo "compares ckptd with its peer or floor in the same run, alternating them, and reports medians and p99s."
   echo "bench/README.md explains each benchmark and what limits the figures."
   echo
-  for name in pause rate memory micro store; do
+  for name in pause rate memory micro store profile; do
     [[ -f "$parts/$name.md" ]] || continue
     cat "$parts/$name.md"
     echo
