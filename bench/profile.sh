@@ -11,7 +11,6 @@
 # tables give it. Takes about 2 minutes.
 set -euo pipefail
 build=${1:?usage: $0 BUILD_DIR [OUT_FILE]}
-out=${2:-/dev/stdout}
 bench=$build/bench
 command -v perf >/dev/null || { echo "profile.sh: perf is missing (apt-get install linux-perf)" >&2; exit 1; }
 work=$(mktemp -d /var/tmp/bench-profile.XXXXXX)
@@ -42,6 +41,8 @@ report() {
   echo
 }
 
+# The report goes to OUT_FILE, or to stdout as it is (reopening /dev/stdout would truncate a file it points to).
+if [[ -n "${2:-}" ]]; then exec 3>"$2"; else exec 3>&1; fi
 profile base "$bench/store_bench" --size-mib 512 --deltas 10 --repeats 2 --warmup 0 --dir "$work/store-base"
 profile restore "$bench/store_bench" --size-mib 512 --deltas 10 --repeats 2 --warmup 0 --dir "$work/store-restore"
 profile rate "$bench/epoch_rate_bench" --memory-mib 4096 --tune-s 4 --windows 3 --dir "$work/rate"
@@ -53,4 +54,4 @@ profile rate "$bench/epoch_rate_bench" --memory-mib 4096 --tune-s 4 --windows 3 
   report base "Base write: the store against zstd -1 -T2 (comm zstd)"
   report restore "Restore of base + 10 deltas: the store (ckpt-restoreN) against zstd -d (comm zstd)"
   report rate "Epoch rate, 4 GiB guest: capture (ckpt-epochs), epoch write (ckpt-writer, ckpt-compressN), guest (vcpu0)"
-} >"$out"
+} >&3
