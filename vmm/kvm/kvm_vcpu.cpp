@@ -5,6 +5,8 @@
 #include <sys/mman.h>
 
 #include <cerrno>
+#include <cstdio>
+#include <string>
 #include <mutex>
 
 #include "common/log.h"
@@ -94,6 +96,19 @@ void KvmVcpu::thread_main() {
   if (parked) --control_.parked;
 }
 
+// Where the vCPU stood, for an error message: read on the vCPU's own thread, after KVM_RUN returned.
+std::string KvmVcpu::cpu_context() const {
+  kvm_regs regs{};
+  kvm_sregs sregs{};
+  if (::ioctl(fd_.get(), KVM_GET_REGS, &regs) != 0 || ::ioctl(fd_.get(), KVM_GET_SREGS, &sregs) != 0) return "";
+  char text[160];
+  std::snprintf(text, sizeof text, "; rip 0x%llx rsp 0x%llx cr0 0x%llx cr3 0x%llx cr4 0x%llx efer 0x%llx",
+                static_cast<unsigned long long>(regs.rip), static_cast<unsigned long long>(regs.rsp),
+                static_cast<unsigned long long>(sregs.cr0), static_cast<unsigned long long>(sregs.cr3),
+                static_cast<unsigned long long>(sregs.cr4), static_cast<unsigned long long>(sregs.efer));
+  return text;
+}
+
 bool KvmVcpu::handle_exit(int rc, int err) {
   if (rc < 0) {
     if (err == EINTR || err == EAGAIN) return true;  // kicked; the loop re-reads the request
@@ -113,13 +128,15 @@ bool KvmVcpu::handle_exit(int rc, int err) {
     }
     default: {
       std::lock_guard lock(control_.mutex);
-      fail(Status(StatusCode::kIoError, "KVM_RUN exited with unexpected reason " +
-                                            std::to_string(run_->exit_reason) +
-                                            (run_->exit_reason == KVM_EXIT_FAIL_ENTRY
-                                                 ? " (entry failed, hardware reason " +
-                                                       std::to_string(run_->fail_entry.hardware_entry_failure_reason) +
-                                                       ")"
-                                                 : "")));
+      std::string detail;
+      if (run_->exit_reason == KVM_EXIT_FAIL_ENTRY) {
+        detail = " (entry failed, hardware reason " +
+                 std::to_string(run_->fail_entry.hardware_entry_failure_reason) + ")";
+      } else if (run_->exit_reason == KVM_EXIT_SHUTDOWN) {
+        detail = " (KVM_EXIT_SHUTDOWN: the guest triple-faulted" + cpu_context() + ")";
+      }
+      fail(Status(StatusCode::kIoError,
+                  "KVM_RUN exited with unexpected reason " + std::to_string(run_->exit_reason) + detail));
       return false;
     }
   }

@@ -43,6 +43,7 @@ class KvmVcpu {
   void thread_main();
   // Handles one KVM_RUN return; false when the vCPU must stop running (error recorded).
   bool handle_exit(int rc, int err);
+  std::string cpu_context() const;
   void fail(Status s);
 
   unsigned index_;
