@@ -142,6 +142,30 @@ Status remove_tree(const std::string& path) {
   return Status::ok();
 }
 
+Result<std::string> make_bench_dir(const std::string& dir, const std::string& name) {
+  if (!dir.empty()) {
+    std::error_code ec;
+    std::filesystem::create_directories(dir, ec);
+    if (ec) return Status::from_errno(ec.value(), "create " + dir);
+    return dir;
+  }
+  std::string templ = "/var/tmp/" + name + ".XXXXXX";
+  if (::mkdtemp(templ.data()) == nullptr) return Status::from_errno(errno, "mkdtemp " + templ);
+  return templ;
+}
+
+std::string command_line(const std::string& name, int argc, char** argv) {
+  std::string line = name;
+  for (int i = 1; i < argc; ++i) line += std::string(" ") + argv[i];
+  return line;
+}
+
+int exit_status(const std::string& name, const Status& outcome) {
+  if (outcome.is_ok()) return 0;
+  std::fprintf(stderr, "%s FAILED: %s\n", name.c_str(), outcome.to_string().c_str());
+  return 1;
+}
+
 namespace {
 
 // Busy CPU-seconds of the whole machine since boot; steal counts as busy (the host took the CPU from us).

@@ -44,6 +44,13 @@ Result<uint64_t> file_size(const std::string& path);
 // Bytes in regular files under `path` (a file or a directory tree).
 Result<uint64_t> tree_size(const std::string& path);
 Status remove_tree(const std::string& path);
+// The benchmark's working directory: `dir`, created if missing, or a fresh /var/tmp/<name>.XXXXXX when it is empty.
+Result<std::string> make_bench_dir(const std::string& dir, const std::string& name);
+
+// "name arg1 arg2 ...": the command line as a report quotes it.
+std::string command_line(const std::string& name, int argc, char** argv);
+// main()'s exit status for a benchmark's outcome: 0, or 1 after printing "<name> FAILED: <why>".
+int exit_status(const std::string& name, const Status& outcome);
 
 // CPU time during timed steps: this process's (all threads, io_uring workers included) and its waited-for
 // children's, and what the rest of the machine used meanwhile (other jobs, kernel threads such as writeback).

@@ -296,15 +296,7 @@ void print_report(const Config& config, const std::vector<RateResult>& results) 
 }
 
 Status run(const Config& config) {
-  std::string dir = config.dir;
-  if (dir.empty()) {
-    dir = "/var/tmp/epoch_rate_bench.XXXXXX";
-    if (::mkdtemp(dir.data()) == nullptr) return Status::from_errno(errno, "mkdtemp");
-  } else {
-    std::error_code ec;
-    std::filesystem::create_directories(dir, ec);
-    if (ec) return Status::from_errno(ec.value(), "create " + dir);
-  }
+  CKPT_ASSIGN_OR_RETURN(std::string dir, make_bench_dir(config.dir, "epoch_rate_bench"));
   std::vector<RateResult> results;
   for (uint64_t mib : config.memory_mib) {
     std::cerr << "epoch_rate_bench: " << mib << " MiB guest" << std::endl;
@@ -331,13 +323,7 @@ int main(int argc, char** argv) {
   app.add_flag("!--no-populate", config.populate, "leave untouched guest memory as memfd holes");
   app.add_option("--dir", config.dir, "directory for stores and logs (default: fresh, removed)");
   CLI11_PARSE(app, argc, argv);
-  config.command = "epoch_rate_bench";
-  for (int i = 1; i < argc; ++i) config.command += std::string(" ") + argv[i];
+  config.command = ckpt::bench::command_line("epoch_rate_bench", argc, argv);
   ckpt::set_log_level(ckpt::LogLevel::kWarn);
-  ckpt::Status s = ckpt::bench::run(config);
-  if (!s.is_ok()) {
-    std::cerr << "epoch_rate_bench FAILED: " << s.to_string() << std::endl;
-    return 1;
-  }
-  return 0;
+  return ckpt::bench::exit_status("epoch_rate_bench", ckpt::bench::run(config));
 }

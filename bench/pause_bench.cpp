@@ -24,7 +24,6 @@
 #include <CLI/CLI.hpp>
 #include <cstddef>
 #include <cstdio>
-#include <filesystem>
 #include <iostream>
 #include <optional>
 #include <sstream>
@@ -388,15 +387,7 @@ void print_report(const Config& config, const std::vector<SizeResult>& results, 
 
 Status run(const Config& config) {
   if (config.samples.size() != config.pages.size()) return invalid_argument("--samples needs one count per --pages");
-  std::string dir = config.dir;
-  if (dir.empty()) {
-    dir = "/var/tmp/pause_bench.XXXXXX";
-    if (::mkdtemp(dir.data()) == nullptr) return Status::from_errno(errno, "mkdtemp");
-  } else {
-    std::error_code ec;
-    std::filesystem::create_directories(dir, ec);
-    if (ec) return Status::from_errno(ec.value(), "create " + dir);
-  }
+  CKPT_ASSIGN_OR_RETURN(std::string dir, make_bench_dir(config.dir, "pause_bench"));
   double pause_ns = ns_per_pause();
   uint64_t region_pages = ((config.memory_mib << 20) - vmm::guest::kWorkloadGpa) / 4096;
   std::vector<SizeResult> results;
@@ -447,13 +438,7 @@ int main(int argc, char** argv) {
                "run the replica and the floor on the main thread (which also polls the guest) instead of a loop "
                "thread like the Session's");
   CLI11_PARSE(app, argc, argv);
-  config.command = "pause_bench";
-  for (int i = 1; i < argc; ++i) config.command += std::string(" ") + argv[i];
+  config.command = ckpt::bench::command_line("pause_bench", argc, argv);
   ckpt::set_log_level(ckpt::LogLevel::kWarn);
-  ckpt::Status s = ckpt::bench::run(config);
-  if (!s.is_ok()) {
-    std::cerr << "pause_bench FAILED: " << s.to_string() << std::endl;
-    return 1;
-  }
-  return 0;
+  return ckpt::bench::exit_status("pause_bench", ckpt::bench::run(config));
 }

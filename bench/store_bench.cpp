@@ -19,7 +19,6 @@
 
 #include <CLI/CLI.hpp>
 #include <cstring>
-#include <filesystem>
 #include <iostream>
 #include <memory>
 #include <string>
@@ -70,18 +69,6 @@ class StepTimer {
 
 // ---------------------------------------------------------------------------------------------------------------
 // Setup
-
-Result<std::string> make_bench_dir(const Config& config) {
-  if (!config.dir.empty()) {
-    std::error_code ec;
-    std::filesystem::create_directories(config.dir, ec);
-    if (ec) return Status::from_errno(ec.value(), "create " + config.dir);
-    return config.dir;
-  }
-  std::string templ = "/var/tmp/store_bench.XXXXXX";
-  if (::mkdtemp(templ.data()) == nullptr) return Status::from_errno(errno, "mkdtemp " + templ);
-  return templ;
-}
 
 Result<StoreOptions> store_options(const Config& config) {
   StoreOptions options;
@@ -355,7 +342,7 @@ Status clean_up(const Config& config, const Paths& paths, const Results& results
 Status run(const Config& config) {
   CKPT_ASSIGN_OR_RETURN(StoreOptions options, store_options(config));
   Results results;
-  CKPT_ASSIGN_OR_RETURN(results.dir, make_bench_dir(config));
+  CKPT_ASSIGN_OR_RETURN(results.dir, make_bench_dir(config.dir, "store_bench"));
   Paths paths{results.dir};
   std::cout << "bench directory: " << paths.dir << std::endl;
   ThreadPool pool(0);
@@ -406,10 +393,5 @@ int main(int argc, char** argv) {
   CLI11_PARSE(app, argc, argv);
 
   ckpt::set_log_level(ckpt::LogLevel::kWarn);
-  ckpt::Status s = ckpt::bench::run(config);
-  if (!s.is_ok()) {
-    std::cerr << "store_bench FAILED: " << s.to_string() << std::endl;
-    return 1;
-  }
-  return 0;
+  return ckpt::bench::exit_status("store_bench", ckpt::bench::run(config));
 }
