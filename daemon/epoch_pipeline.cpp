@@ -240,15 +240,18 @@ Status Session::tracking_failed(Status s) {
 Result<EpochCommitted> Session::write_epoch(snap::Store& store, EpochJob& job) {
   snap::EpochOptions options{job.tag, job.timestamp_ns, std::nullopt};
   bool stale;
+  Status cause;
   {
     std::lock_guard lock(mu_);
     if (!job.full) options.parent = parent_;
     stale = job.generation != write_generation_;
+    cause = last_write_failure_;
   }
   if (stale) {
     add_owed(job.gfns);
-    Status skipped(StatusCode::kAborted, "epoch not written: it was captured before an earlier epoch's write "
-                                         "failed, so it lacks that epoch's pages (its own pages are owed too)");
+    // The cause stays in the message: last_error must still say what went wrong (a full disk), not only this.
+    Status skipped = cause.with_context("epoch not written: it was captured before an earlier epoch's write "
+                                        "failed, so it lacks that epoch's pages (its own pages are owed too)");
     record_error(skipped);
     std::lock_guard lock(mu_);
     ++stats_.epochs_failed;
@@ -259,7 +262,7 @@ Result<EpochCommitted> Session::write_epoch(snap::Store& store, EpochJob& job) {
   Result<std::shared_ptr<const snap::EpochMeta>> meta = write_epoch_file(store, job, options);
   CKPT_LOG(kDebug) << "epoch write: " << job.gfns.size() << " pages in " << ms_between(t0, Clock::now()) << " ms";
   if (!meta.is_ok()) {
-    owe_after_failure(job.gfns);
+    owe_after_failure(job.gfns, meta.status());
     record_error(meta.status().with_context("epoch write (its pages are owed to the next epoch)"));
     std::lock_guard lock(mu_);
     ++stats_.epochs_failed;
@@ -352,10 +355,11 @@ void Session::add_owed(const std::vector<uint64_t>& gfns) {
   owed_ = merge_sorted(owed_, gfns);
 }
 
-void Session::owe_after_failure(const std::vector<uint64_t>& gfns) {
+void Session::owe_after_failure(const std::vector<uint64_t>& gfns, const Status& cause) {
   std::lock_guard lock(mu_);
   owed_ = merge_sorted(owed_, gfns);
   ++write_generation_;
+  last_write_failure_ = cause;
 }
 
 // After a commit: the epoch held every page owed when it was captured, and nothing was owed since (a failure in

@@ -116,7 +116,7 @@ class Session {
   void record_pause(double ms);
   void forget_pauses();
   void add_owed(const std::vector<uint64_t>& gfns);
-  void owe_after_failure(const std::vector<uint64_t>& gfns);
+  void owe_after_failure(const std::vector<uint64_t>& gfns, const Status& cause);
   void pay_owed(const std::vector<uint64_t>& committed);
 
   DaemonConfig config_;  // the reloadable fields are read under mu_
@@ -149,6 +149,7 @@ class Session {
   // the failed epoch's pages (it was captured before they became owed), so it is not written: its own pages become
   // owed instead (Session::write_epoch).
   uint64_t write_generation_ = 0;
+  Status last_write_failure_;  // what bumped it last, named again by the epochs skipped for it
   Status failure_;              // dirty tracking can no longer be trusted: no more epochs
   DaemonStats stats_;
   std::deque<double> recent_pauses_ms_;  // the newest kRecentPauses pause times
