@@ -241,7 +241,7 @@ Result<DeltaFigures> write_delta(Store& store, const GuestImage& image, const st
   figures.step = timer.finish(timer.elapsed() - before_commit);
   figures.epoch = meta->header.epoch;
   figures.stats = meta->stats;
-  CKPT_ASSIGN_OR_RETURN(figures.file_bytes, file_size(store.catalog().path_of(figures.epoch)));
+  CKPT_ASSIGN_OR_RETURN(figures.file_bytes, file_size(store.catalog_snapshot().path_of(figures.epoch)));
   return figures;
 }
 

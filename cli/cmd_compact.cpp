@@ -58,7 +58,7 @@ uint64_t now_ns() {
 int run_offline(const CompactArgs& args, std::optional<uint64_t> keep_newer_than_s) {
   auto store = snap::Store::open(args.dir);
   if (!store.is_ok()) return report_error("compact", store.status(), args.json);
-  size_t before = (*store)->catalog().entries().size();
+  size_t before = (*store)->epoch_count();
   if (args.to_epoch) {
     Status s = (*store)->compact(*args.to_epoch);
     if (!s.is_ok()) return report_error("compact", s, args.json);
@@ -72,7 +72,8 @@ int run_offline(const CompactArgs& args, std::optional<uint64_t> keep_newer_than
     auto removed = (*store)->apply_retention(policy);
     if (!removed.is_ok()) return report_error("compact", removed.status(), args.json);
   }
-  const auto& entries = (*store)->catalog().entries();
+  snap::Catalog catalog = (*store)->catalog_snapshot();
+  const auto& entries = catalog.entries();
   uint64_t oldest = entries.begin()->first, newest = entries.rbegin()->first;
   if (args.json) {
     print_json({{"store", args.dir}, {"epochs_before", before}, {"epochs_now", entries.size()},

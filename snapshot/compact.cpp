@@ -1,47 +1,53 @@
-// Compaction and retention (Store::compact, Store::apply_retention).
+// Maintenance of a store: rebase, compaction and retention (Store::rebase, Store::compact, Store::apply_retention).
 //
-// compact(k) writes the memory at epoch k as a new base file under k's own name. The rename that replaces the delta
-// is the atomic commit point: before it, the old chain is intact; after it, epochs > k read k's pages from the new
-// base and the epochs < k are obsolete (the base's floor says so), so they are removed, also by the next open should
-// this process die first.
-#include <sys/mman.h>
-
+// rebase(k) writes the memory at epoch k as a new base file under k's own name. The rename that replaces the delta is
+// the atomic commit point: before it the old chain is intact, after it epochs above k read k's pages from the new
+// base; either file holds the same content. The new base is streamed: the restore plan says which block of which
+// link holds each page, and each such block is read, checked and decoded once, its wanted pages handed straight to
+// the writer. Memory stays at a few blocks, and the epoch writer keeps committing new epochs meanwhile.
+//
+// compact(k) and retention then remove epochs no remaining epoch needs, newest first, so that an interrupted removal
+// leaves every remaining chain whole (the next run finishes it).
 #include <algorithm>
 #include <vector>
 
 #include "common/log.h"
-#include "snapshot/restore.h"
+#include "snapshot/block_codec.h"
+#include "snapshot/epoch_file.h"
+#include "snapshot/epoch_file_cache.h"
+#include "snapshot/restore_plan.h"
 #include "snapshot/store.h"
 
 namespace ckpt::snap {
 namespace f = format;
 
-namespace {
-
-// Anonymous memory for one materialised epoch, returned to the kernel on destruction.
-class GuestImage {
+// One maintenance operation at a time per store (the epoch writer runs beside it).
+class Store::MaintenanceSlot {
  public:
-  static Result<GuestImage> allocate(uint64_t bytes) {
-    void* p = ::mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-    if (p == MAP_FAILED) return Status::from_errno(errno, "mmap " + std::to_string(bytes) + " bytes for compaction");
-    return GuestImage(static_cast<uint8_t*>(p), bytes);
+  explicit MaintenanceSlot(Store& store) : store_(store) {
+    std::lock_guard lock(store_.mu_);
+    taken_ = !store_.maintenance_active_;
+    store_.maintenance_active_ = true;
   }
-  GuestImage(GuestImage&& o) noexcept : data_(std::exchange(o.data_, nullptr)), bytes_(o.bytes_) {}
-  ~GuestImage() {
-    if (data_) ::munmap(data_, bytes_);
+  ~MaintenanceSlot() {
+    if (!taken_) return;
+    std::lock_guard lock(store_.mu_);
+    store_.maintenance_active_ = false;
   }
-  std::span<uint8_t> span() { return {data_, bytes_}; }
+  Status status() const {
+    return taken_ ? Status::ok()
+                  : Status(StatusCode::kBusy, "a compaction of " + store_.dir_ + " is already running");
+  }
 
  private:
-  GuestImage(uint8_t* data, uint64_t bytes) : data_(data), bytes_(bytes) {}
-  uint8_t* data_;
-  uint64_t bytes_;
+  Store& store_;
+  bool taken_ = false;
 };
 
-}  // namespace
+namespace {
 
 // Every epoch above k must descend from k, or removing the epochs below k would orphan it.
-static Status check_descends(const Catalog& catalog, uint64_t k) {
+Status check_descends(const Catalog& catalog, uint64_t k) {
   for (auto it = catalog.entries().upper_bound(k); it != catalog.entries().end(); ++it) {
     uint64_t e = it->first;
     for (;;) {
@@ -62,66 +68,164 @@ static Status check_descends(const Catalog& catalog, uint64_t k) {
   return Status::ok();
 }
 
-Status Store::compact(uint64_t k) {
-  if (writer_active_) return Status(StatusCode::kBusy, "an epoch is being written to " + dir_);
-  auto found = catalog_.entries().find(k);
-  if (found == catalog_.entries().end()) return not_found("epoch " + std::to_string(k) + " is not in store " + dir_);
-  if (!found->second.meta) return found->second.error.with_context("compact to epoch " + std::to_string(k));
-  CKPT_RETURN_IF_ERROR(check_descends(catalog_, k));
-  std::shared_ptr<const EpochMeta> target = found->second.meta;
-
-  if (target->header.kind != EpochKind::kBase) {
-    uint64_t guest_pages = target->header.guest_pages;
-    CKPT_ASSIGN_OR_RETURN(GuestImage image, GuestImage::allocate(guest_pages * f::kPageSize));
-    RestoreOptions restore_options;
-    restore_options.threads = options_.workers;
-    restore_options.memory_is_zeroed = true;  // fresh anonymous memory
-    CKPT_RETURN_IF_ERROR(restore_to_memory(*fs_, catalog_, k, image.span(), restore_options).status());
-    EpochOptions options{target->tag, target->timestamp_ns, std::nullopt};
-    CKPT_ASSIGN_OR_RETURN(auto writer, begin(EpochKind::kBase, k, f::kNoParent, k, guest_pages, options));
-    const uint8_t* pages = image.span().data();
-    for (uint64_t gfn = 0; gfn < guest_pages; ++gfn) {
-      CKPT_RETURN_IF_ERROR(writer->add_page(gfn, pages + gfn * f::kPageSize));
+// The epochs that `kept` and their chains down to a base consist of. Each link is visited once however many kept
+// epochs share it. An unreadable or missing link ends its walk: what is there stays, for verify to report.
+std::set<uint64_t> needed_by(const Catalog& catalog, const std::set<uint64_t>& kept) {
+  std::set<uint64_t> needed;
+  for (uint64_t epoch : kept) {
+    uint64_t e = epoch;
+    for (;;) {
+      auto it = catalog.entries().find(e);
+      if (it == catalog.entries().end() || !needed.insert(e).second) break;
+      const auto& meta = it->second.meta;
+      if (!meta || meta->header.kind == EpochKind::kBase) break;
+      e = meta->parent;
     }
-    for (const StateBlob& s : target->states) CKPT_RETURN_IF_ERROR(writer->add_state(s.name, s.data));
-    CKPT_RETURN_IF_ERROR(writer->commit().status());
   }
-  // Newest first, so that every epoch still present keeps its whole chain should this stop half way.
+  return needed;
+}
+
+// The oldest epoch any rule keeps (each rule keeps at least the newest epoch).
+uint64_t oldest_kept(const Catalog& catalog, const RetentionPolicy& policy) {
+  const auto& entries = catalog.entries();
+  uint64_t oldest = entries.rbegin()->first;
+  if (policy.keep_last) {
+    uint64_t n = std::min<uint64_t>(*policy.keep_last, entries.size());
+    oldest = std::min(oldest, std::next(entries.rbegin(), static_cast<long>(n - 1))->first);
+  }
+  if (policy.keep_newer_than_ns) {
+    for (const auto& [epoch, entry] : entries) {
+      if (entry.meta && entry.meta->timestamp_ns >= *policy.keep_newer_than_ns) {
+        oldest = std::min(oldest, epoch);
+        break;
+      }
+    }
+  }
+  return oldest;
+}
+
+}  // namespace
+
+Status Store::rebase(uint64_t k) {
+  MaintenanceSlot slot(*this);
+  CKPT_RETURN_IF_ERROR(slot.status());
+  uint64_t floor;
+  {
+    std::lock_guard lock(mu_);
+    floor = catalog_.floor();
+  }
+  return rewrite_as_base(k, floor);
+}
+
+Status Store::rewrite_as_base(uint64_t k, uint64_t floor) {
+  std::vector<std::shared_ptr<const EpochMeta>> chain;
+  std::vector<std::string> paths;
+  {
+    std::lock_guard lock(mu_);
+    CKPT_ASSIGN_OR_RETURN(chain, catalog_.chain(k));
+    for (const auto& link : chain) paths.push_back(catalog_.path_of(link->header.epoch));
+  }
+  const EpochMeta& target = *chain.front();
+  if (target.header.kind == EpochKind::kBase) return Status::ok();
+  uint64_t guest_pages = target.header.guest_pages;
+  CKPT_ASSIGN_OR_RETURN(RestorePlan plan, plan_restore(chain, guest_pages));
+
+  EpochOptions options{target.tag, target.timestamp_ns, std::nullopt};
+  CKPT_ASSIGN_OR_RETURN(auto writer,
+                        begin(EpochKind::kBase, k, f::kNoParent, floor, guest_pages, options, /*replacing=*/true));
+  std::sort(plan.zero_runs.begin(), plan.zero_runs.end());
+  for (const auto& [gfn, count] : plan.zero_runs) CKPT_RETURN_IF_ERROR(writer->add_zero_pages(gfn, count));
+
+  EpochFileCache files(*fs_, 4);  // tasks come file by file
+  BlockDecompressor decompressor;
+  ByteBuffer scratch(max_stored_block_size());
+  ByteBuffer raw(size_t{f::kMaxDataPagesPerBlock} * f::kPageSize);
+  for (const BlockTask& task : plan.tasks) {
+    const EpochMeta& meta = *chain[task.link];
+    const BlockRef& block = meta.blocks[task.block];
+    CKPT_ASSIGN_OR_RETURN(auto file, files.get(paths[task.link], meta));
+    CKPT_RETURN_IF_ERROR(read_block(*file, meta, task.block, decompressor, scratch, raw.data()));
+    uint32_t data_index = 0;
+    for (const PageRun& run : block.runs) {
+      if (run.zero) continue;
+      for (uint32_t i = 0; i < run.count; ++i, ++data_index) {
+        if (!(task.wanted >> data_index & 1)) continue;
+        CKPT_RETURN_IF_ERROR(writer->add_page(run.first_gfn + i, raw.data() + size_t{data_index} * f::kPageSize));
+      }
+    }
+  }
+  for (const StateBlob& s : target.states) CKPT_RETURN_IF_ERROR(writer->add_state(s.name, s.data));
+  CKPT_ASSIGN_OR_RETURN(auto committed, writer->commit());
+  CKPT_LOG(kInfo) << "rebased epoch " << k << " of " << dir_ << " (a chain of " << chain.size() << " epochs) into a base of "
+                  << committed->stats.stored_bytes << " stored bytes";
+  return Status::ok();
+}
+
+Status Store::compact(uint64_t k) {
+  MaintenanceSlot slot(*this);
+  CKPT_RETURN_IF_ERROR(slot.status());
+  bool is_base;
+  {
+    std::lock_guard lock(mu_);
+    auto found = catalog_.entries().find(k);
+    if (found == catalog_.entries().end()) return not_found("epoch " + std::to_string(k) + " is not in store " + dir_);
+    if (!found->second.meta) return found->second.error.with_context("compact to epoch " + std::to_string(k));
+    CKPT_RETURN_IF_ERROR(check_descends(catalog_, k));
+    is_base = found->second.meta->header.kind == EpochKind::kBase;
+  }
+  // Floor k: should this stop before the old epochs are gone, the next open removes them.
+  if (!is_base) CKPT_RETURN_IF_ERROR(rewrite_as_base(k, k));
   std::vector<uint64_t> doomed;
-  for (auto it = catalog_.entries().begin(); it != catalog_.entries().end() && it->first < k; ++it) {
-    doomed.push_back(it->first);
+  {
+    std::lock_guard lock(mu_);
+    for (auto it = catalog_.entries().begin(); it != catalog_.entries().end() && it->first < k; ++it) {
+      doomed.push_back(it->first);
+    }
   }
-  std::reverse(doomed.begin(), doomed.end());
-  for (uint64_t epoch : doomed) {
-    CKPT_RETURN_IF_ERROR(fs_->remove(catalog_.path_of(epoch)));
-    catalog_.erase(epoch);
-  }
-  if (!doomed.empty()) CKPT_RETURN_IF_ERROR(fs_->sync_dir(dir_));
-  CKPT_LOG(kInfo) << "compacted " << dir_ << " to epoch " << k << ", removed " << doomed.size() << " epochs";
+  size_t removed = doomed.size();
+  CKPT_RETURN_IF_ERROR(remove_epochs(std::move(doomed)));
+  CKPT_LOG(kInfo) << "compacted " << dir_ << " to epoch " << k << ", removed " << removed << " epochs";
   return Status::ok();
 }
 
 Result<uint64_t> Store::apply_retention(const RetentionPolicy& policy) {
   if (!policy.keep_last && !policy.keep_newer_than_ns) return invalid_argument("retention policy keeps everything");
   if (policy.keep_last && *policy.keep_last == 0) return invalid_argument("retention must keep at least one epoch");
-  if (catalog_.empty()) return uint64_t{0};
-  // An epoch stays if any rule keeps it; the oldest one kept becomes the base.
-  std::vector<uint64_t> epochs;
-  for (const auto& [epoch, entry] : catalog_.entries()) epochs.push_back(epoch);
-  uint64_t oldest_kept = epochs.back();
-  if (policy.keep_last) oldest_kept = epochs[epochs.size() - std::min<uint64_t>(*policy.keep_last, epochs.size())];
-  if (policy.keep_newer_than_ns) {
+  MaintenanceSlot slot(*this);
+  CKPT_RETURN_IF_ERROR(slot.status());
+  uint64_t oldest;
+  bool rewrite;
+  {
+    std::lock_guard lock(mu_);
+    if (catalog_.empty()) return uint64_t{0};
+    oldest = oldest_kept(catalog_, policy);
+    const CatalogEntry& entry = catalog_.entries().at(oldest);
+    rewrite = policy.rewrite && oldest != catalog_.entries().begin()->first && entry.meta &&
+              entry.meta->header.kind == EpochKind::kDelta;
+  }
+  // The floor stays: epochs of other branches kept by also_keep may still need older epochs.
+  if (rewrite) {
+    uint64_t floor;
+    {
+      std::lock_guard lock(mu_);
+      floor = catalog_.floor();
+    }
+    CKPT_RETURN_IF_ERROR(rewrite_as_base(oldest, floor));
+  }
+  std::vector<uint64_t> doomed;
+  {
+    std::lock_guard lock(mu_);
+    std::set<uint64_t> kept(policy.also_keep.begin(), policy.also_keep.end());
+    for (auto it = catalog_.entries().lower_bound(oldest); it != catalog_.entries().end(); ++it) kept.insert(it->first);
+    std::set<uint64_t> needed = needed_by(catalog_, kept);
     for (const auto& [epoch, entry] : catalog_.entries()) {
-      if (entry.meta && entry.meta->timestamp_ns >= *policy.keep_newer_than_ns) {
-        oldest_kept = std::min(oldest_kept, epoch);
-        break;
-      }
+      if (!needed.count(epoch)) doomed.push_back(epoch);
     }
   }
-  size_t before = catalog_.entries().size();
-  if (oldest_kept == epochs.front()) return uint64_t{0};
-  CKPT_RETURN_IF_ERROR(compact(oldest_kept));
-  return uint64_t{before - catalog_.entries().size()};
+  uint64_t removed = doomed.size();
+  CKPT_RETURN_IF_ERROR(remove_epochs(std::move(doomed)));
+  if (removed) CKPT_LOG(kDebug) << "retention removed " << removed << " epochs of " << dir_;
+  return removed;
 }
 
 }  // namespace ckpt::snap

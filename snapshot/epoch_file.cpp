@@ -47,6 +47,8 @@ Result<EpochMeta> read_epoch_meta(const ReadableFile& file) {
   }
   CKPT_RETURN_IF_ERROR(decode_meta(section, footer.meta_offset, path, &meta));
   CKPT_RETURN_IF_ERROR(check_links(meta, footer, path, footer_at));
+  meta.file_length = footer.file_length;
+  meta.meta_checksum = footer.meta_checksum;
   return meta;
 }
 

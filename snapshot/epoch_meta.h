@@ -74,6 +74,10 @@ struct EpochMeta {
   EpochStats stats;
   std::vector<BlockRef> blocks;  // in write order; later blocks win over earlier ones for the same gfn
   std::vector<StateBlob> states;
+  // From the commit record: together they identify this version of the file, so a reader that planned with this
+  // metadata notices when compaction has replaced the file since (EpochFileCache).
+  uint64_t file_length = 0;
+  uint64_t meta_checksum = 0;
 };
 
 std::array<uint8_t, format::kHeaderSize> encode_header(const EpochHeader& header);

@@ -1,5 +1,6 @@
 #include "snapshot/epoch_writer.h"
 
+#include <algorithm>
 #include <cstring>
 
 #include "snapshot/store.h"
@@ -50,15 +51,16 @@ WriterResources::WriterResources(unsigned workers, int level)
   for (unsigned i = 0; i <= pool.size(); ++i) compressors.push_back(std::make_unique<BlockCompressor>(level));
 }
 
-EpochWriter::EpochWriter(Store& store, EpochMeta meta, std::unique_ptr<WritableFile> file, std::string temp_path,
-                         std::string final_path)
+EpochWriter::EpochWriter(Store& store, WriterResources& resources, EpochMeta meta, std::unique_ptr<WritableFile> file,
+                         std::string temp_path, std::string final_path, bool replacing)
     : store_(store),
-      resources_(*store.resources_),
+      resources_(resources),
       meta_(std::move(meta)),
       file_(std::move(file)),
       temp_path_(std::move(temp_path)),
       final_path_(std::move(final_path)),
-      next_offset_(f::kHeaderSize) {
+      next_offset_(f::kHeaderSize),
+      replacing_(replacing) {
   if (meta_.header.kind == EpochKind::kBase) covered_.assign((meta_.header.guest_pages + 63) / 64, 0);
 }
 
@@ -99,6 +101,33 @@ Status EpochWriter::add_page(uint64_t gfn, const void* page) {
   if (!zero) std::memcpy(raw_.data() + size_t{data_pages_} * f::kPageSize, page, f::kPageSize);
   data_pages_ += zero ? 0 : 1;
   append_run(runs_, gfn, zero);
+  return Status::ok();
+}
+
+Status EpochWriter::add_zero_pages(uint64_t first_gfn, uint64_t count) {
+  if (!error_.is_ok()) return error_;
+  if (finished_) return invalid_argument("epoch " + std::to_string(epoch()) + " is already committed or aborted");
+  if (first_gfn > meta_.header.guest_pages || count > meta_.header.guest_pages - first_gfn) {
+    return invalid_argument("zero pages " + std::to_string(first_gfn) + " + " + std::to_string(count) +
+                            " reach outside guest memory of " + std::to_string(meta_.header.guest_pages) + " pages");
+  }
+  while (count > 0) {
+    if (runs_.size() == f::kMaxRunsPerBlock) CKPT_RETURN_IF_ERROR(seal_block());
+    uint32_t n = static_cast<uint32_t>(std::min<uint64_t>(count, UINT32_MAX));
+    for (uint64_t gfn = first_gfn; !covered_.empty() && gfn < first_gfn + n; ++gfn) {
+      uint64_t bit = uint64_t{1} << (gfn % 64);
+      if (!(covered_[gfn / 64] & bit)) ++covered_count_;
+      covered_[gfn / 64] |= bit;
+    }
+    PageRun* last = runs_.empty() ? nullptr : &runs_.back();
+    if (last && last->zero && last->first_gfn + last->count == first_gfn && uint64_t{last->count} + n <= UINT32_MAX) {
+      last->count += n;
+    } else {
+      runs_.push_back(PageRun{first_gfn, n, true});
+    }
+    first_gfn += n;
+    count -= n;
+  }
   return Status::ok();
 }
 
@@ -199,6 +228,8 @@ Status EpochWriter::write_metadata_and_footer() {
   EpochFooter footer{epoch(), meta_.parent, next_offset_, section.size(), checksum64(section.data(), section.size()),
                      next_offset_ + section.size() + f::kFooterSize};
   auto foot = encode_footer(footer);
+  meta_.file_length = footer.file_length;
+  meta_.meta_checksum = footer.meta_checksum;
   ByteBuffer buffer(section.size() + foot.size());
   std::memcpy(buffer.data(), section.data(), section.size());
   std::memcpy(buffer.data() + section.size(), foot.data(), foot.size());
@@ -228,11 +259,14 @@ Result<std::shared_ptr<const EpochMeta>> EpochWriter::commit() {
   CKPT_RETURN_IF_ERROR(fail(seal_block(/*last=*/true)));
   CKPT_RETURN_IF_ERROR(fail(write_finished_blocks(true)));
   CKPT_RETURN_IF_ERROR(fail(write_metadata_and_footer()));
-  CKPT_RETURN_IF_ERROR(fail(publish()));
+  Status published = publish();
+  if (!published.is_ok() && !(renamed_ && replacing_)) return fail(published);
   finished_ = true;
   auto committed = std::make_shared<const EpochMeta>(std::move(meta_));
-  store_.catalog_.add(committed->header.epoch, CatalogEntry{final_path_, committed, Status::ok()});
-  store_.writer_finished();
+  // A replacement renamed into place is the epoch's file now, durable or not: the catalog must describe it.
+  store_.committed(committed->header.epoch, CatalogEntry{final_path_, committed, Status::ok()});
+  if (!replacing_) store_.writer_finished();
+  if (!published.is_ok()) return published;
   return committed;
 }
 
@@ -246,10 +280,10 @@ void EpochWriter::abort() {
   }
   in_flight_.clear();
   if (file_) (void)file_->close();
-  // Best effort: the next open removes leftover temp files too. A file renamed into place whose directory fsync then
-  // failed is removed as well, so that a failed commit never leaves an epoch behind.
-  (void)store_.fs().remove(renamed_ ? final_path_ : temp_path_);
-  store_.writer_finished();
+  // Best effort: the next open removes leftover temp files too. A new epoch renamed into place whose directory fsync
+  // then failed is removed as well, so that a failed commit never leaves an epoch behind.
+  if (!renamed_ || !replacing_) (void)store_.fs().remove(renamed_ ? final_path_ : temp_path_);
+  if (!replacing_) store_.writer_finished();
 }
 
 }  // namespace ckpt::snap

@@ -1,7 +1,7 @@
 // Writes one epoch file. Pages are copied in as they are added, gathered into blocks of up to 64 data pages,
 // compressed on the store's worker pool and written in block order through the store's FileSystem (io_uring or
 // pwrite). commit() makes the file durable and publishes it atomically (docs/format.md, "Commit").
-// One thread drives a writer; the store allows one writer at a time.
+// One thread drives a writer; the store allows one new epoch's writer at a time, plus one maintenance rewrite.
 #pragma once
 
 #include <condition_variable>
@@ -52,6 +52,8 @@ class EpochWriter {
   // Records the 4 KiB page at `page` as the content of guest frame `gfn`. All-zero pages are recorded as zero runs.
   // Adding a gfn twice is allowed: the later content wins.
   Status add_page(uint64_t gfn, const void* page);
+  // Records `count` pages from `first_gfn` on as zero (no bytes; a zero run), as if each were added as a zero page.
+  Status add_zero_pages(uint64_t first_gfn, uint64_t count);
   // Records an opaque named state blob (vCPU, VM or device state).
   Status add_state(std::string name, std::span<const uint8_t> data);
   // Writes the index and commit record, makes the file durable and publishes it. Returns the committed metadata.
@@ -62,8 +64,8 @@ class EpochWriter {
  private:
   friend class Store;
   struct PendingBlock;
-  EpochWriter(Store& store, EpochMeta meta, std::unique_ptr<WritableFile> file, std::string temp_path,
-              std::string final_path);
+  EpochWriter(Store& store, WriterResources& resources, EpochMeta meta, std::unique_ptr<WritableFile> file,
+              std::string temp_path, std::string final_path, bool replacing);
   Status start();
   // `last`: from commit(). The last block is compressed on the calling thread when nothing else is still being
   // compressed: a small epoch (one block, the daemon's usual case) then needs no hand-off to the pool and back.
@@ -85,6 +87,9 @@ class EpochWriter {
   Status error_;  // sticky: once a step fails the epoch can only be aborted
   bool finished_ = false;
   bool renamed_ = false;  // the file carries its final name
+  // A maintenance rewrite of a committed epoch (rebase): once renamed, the file is a valid version of that epoch
+  // whatever happens next, so a failure after the rename must not remove it (that would remove the epoch itself).
+  const bool replacing_;
 
   // The block being filled.
   ByteBuffer raw_;

@@ -15,6 +15,8 @@
 #include "common/unique_fd.h"
 #include "snapshot/block_codec.h"
 #include "snapshot/epoch_file.h"
+#include "snapshot/epoch_file_cache.h"
+#include "snapshot/restore_plan.h"
 
 namespace ckpt::snap {
 namespace f = format;
@@ -68,70 +70,6 @@ class FileSink final : public PageSink {
   std::string path_;
 };
 
-// One block with at least one page that the restore takes from it. Bit i of `wanted` is data page i of the block.
-struct BlockTask {
-  size_t link;   // index into the chain
-  size_t block;  // index into that epoch's blocks
-  uint64_t wanted;
-};
-
-struct Plan {
-  std::vector<BlockTask> tasks;
-  std::vector<std::pair<uint64_t, uint64_t>> zero_runs;  // (first gfn, count)
-  uint64_t data_pages = 0;
-  uint64_t zero_pages = 0;
-};
-
-// Walks the chain newest first and, inside an epoch, the blocks and runs last first, so the first claim of a gfn is
-// the content it had at the target epoch.
-Result<Plan> plan_restore(const std::vector<std::shared_ptr<const EpochMeta>>& chain, uint64_t guest_pages) {
-  std::vector<uint64_t> claimed((guest_pages + 63) / 64, 0);
-  Plan plan;
-  for (size_t link = 0; link < chain.size(); ++link) {
-    const EpochMeta& meta = *chain[link];
-    for (size_t b = meta.blocks.size(); b-- > 0;) {
-      const BlockRef& block = meta.blocks[b];
-      uint64_t wanted = 0;
-      uint32_t data_index = block.data_pages;
-      for (size_t r = block.runs.size(); r-- > 0;) {
-        const PageRun& run = block.runs[r];
-        if (!run.zero) data_index -= run.count;
-        for (uint32_t i = run.count; i-- > 0;) {
-          uint64_t gfn = run.first_gfn + i;
-          uint64_t bit = uint64_t{1} << (gfn % 64);
-          if (claimed[gfn / 64] & bit) continue;
-          claimed[gfn / 64] |= bit;
-          if (!run.zero) {
-            wanted |= uint64_t{1} << (data_index + i);
-            ++plan.data_pages;
-          } else if (!plan.zero_runs.empty() && plan.zero_runs.back().first == gfn + 1) {
-            --plan.zero_runs.back().first;  // walking down: extend the run below
-            ++plan.zero_runs.back().second;
-            ++plan.zero_pages;
-          } else {
-            plan.zero_runs.emplace_back(gfn, 1);
-            ++plan.zero_pages;
-          }
-        }
-      }
-      if (wanted != 0) plan.tasks.push_back(BlockTask{link, b, wanted});
-    }
-  }
-  if (plan.data_pages + plan.zero_pages != guest_pages) {
-    for (uint64_t w = 0; w < claimed.size(); ++w) {
-      if (~claimed[w] == 0) continue;
-      uint64_t gfn = w * 64 + static_cast<uint64_t>(__builtin_ctzll(~claimed[w]));
-      return corruption("the chain of epoch " + std::to_string(chain.front()->header.epoch) +
-                        " holds no content for gfn " + std::to_string(gfn) + " (its base is incomplete)");
-    }
-  }
-  // Read each file front to back: oldest epoch first, blocks in file order.
-  std::sort(plan.tasks.begin(), plan.tasks.end(), [](const BlockTask& a, const BlockTask& b) {
-    return a.link != b.link ? a.link > b.link : a.block < b.block;
-  });
-  return plan;
-}
-
 // Hands the wanted pages of one decoded block to the sink, in runs of consecutive gfns.
 Status deliver(const BlockRef& block, uint64_t wanted, const uint8_t* raw, PageSink& sink) {
   uint32_t data_index = 0;
@@ -163,13 +101,12 @@ Result<RestoreStats> restore(FileSystem& fs, const Catalog& catalog, uint64_t ep
     return invalid_argument("epoch " + std::to_string(epoch) + " holds a guest of " + std::to_string(guest_pages) +
                             " pages; the restore destination holds " + std::to_string(sink_pages));
   }
-  CKPT_ASSIGN_OR_RETURN(Plan plan, plan_restore(chain, guest_pages));
+  CKPT_ASSIGN_OR_RETURN(RestorePlan plan, plan_restore(chain, guest_pages));
 
-  std::vector<std::unique_ptr<ReadableFile>> files;
-  for (const auto& link : chain) {
-    CKPT_ASSIGN_OR_RETURN(auto file, fs.open(catalog.path_of(link->header.epoch)));
-    files.push_back(std::move(file));
-  }
+  // Opened on demand, a few at a time: a chain may be far longer than the process may hold files open.
+  std::vector<std::string> paths;
+  for (const auto& link : chain) paths.push_back(catalog.path_of(link->header.epoch));
+  EpochFileCache files(fs);
   for (const auto& [gfn, count] : plan.zero_runs) CKPT_RETURN_IF_ERROR(sink.zero(gfn, count));
 
   ThreadPool pool(options.threads, "ckpt-restore");
@@ -192,7 +129,9 @@ Result<RestoreStats> restore(FileSystem& fs, const Catalog& catalog, uint64_t ep
     const EpochMeta& meta = *chain[task.link];
     const BlockRef& block = meta.blocks[task.block];
     WorkerState& w = *workers[worker];
-    Status s = read_block(*files[task.link], meta, task.block, w.decompressor, w.scratch, w.raw.data());
+    Result<std::shared_ptr<const ReadableFile>> file = files.get(paths[task.link], meta);
+    Status s = file.status();
+    if (s.is_ok()) s = read_block(**file, meta, task.block, w.decompressor, w.scratch, w.raw.data());
     if (s.is_ok()) s = deliver(block, task.wanted, w.raw.data(), sink);
     std::lock_guard lock(mutex);
     if (!s.is_ok()) {

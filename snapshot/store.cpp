@@ -2,6 +2,7 @@
 
 #include <time.h>
 
+#include <algorithm>
 #include <random>
 
 #include "common/log.h"
@@ -30,7 +31,12 @@ Result<std::unique_ptr<Store>> Store::open(const std::string& dir, StoreOptions 
   store->fs_ = options.fs ? options.fs : std::shared_ptr<FileSystem>(
                                              make_posix_file_system(options.engine, options.queue_depth));
   store->options_ = std::move(options);
-  CKPT_RETURN_IF_ERROR(store->fs_->make_dir(dir));
+  if (store->options_.create_if_missing) {
+    CKPT_RETURN_IF_ERROR(store->fs_->make_dir(dir));
+  } else {
+    // Listing proves the directory exists (and is one) before the lock file is created in it.
+    CKPT_RETURN_IF_ERROR(store->fs_->list_dir(dir).status().with_context("open store " + dir));
+  }
   CKPT_ASSIGN_OR_RETURN(store->lock_, store->fs_->lock(dir + "/" + std::string(f::kLockName)));
   CKPT_RETURN_IF_ERROR(store->clean_up());
   CKPT_ASSIGN_OR_RETURN(store->catalog_, Catalog::load(*store->fs_, dir));
@@ -42,6 +48,31 @@ Result<std::unique_ptr<Store>> Store::open(const std::string& dir, StoreOptions 
 }
 
 Store::~Store() = default;
+
+Catalog Store::catalog_snapshot() const {
+  std::lock_guard lock(mu_);
+  return catalog_;
+}
+
+std::optional<uint64_t> Store::newest() const {
+  std::lock_guard lock(mu_);
+  return catalog_.newest();
+}
+
+size_t Store::epoch_count() const {
+  std::lock_guard lock(mu_);
+  return catalog_.entries().size();
+}
+
+void Store::committed(uint64_t epoch, CatalogEntry entry) {
+  std::lock_guard lock(mu_);
+  catalog_.add(epoch, std::move(entry));
+}
+
+void Store::writer_finished() {
+  std::lock_guard lock(mu_);
+  writer_active_ = false;
+}
 
 // Temp files are epochs whose commit never finished; no committed record refers to them.
 Status Store::clean_up() {
@@ -62,19 +93,40 @@ Status Store::remove_epochs_below(uint64_t floor) {
   for (const auto& [epoch, entry] : catalog_.entries()) {
     if (epoch < floor) doomed.push_back(epoch);
   }
-  for (uint64_t epoch : doomed) {
-    CKPT_RETURN_IF_ERROR(fs_->remove(catalog_.path_of(epoch)));
-    catalog_.erase(epoch);
+  return remove_epochs(std::move(doomed));
+}
+
+// Out of the catalog first (under the lock, so the epoch writer never picks one as a parent), then off the disk,
+// newest first: should this stop half way, every epoch still present keeps its whole chain.
+Status Store::remove_epochs(std::vector<uint64_t> doomed) {
+  if (doomed.empty()) return Status::ok();
+  std::sort(doomed.rbegin(), doomed.rend());
+  std::vector<std::string> paths;
+  {
+    std::lock_guard lock(mu_);
+    for (uint64_t epoch : doomed) {
+      paths.push_back(catalog_.path_of(epoch));
+      catalog_.erase(epoch);
+    }
   }
-  return doomed.empty() ? Status::ok() : fs_->sync_dir(dir_);
+  for (const std::string& path : paths) {
+    Status s = fs_->remove(path);
+    if (!s.is_ok() && s.code() != StatusCode::kNotFound) return s;
+  }
+  return fs_->sync_dir(dir_);
 }
 
 Result<std::unique_ptr<EpochWriter>> Store::begin(EpochKind kind, uint64_t epoch, uint64_t parent, uint64_t floor,
-                                                  uint64_t guest_pages, const EpochOptions& options) {
-  if (writer_active_) return Status(StatusCode::kBusy, "an epoch is already being written to " + dir_);
+                                                  uint64_t guest_pages, const EpochOptions& options, bool replacing) {
   if (options.tag.size() > f::kMaxTagLength) return invalid_argument("tag longer than 256 bytes");
   EpochMeta meta;
-  meta.header = EpochHeader{catalog_.store_id(), epoch, guest_pages, kind};
+  {
+    std::lock_guard lock(mu_);
+    if (!replacing && writer_active_) {
+      return Status(StatusCode::kBusy, "an epoch is already being written to " + dir_);
+    }
+    meta.header = EpochHeader{catalog_.store_id(), epoch, guest_pages, kind};
+  }
   if (meta.header.store_id == 0 && options_.store_id) meta.header.store_id = *options_.store_id;
   if (meta.header.store_id == 0) {
     std::random_device random;
@@ -87,32 +139,58 @@ Result<std::unique_ptr<EpochWriter>> Store::begin(EpochKind kind, uint64_t epoch
   std::string final_path = dir_ + "/" + epoch_file_name(epoch);
   std::string temp_path = final_path + std::string(f::kTempSuffix);
   CKPT_ASSIGN_OR_RETURN(auto file, fs_->create(temp_path));
-  std::unique_ptr<EpochWriter> writer(new EpochWriter(*this, std::move(meta), std::move(file), temp_path, final_path));
-  writer_active_ = true;
+  WriterResources& resources = replacing ? maintenance_resources() : *resources_;
+  std::unique_ptr<EpochWriter> writer(new EpochWriter(*this, resources, std::move(meta), std::move(file), temp_path,
+                                                      final_path, replacing));
+  if (!replacing) {
+    std::lock_guard lock(mu_);
+    writer_active_ = true;
+  }
   CKPT_RETURN_IF_ERROR(writer->start());
   return writer;
+}
+
+WriterResources& Store::maintenance_resources() {
+  if (!maintenance_resources_) {
+    maintenance_resources_ =
+        std::make_unique<WriterResources>(options_.maintenance_workers, options_.compression_level);
+  }
+  return *maintenance_resources_;
 }
 
 Result<std::unique_ptr<EpochWriter>> Store::begin_base(uint64_t guest_pages, EpochOptions options) {
   if (guest_pages == 0 || guest_pages > f::kMaxGuestPages) {
     return invalid_argument("guest size of " + std::to_string(guest_pages) + " pages out of range");
   }
-  if (!catalog_.empty() && catalog_.guest_pages() != guest_pages) {
-    return invalid_argument("store " + dir_ + " holds a guest of " + std::to_string(catalog_.guest_pages()) +
-                            " pages, not " + std::to_string(guest_pages));
+  uint64_t epoch, floor;
+  {
+    std::lock_guard lock(mu_);
+    if (!catalog_.empty() && catalog_.guest_pages() != guest_pages) {
+      return invalid_argument("store " + dir_ + " holds a guest of " + std::to_string(catalog_.guest_pages()) +
+                              " pages, not " + std::to_string(guest_pages));
+    }
+    epoch = catalog_.empty() ? 0 : *catalog_.newest() + 1;
+    floor = catalog_.floor();
   }
-  uint64_t epoch = catalog_.empty() ? 0 : *catalog_.newest() + 1;
-  return begin(EpochKind::kBase, epoch, f::kNoParent, catalog_.floor(), guest_pages, options);
+  return begin(EpochKind::kBase, epoch, f::kNoParent, floor, guest_pages, options, /*replacing=*/false);
 }
 
 Result<std::unique_ptr<EpochWriter>> Store::begin_delta(EpochOptions options) {
-  if (catalog_.empty()) return invalid_argument("store " + dir_ + " has no base epoch to build a delta on");
-  uint64_t parent = options.parent.value_or(*catalog_.newest());
-  auto it = catalog_.entries().find(parent);
-  if (it == catalog_.entries().end() || !it->second.meta) {
-    return not_found("parent epoch " + std::to_string(parent) + " is not a readable epoch of " + dir_);
+  uint64_t parent, epoch, floor, guest_pages;
+  {
+    std::lock_guard lock(mu_);
+    if (catalog_.empty()) return invalid_argument("store " + dir_ + " has no base epoch to build a delta on");
+    parent = options.parent.value_or(*catalog_.newest());
+    auto it = catalog_.entries().find(parent);
+    if (it == catalog_.entries().end() || !it->second.meta) {
+      return not_found("parent epoch " + std::to_string(parent) + " is not a readable epoch of " + dir_);
+    }
+    epoch = *catalog_.newest() + 1;
+    floor = catalog_.floor();
+    guest_pages = catalog_.guest_pages();
   }
-  return begin(EpochKind::kDelta, *catalog_.newest() + 1, parent, catalog_.floor(), catalog_.guest_pages(), options);
+  options.parent = parent;
+  return begin(EpochKind::kDelta, epoch, parent, floor, guest_pages, options, /*replacing=*/false);
 }
 
 }  // namespace ckpt::snap

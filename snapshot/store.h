@@ -1,11 +1,15 @@
-// A store directory opened for writing: one base epoch and a chain of delta epochs (docs/format.md). One writer per
+// A store directory opened for writing: bases and chains of delta epochs (docs/format.md). One writer process per
 // store (the LOCK file); readers use Catalog, restore and verify directly and may run meanwhile.
-// Not thread-safe: one thread drives a Store and its EpochWriter, which must not outlive it.
+// Threads: one thread at a time drives the epoch writes (begin_base/begin_delta and the EpochWriter, which must not
+// outlive the store), and one other thread at a time may run maintenance (rebase, compact, apply_retention) meanwhile:
+// maintenance only rewrites or removes committed epochs below the newest, which the epoch writer never reads.
 #pragma once
 
 #include <cstdint>
 #include <memory>
+#include <mutex>
 #include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -22,6 +26,12 @@ struct StoreOptions {
   unsigned queue_depth = 16;     // io_uring writes in flight per file
   int compression_level = 1;     // zstd level for data blocks
   unsigned workers = 0;          // compression threads; 0 = one per CPU
+  // Compression threads of maintenance (rebase, compaction); 0 = one per CPU. A daemon compacting in the
+  // background keeps this low, so the guest keeps its CPUs.
+  unsigned maintenance_workers = 0;
+  // Whether open() may create a missing store directory (a writer starting a new store). Tools that only repair or
+  // shrink an existing store set this to false, so a mistyped path is an error instead of a new, empty store.
+  bool create_if_missing = true;
   // Tests inject a fault-injecting file system here; null = the real one with `engine` and `queue_depth`.
   std::shared_ptr<FileSystem> fs;
   // The identity written into a new store's files; default random. Fixed only where identical bytes are wanted.
@@ -31,6 +41,11 @@ struct StoreOptions {
 struct RetentionPolicy {
   std::optional<uint64_t> keep_last;           // keep the newest N epochs
   std::optional<uint64_t> keep_newer_than_ns;  // keep epochs whose timestamp is at least this
+  std::set<uint64_t> also_keep;                // kept whatever the rules say (the epoch a running VM builds on)
+  // true: the oldest epoch kept becomes a base (rewritten: it costs a full image), so that every older epoch goes.
+  // false: nothing is rewritten; an epoch goes once no kept epoch's chain needs it, so up to one chain's worth of
+  // older epochs stays (the daemon's background retention, which the chain-length policy keeps short).
+  bool rewrite = true;
 };
 
 class Store {
@@ -41,9 +56,11 @@ class Store {
   ~Store();
 
   const std::string& dir() const { return dir_; }
-  const Catalog& catalog() const { return catalog_; }
+  // A copy of the catalog as it is now (cheap per entry: the metadata is shared, not copied).
+  Catalog catalog_snapshot() const;
   FileSystem& fs() { return *fs_; }
-  std::optional<uint64_t> newest() const { return catalog_.newest(); }
+  std::optional<uint64_t> newest() const;
+  size_t epoch_count() const;
 
   // Starts the first epoch of an empty store (epoch 0), or a new full snapshot after the newest epoch. The caller
   // must add every page of the guest; commit() refuses an incomplete base.
@@ -51,27 +68,45 @@ class Store {
   // Starts a delta after the newest epoch; its parent is options.parent or the newest epoch.
   Result<std::unique_ptr<EpochWriter>> begin_delta(EpochOptions options = {});
 
+  // Maintenance (one thread at a time, concurrent with epoch writes).
+  // Rewrites epoch k, a delta, as a base holding the same memory, state, tag and timestamp, and publishes it under
+  // k's own name (an atomic replace): chains through k now end there. Nothing is removed. Streams the chain block by
+  // block, so memory stays at a few blocks whatever the guest size. A no-op when k is a base already.
+  Status rebase(uint64_t k);
   // Folds epochs <= k into a new base at epoch k, atomically; epochs > k stay restorable, older ones are removed.
+  // Refused when an epoch above k does not descend from k (it would lose its chain).
   Status compact(uint64_t k);
-  // Compacts to the oldest epoch the policy keeps. Returns the number of epochs removed.
+  // Removes the epochs the policy does not keep (see RetentionPolicy::rewrite). Returns how many were removed.
   Result<uint64_t> apply_retention(const RetentionPolicy& policy);
 
  private:
   friend class EpochWriter;
+  class MaintenanceSlot;
   Store() = default;
   Status clean_up();
+  // `replacing`: a maintenance rewrite of committed epoch `epoch` (rebase) rather than a new epoch.
   Result<std::unique_ptr<EpochWriter>> begin(EpochKind kind, uint64_t epoch, uint64_t parent, uint64_t floor,
-                                             uint64_t guest_pages, const EpochOptions& options);
-  void writer_finished() { writer_active_ = false; }
+                                             uint64_t guest_pages, const EpochOptions& options, bool replacing);
+  // Called by EpochWriter: a commit (or replacement) to publish in the catalog, and the end of a new epoch's writer.
+  void committed(uint64_t epoch, CatalogEntry entry);
+  void writer_finished();
   Status remove_epochs_below(uint64_t floor);
+  // rebase and compact: writes k as a base with `floor`, streaming its chain (maintenance slot held).
+  Status rewrite_as_base(uint64_t k, uint64_t floor);
+  // Removes `doomed` (newest first) from the catalog and the directory.
+  Status remove_epochs(std::vector<uint64_t> doomed);
+  WriterResources& maintenance_resources();
 
   std::string dir_;
   StoreOptions options_;
   std::shared_ptr<FileSystem> fs_;
   std::unique_ptr<FileLock> lock_;
+  mutable std::mutex mu_;  // guards catalog_ and the two flags
   Catalog catalog_;
-  std::unique_ptr<WriterResources> resources_;
   bool writer_active_ = false;
+  bool maintenance_active_ = false;
+  std::unique_ptr<WriterResources> resources_;
+  std::unique_ptr<WriterResources> maintenance_resources_;  // made on first use; maintenance thread only
 };
 
 }  // namespace ckpt::snap

@@ -8,6 +8,7 @@
 #include "common/thread_pool.h"
 #include "snapshot/block_codec.h"
 #include "snapshot/epoch_file.h"
+#include "snapshot/epoch_file_cache.h"
 
 namespace ckpt::snap {
 namespace f = format;
@@ -52,14 +53,54 @@ Status check_base_complete(const EpochMeta& meta, const std::string& path) {
                     " of " + std::to_string(meta.header.guest_pages) + " guest pages");
 }
 
-Status check_structure(const Catalog& catalog, uint64_t epoch, const CatalogEntry& entry) {
+// Whether each epoch's chain down to a base is whole (every link present and readable, one store, one guest
+// size), worked out oldest first from the parent's answer: checking every epoch is linear in their number, however
+// long the chains are. A broken chain names the first bad link, as Catalog::chain does.
+class ChainCheck {
+ public:
+  explicit ChainCheck(const Catalog& catalog) : catalog_(catalog) {
+    for (const auto& [epoch, entry] : catalog.entries()) broken_link_[epoch] = find_broken_link(epoch, entry);
+  }
+
+  Status status(uint64_t epoch) const {
+    const auto& [link, why] = broken_link_.at(epoch);
+    if (why.is_ok()) return Status::ok();
+    if (link == epoch) return why;
+    return why.with_context("epoch " + std::to_string(epoch) + " needs epoch " + std::to_string(link));
+  }
+
+ private:
+  // (the first bad link of `epoch`'s chain, what is wrong with it); OK when the chain is whole.
+  std::pair<uint64_t, Status> find_broken_link(uint64_t epoch, const CatalogEntry& entry) const {
+    if (!entry.meta) return {epoch, entry.error};
+    const EpochMeta& meta = *entry.meta;
+    if (meta.header.kind == EpochKind::kBase) return {epoch, Status::ok()};
+    auto parent = catalog_.entries().find(meta.parent);
+    if (parent == catalog_.entries().end()) {
+      return {meta.parent, corruption("which is missing from " + catalog_.dir())};
+    }
+    if (!parent->second.meta) return {meta.parent, parent->second.error};
+    const EpochHeader& up = parent->second.meta->header;
+    if (up.store_id != meta.header.store_id || up.guest_pages != meta.header.guest_pages) {
+      return {meta.parent, corruption(parent->second.path + " offset 0: epoch " + std::to_string(meta.parent) +
+                                      " belongs to another store or guest size than epoch " +
+                                      std::to_string(epoch))};
+    }
+    return broken_link_.at(meta.parent);  // the parent is older, so already known
+  }
+
+  const Catalog& catalog_;
+  std::map<uint64_t, std::pair<uint64_t, Status>> broken_link_;
+};
+
+Status check_structure(const Catalog& catalog, const ChainCheck& chains, uint64_t epoch, const CatalogEntry& entry) {
   const EpochMeta& meta = *entry.meta;
   if (meta.header.store_id != catalog.store_id() || meta.header.guest_pages != catalog.guest_pages()) {
     return corruption(entry.path + " offset 0: epoch " + std::to_string(epoch) +
                       " belongs to another store or guest size");
   }
   if (meta.header.kind == EpochKind::kBase) return check_base_complete(meta, entry.path);
-  return catalog.chain(epoch).status();
+  return chains.status(epoch);
 }
 
 }  // namespace
@@ -76,10 +117,10 @@ Result<VerifyReport> verify_store(FileSystem& fs, const std::string& dir, const 
   struct BlockJob {
     uint64_t epoch;
     const CatalogEntry* entry;
-    std::shared_ptr<ReadableFile> file;
     size_t block;
   };
   std::vector<BlockJob> jobs;
+  ChainCheck chains(catalog);
   for (uint64_t epoch : epochs) {
     const CatalogEntry& entry = catalog.entries().at(epoch);
     ++report.epochs_checked;
@@ -87,16 +128,12 @@ Result<VerifyReport> verify_store(FileSystem& fs, const std::string& dir, const 
       note(epoch, entry.error);
       continue;
     }
-    Status s = check_structure(catalog, epoch, entry);
+    Status s = check_structure(catalog, chains, epoch, entry);
     if (!s.is_ok()) note(epoch, s);
-    auto file = fs.open(entry.path);
-    if (!file.is_ok()) {
-      note(epoch, file.status());
-      continue;
-    }
-    std::shared_ptr<ReadableFile> shared = std::move(file).value();
-    for (size_t b = 0; b < entry.meta->blocks.size(); ++b) jobs.push_back(BlockJob{epoch, &entry, shared, b});
+    for (size_t b = 0; b < entry.meta->blocks.size(); ++b) jobs.push_back(BlockJob{epoch, &entry, b});
   }
+  // Jobs run in epoch order, so a handful of open files serves any number of epochs.
+  EpochFileCache files(fs);
 
   ThreadPool pool(options.threads, "ckpt-verify");
   std::vector<std::unique_ptr<BlockDecompressor>> decompressors;
@@ -111,9 +148,12 @@ Result<VerifyReport> verify_store(FileSystem& fs, const std::string& dir, const 
   pool.parallel_for(jobs.size(), [&](size_t i, unsigned w) {
     const BlockJob& job = jobs[i];
     const EpochMeta& meta = *job.entry->meta;
-    Status s = read_block(*job.file, meta, job.block, *decompressors[w], scratch[w], raw[w].data());
+    Result<std::shared_ptr<const ReadableFile>> file = files.get(job.entry->path, meta);
+    Status s = file.status();
+    if (s.is_ok()) s = read_block(**file, meta, job.block, *decompressors[w], scratch[w], raw[w].data());
     std::lock_guard lock(mutex);
-    if (!s.is_ok()) problems[job.epoch].emplace(job.block + 1, s);
+    // A file that cannot be opened is one problem of its epoch, not one per block.
+    if (!s.is_ok()) problems[job.epoch].emplace(file.is_ok() ? job.block + 1 : 0, s);
     ++report.blocks_checked;
     report.bytes_checked += meta.blocks[job.block].stored_len;
     ++done;

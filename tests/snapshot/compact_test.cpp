@@ -44,7 +44,7 @@ TEST(Compaction, FoldsOlderEpochsIntoANewBase) {
   ASSERT_TRUE(store.is_ok());
   auto expected = write_chain(**store, 30);
   ASSERT_TRUE((*store)->compact(20).is_ok());
-  const Catalog& catalog = (*store)->catalog();
+  Catalog catalog = (*store)->catalog_snapshot();
   EXPECT_EQ(catalog.entries().begin()->first, 20u);
   EXPECT_EQ(catalog.entries().size(), 11u);
   const EpochMeta& base = *catalog.entries().at(20).meta;
@@ -73,7 +73,7 @@ TEST(Compaction, ToTheBaseItselfChangesNothing) {
   ASSERT_TRUE(store.is_ok());
   auto expected = write_chain(**store, 3);
   ASSERT_TRUE((*store)->compact(0).is_ok());
-  EXPECT_EQ((*store)->catalog().entries().size(), 4u);
+  EXPECT_EQ((*store)->epoch_count(), 4u);
   expect_restorable(dir.path(), expected, 0);
   EXPECT_EQ((*store)->compact(9).code(), StatusCode::kNotFound);
 }
@@ -90,7 +90,7 @@ TEST(Compaction, RefusesToOrphanABranch) {
   Status s = (*store)->compact(2);
   EXPECT_EQ(s.code(), StatusCode::kInvalidArgument);
   EXPECT_NE(s.message().find("epoch 3 does not descend from epoch 2"), std::string::npos) << s.to_string();
-  EXPECT_EQ((*store)->catalog().entries().size(), 4u);
+  EXPECT_EQ((*store)->epoch_count(), 4u);
 }
 
 TEST(Compaction, CrashAtEveryOperationLeavesARestorableStore) {
@@ -122,7 +122,8 @@ TEST(Compaction, CrashAtEveryOperationLeavesARestorableStore) {
     }
     auto store = Store::open(dir.path());  // finishes an interrupted compaction's clean-up
     ASSERT_TRUE(store.is_ok()) << store.status().to_string();
-    for (const auto& [epoch, entry] : (*store)->catalog().entries()) {
+    Catalog catalog = (*store)->catalog_snapshot();
+    for (const auto& [epoch, entry] : catalog.entries()) {
       EXPECT_EQ(testing::restore_epoch(dir.path(), epoch), expected.at(epoch)) << "crash at op " << n;
     }
     expect_restorable(dir.path(), expected, k);
@@ -142,7 +143,7 @@ TEST(Retention, KeepLastN) {
   auto removed = (*store)->apply_retention(RetentionPolicy{5, std::nullopt});
   ASSERT_TRUE(removed.is_ok());
   EXPECT_EQ(*removed, 8u);
-  EXPECT_EQ((*store)->catalog().entries().begin()->first, 8u);
+  EXPECT_EQ((*store)->catalog_snapshot().entries().begin()->first, 8u);
   expect_restorable(dir.path(), expected, 8);
   auto again = (*store)->apply_retention(RetentionPolicy{5, std::nullopt});
   ASSERT_TRUE(again.is_ok());

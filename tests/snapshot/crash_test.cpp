@@ -51,7 +51,7 @@ RunResult write_until_failure(const std::string& dir, std::shared_ptr<FileSystem
 void check_after_crash(const std::string& dir, const RunResult& run, uint64_t crash_op) {
   auto store = Store::open(dir, StoreOptions{WriteEngine::kPwrite});
   ASSERT_TRUE(store.is_ok()) << "crash at op " << crash_op << ": " << store.status().to_string();
-  const Catalog& catalog = (*store)->catalog();
+  Catalog catalog = (*store)->catalog_snapshot();
   for (const auto& [epoch, memory] : run.committed) {
     ASSERT_TRUE(catalog.entries().count(epoch)) << "crash at op " << crash_op << " lost committed epoch " << epoch;
   }
