@@ -120,12 +120,26 @@ const Setting kSettings[] = {
        c.staging_bytes = mib << 20;
        return Status::ok();
      }},
-    {"retention-keep-last", "0", "Keep the newest N epochs (0: no limit)", true, false,
+    {"retention-keep-last", "1000", "Keep the newest N epochs (0: no limit)", true, false,
      CKPT_NUMBER_SETTING(retention_keep_last, 0, kMaxU64)},
     {"retention-keep-seconds", "0", "Keep epochs younger than this many seconds (0: no limit)", true, false,
      CKPT_NUMBER_SETTING(retention_keep_seconds, 0, kMaxU64)},
-    {"retention-interval", "60", "Apply retention at most once per this many seconds", true, false,
-     CKPT_NUMBER_SETTING(retention_interval_s, 1, kMaxU64)},
+    {"retention-interval", "10", "Apply retention at most once per this many seconds", true, false,
+     CKPT_NUMBER_SETTING(retention_interval_s, 1, 86400 * 366)},
+    {"compact-max-chain", "1000",
+     "Rebase the running VM's chain in the background once it holds this many deltas (0: no limit)", true, false,
+     CKPT_NUMBER_SETTING(compact_max_chain, 0, 1000000)},
+    {"compact-max-read-amplification", "2",
+     "... or once its files reach this multiple of its base's size (a decimal >= 1.1; 0: no limit)", true, false,
+     [](const std::string& t, DaemonConfig& c) -> Status {
+       double v = 0;
+       auto [end, ec] = std::from_chars(t.data(), t.data() + t.size(), v);
+       if (ec != std::errc() || end != t.data() + t.size() || !(v == 0 || (v >= 1.1 && v <= 1000))) {
+         return invalid_argument("'" + t + "' is not 0 or a decimal in 1.1..1000");
+       }
+       c.compact_max_read_amplification = v;
+       return Status::ok();
+     }},
     {"socket", "/run/ckptd/ckptd.sock", "Control socket path", false, false, CKPT_TEXT_SETTING(socket_path)},
     {"socket-group", "", "Group allowed to use the control socket (mode 0660); empty: the daemon's group", false,
      false, CKPT_TEXT_SETTING(socket_group)},

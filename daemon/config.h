@@ -28,9 +28,11 @@ struct DaemonConfig {
   int compression_level = 1;
   snap::WriteEngine write_engine = snap::WriteEngine::kAuto;
   uint64_t staging_bytes = 256ull << 20;
-  uint64_t retention_keep_last = 0;     // 0 = no limit
+  uint64_t retention_keep_last = 1000;  // 0 = no limit
   uint64_t retention_keep_seconds = 0;  // 0 = no limit
-  uint64_t retention_interval_s = 60;   // retention runs at most this often (each run rewrites a base)
+  uint64_t retention_interval_s = 10;   // retention runs at most this often (it only removes files)
+  uint64_t compact_max_chain = 1000;    // rebase the running chain at this many deltas; 0 = no limit
+  double compact_max_read_amplification = 2.0;  // ... or when its files reach this multiple of its base; 0 = off
   // Access and observation.
   std::string socket_path = "/run/ckptd/ckptd.sock";
   std::string socket_group;   // empty: the daemon's own group

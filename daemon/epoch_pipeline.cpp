@@ -280,9 +280,9 @@ Result<EpochCommitted> Session::write_epoch(snap::Store& store, EpochJob& job) {
       stats_.dirty_pages_total += job.gfns.size();
     }
     stats_.bytes_raw_total += (*meta)->stats.raw_bytes;
-    stats_.bytes_stored_total += (*meta)->stats.stored_bytes;
+    stats_.bytes_stored_total += (*meta)->file_length;  // the whole file: blocks, metadata, header and footer
   }
-  maybe_apply_retention(store);
+  if (compactor_) compactor_->epoch_committed();
   return committed;
 }
 
@@ -301,28 +301,6 @@ Result<std::shared_ptr<const snap::EpochMeta>> Session::write_epoch_file(snap::S
   }
   for (const vmm::StateBlob& blob : job.state) CKPT_RETURN_IF_ERROR((*writer)->add_state(blob.name, blob.data));
   return (*writer)->commit();
-}
-
-// Retention rewrites a base, so it runs at most once per retention-interval, after a commit.
-void Session::maybe_apply_retention(snap::Store& store) {
-  snap::RetentionPolicy policy;
-  {
-    std::lock_guard lock(mu_);
-    if (!config_.retention_keep_last && !config_.retention_keep_seconds) return;
-    if (Clock::now() - last_retention_ < std::chrono::seconds(config_.retention_interval_s)) return;
-    last_retention_ = Clock::now();
-    if (config_.retention_keep_last) policy.keep_last = config_.retention_keep_last;
-    if (config_.retention_keep_seconds) {
-      uint64_t now = realtime_ns();
-      policy.keep_newer_than_ns = now - std::min(config_.retention_keep_seconds, now / 1000000000) * 1000000000;
-    }
-  }
-  Result<uint64_t> removed = store.apply_retention(policy);
-  if (!removed.is_ok()) {
-    record_error(removed.status().with_context("apply retention"));
-  } else if (*removed) {
-    CKPT_LOG(kInfo) << "retention removed " << *removed << " epochs";
-  }
 }
 
 // The guest stays paused, so a retry captures exactly the same state, owed pages included.

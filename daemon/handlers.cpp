@@ -74,6 +74,15 @@ json status_json(Session& session) {
           {"writer", {{"backlog_epochs", s.writer_backlog_epochs}, {"lag_ms", s.writer_lag_ms},
                       {"epochs_stretched", s.epochs_stretched}, {"oversized_epochs", s.oversized_epochs},
                       {"staging_bytes", s.staging_capacity_bytes}}},
+          {"compaction", {{"store_epochs", s.compaction.store_epochs},
+                          {"store_bytes", s.compaction.store_bytes},
+                          {"chain_length", s.compaction.chain_length},
+                          {"read_amplification", s.compaction.read_amplification},
+                          {"rebases", s.compaction.rebases},
+                          {"rebase_bytes_written", s.compaction.rebase_bytes_written},
+                          {"last_rebase_seconds", s.compaction.last_rebase_seconds},
+                          {"retention_removed_epochs", s.compaction.epochs_removed},
+                          {"errors", s.compaction.errors}}},
           {"errors_total", s.errors_total},
           {"last_error", s.last_error}};
 }

@@ -19,11 +19,22 @@ Session::Session(DaemonConfig config, std::unique_ptr<StoreWorker> worker, Stagi
 
 Session::~Session() = default;
 
+CompactionSettings compaction_settings(const DaemonConfig& config) {
+  CompactionSettings s;
+  s.max_chain = config.compact_max_chain;
+  s.max_read_amplification = config.compact_max_read_amplification;
+  s.keep_last = config.retention_keep_last;
+  s.keep_seconds = config.retention_keep_seconds;
+  s.retention_interval = std::chrono::seconds(config.retention_interval_s);
+  return s;
+}
+
 Result<std::unique_ptr<Session>> Session::create(const DaemonConfig& config, std::shared_ptr<snap::FileSystem> fs) {
   snap::StoreOptions store_options;
   store_options.fs = std::move(fs);
   store_options.engine = config.write_engine;
   store_options.compression_level = config.compression_level;
+  store_options.maintenance_workers = 1;  // background compaction leaves the other CPUs to the guest
   CKPT_ASSIGN_OR_RETURN(auto store, snap::Store::open(config.store_dir, store_options));
   std::optional<uint64_t> newest = store->newest();
   if (newest && !config.resume) {
@@ -40,6 +51,14 @@ Result<std::unique_ptr<Session>> Session::create(const DaemonConfig& config, std
   CKPT_ASSIGN_OR_RETURN(DigestLog digests, DigestLog::open(config.record_digests));
   auto worker = std::make_unique<StoreWorker>(std::move(store));
   std::unique_ptr<Session> session(new Session(config, std::move(worker), std::move(staging), std::move(digests)));
+  Session* self = session.get();
+  session->compactor_ = std::make_unique<Compactor>(
+      session->worker_->store_for_maintenance(), compaction_settings(config),
+      [self] {
+        std::lock_guard lock(self->mu_);
+        return self->parent_;
+      },
+      [self](const Status& s) { self->record_error(s); });
   CKPT_RETURN_IF_ERROR(session->adopt_machine(std::move(machine), newest));
   if (newest) {
     session->parent_ = newest;
@@ -86,6 +105,7 @@ Status Session::run() {
     loop_running_ = true;
   }
   loop();
+  compactor_->stop();  // cancels a rebase under way: the final epoch should not wait for it
   Result<EpochCommitted> final_epoch = take_final_epoch();
   {
     std::lock_guard lock(mu_);
@@ -100,6 +120,7 @@ Status Session::run() {
 // the epoch's vCPU and VM state.
 Status Session::verify_against_fresh_vm(uint64_t epoch) {
   Clock::time_point t0 = Clock::now();
+  auto history = compactor_->hold_history();
   std::unique_ptr<snap::FileSystem> fs = snap::make_posix_file_system();
   CKPT_ASSIGN_OR_RETURN(auto fresh, rebuild_machine(config_, *fs, worker_->store_dir(), epoch));
   std::span<const uint8_t> want = machine_->host_memory(), got = fresh->host_memory();
@@ -220,9 +241,12 @@ void Session::reload(const DaemonConfig& config) {
     config_.retention_keep_last = config.retention_keep_last;
     config_.retention_keep_seconds = config.retention_keep_seconds;
     config_.retention_interval_s = config.retention_interval_s;
+    config_.compact_max_chain = config.compact_max_chain;
+    config_.compact_max_read_amplification = config.compact_max_read_amplification;
     config_.log_level = config.log_level;
     reschedule_ = true;
   }
+  compactor_->set_settings(compaction_settings(config));
   set_log_level(config.log_level);
   cv_.notify_all();
 }
@@ -235,6 +259,7 @@ Result<RestoreOutcome> Session::restore(uint64_t epoch) {
 // one, and only then replaces it: any failure leaves the old VM running as it was.
 Result<RestoreOutcome> Session::restore_on_loop(uint64_t epoch) {
   Clock::time_point t0 = Clock::now();
+  auto history = compactor_->hold_history();  // the chain stays as planned until the VM is rebuilt from it
   RestoreOutcome outcome;
   outcome.restored_epoch = epoch;
   {  // an epoch that cannot be restored is refused before the running VM is saved or touched
@@ -280,8 +305,9 @@ Status Session::start_or_resume() {
   return Status::ok();
 }
 
+// Both run on the compactor's thread, so epochs keep being written meanwhile.
 Status Session::compact(uint64_t epoch) {
-  return worker_->run([&](snap::Store& store) -> Status {
+  return compactor_->run([&](snap::Store& store) -> Status {
     {
       std::lock_guard lock(mu_);
       if (parent_ && *parent_ < epoch) {
@@ -294,16 +320,18 @@ Status Session::compact(uint64_t epoch) {
 }
 
 Result<uint64_t> Session::apply_retention(const snap::RetentionPolicy& policy) {
-  return worker_->run([&](snap::Store& store) -> Result<uint64_t> {
+  uint64_t removed = 0;
+  Status s = compactor_->run([&](snap::Store& store) -> Status {
+    snap::RetentionPolicy with_head = policy;
     {
       std::lock_guard lock(mu_);
-      if (parent_ != store.newest()) {
-        return Status(StatusCode::kBusy, "the VM was just restored to epoch " + std::to_string(parent_.value_or(0)) +
-                                             "; retention runs after its next epoch commits");
-      }
+      if (parent_) with_head.also_keep.insert(*parent_);  // the running VM's line stays whatever the rules say
     }
-    return store.apply_retention(policy);
+    CKPT_ASSIGN_OR_RETURN(removed, store.apply_retention(with_head));
+    return Status::ok();
   });
+  if (!s.is_ok()) return s;
+  return removed;
 }
 
 DaemonStats Session::stats() const {
@@ -312,6 +340,7 @@ DaemonStats Session::stats() const {
   s.uptime_seconds = std::chrono::duration<double>(Clock::now() - started_).count();
   s.owed_pages = owed_.size();
   s.writer_backlog_epochs = worker_->backlog();
+  s.compaction = compactor_->stats();
   if (!recent_pauses_ms_.empty()) {
     std::vector<double> sorted(recent_pauses_ms_.begin(), recent_pauses_ms_.end());
     std::sort(sorted.begin(), sorted.end());

@@ -21,6 +21,7 @@
 #include <vector>
 
 #include "common/status.h"
+#include "daemon/compactor.h"
 #include "daemon/config.h"
 #include "daemon/digest_log.h"
 #include "daemon/metrics/daemon_stats.h"
@@ -50,6 +51,9 @@ struct SessionInfo {
   bool epochs_paused = false;
   uint64_t epoch_ms = 0;
 };
+
+// The compaction policy's settings in `config`.
+CompactionSettings compaction_settings(const DaemonConfig& config);
 
 class Session {
  public:
@@ -109,7 +113,6 @@ class Session {
   Result<EpochCommitted> write_epoch(snap::Store& store, EpochJob& job);
   Result<std::shared_ptr<const snap::EpochMeta>> write_epoch_file(snap::Store& store, EpochJob& job,
                                                                   const snap::EpochOptions& options);
-  void maybe_apply_retention(snap::Store& store);
 
   // Counters.
   void record_error(const Status& s);
@@ -121,6 +124,7 @@ class Session {
 
   DaemonConfig config_;  // the reloadable fields are read under mu_
   std::unique_ptr<StoreWorker> worker_;
+  std::unique_ptr<Compactor> compactor_;  // after worker_: stopped before the store goes
   StagingArea staging_;
   DigestLog digests_;
   std::unique_ptr<vmm::Machine> machine_;  // loop thread only
@@ -153,7 +157,6 @@ class Session {
   Status failure_;              // dirty tracking can no longer be trusted: no more epochs
   DaemonStats stats_;
   std::deque<double> recent_pauses_ms_;  // the newest kRecentPauses pause times
-  Clock::time_point last_retention_ = Clock::now();
 };
 
 }  // namespace ckpt::daemon

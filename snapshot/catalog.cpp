@@ -31,17 +31,29 @@ Result<Catalog> Catalog::load(FileSystem& fs, const std::string& dir) {
 }
 
 void Catalog::add(uint64_t epoch, CatalogEntry entry) {
+  erase(epoch);  // a replacement (compaction rewrites an epoch in place)
+  if (entry.meta) total_bytes_ += entry.meta->file_length;
   if (entry.meta && entry.meta->header.kind == EpochKind::kBase) {
     base_floors_[epoch] = entry.meta->floor;
-  } else {
-    base_floors_.erase(epoch);  // it may replace a base (compaction rewrites an epoch in place)
   }
   entries_[epoch] = std::move(entry);
 }
 
 void Catalog::erase(uint64_t epoch) {
-  entries_.erase(epoch);
+  auto it = entries_.find(epoch);
+  if (it == entries_.end()) return;
+  if (it->second.meta) total_bytes_ -= it->second.meta->file_length;
+  entries_.erase(it);
   base_floors_.erase(epoch);
+}
+
+Result<ChainShape> Catalog::shape(uint64_t epoch) const {
+  CKPT_ASSIGN_OR_RETURN(auto links, chain(epoch));
+  ChainShape shape;
+  shape.links = links.size();
+  shape.base_bytes = links.back()->file_length;
+  for (size_t i = 0; i + 1 < links.size(); ++i) shape.delta_bytes += links[i]->file_length;
+  return shape;
 }
 
 std::optional<uint64_t> Catalog::newest() const {

@@ -21,6 +21,17 @@ struct CatalogEntry {
   Status error;
 };
 
+// What a restore of one epoch reads, in outline: how many epochs its chain links and how big their files are.
+struct ChainShape {
+  uint64_t links = 0;        // epochs in the chain, the base included
+  uint64_t base_bytes = 0;   // file size of the chain's base
+  uint64_t delta_bytes = 0;  // file sizes of its deltas, together
+  // Bytes of the chain per byte of its base: about what a restore reads relative to a single image of that epoch.
+  double read_amplification() const {
+    return base_bytes ? static_cast<double>(base_bytes + delta_bytes) / static_cast<double>(base_bytes) : 1.0;
+  }
+};
+
 class Catalog {
  public:
   // Lists `dir` and reads every committed epoch file's metadata. A file that fails its checks is kept as an entry
@@ -42,6 +53,10 @@ class Catalog {
   // missing or unreadable link, a cycle, or a link to another store or guest size.
   Result<std::vector<std::shared_ptr<const EpochMeta>>> chain(uint64_t epoch) const;
   std::string path_of(uint64_t epoch) const;
+  // The shape of `epoch`'s chain (Result of chain(), summarised).
+  Result<ChainShape> shape(uint64_t epoch) const;
+  // Sum of the readable epochs' file sizes.
+  uint64_t total_bytes() const { return total_bytes_; }
 
   // Called by the writer after it commits (or replaces) an epoch, and after it removes one.
   void add(uint64_t epoch, CatalogEntry entry);
@@ -51,6 +66,7 @@ class Catalog {
   std::string dir_;
   std::map<uint64_t, CatalogEntry> entries_;
   std::map<uint64_t, uint64_t> base_floors_;  // epoch -> floor, for the readable bases among entries_
+  uint64_t total_bytes_ = 0;
 };
 
 }  // namespace ckpt::snap

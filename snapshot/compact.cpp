@@ -106,7 +106,7 @@ uint64_t oldest_kept(const Catalog& catalog, const RetentionPolicy& policy) {
 
 }  // namespace
 
-Status Store::rebase(uint64_t k) {
+Status Store::rebase(uint64_t k, const std::atomic<bool>* cancel) {
   MaintenanceSlot slot(*this);
   CKPT_RETURN_IF_ERROR(slot.status());
   uint64_t floor;
@@ -114,10 +114,10 @@ Status Store::rebase(uint64_t k) {
     std::lock_guard lock(mu_);
     floor = catalog_.floor();
   }
-  return rewrite_as_base(k, floor);
+  return rewrite_as_base(k, floor, cancel);
 }
 
-Status Store::rewrite_as_base(uint64_t k, uint64_t floor) {
+Status Store::rewrite_as_base(uint64_t k, uint64_t floor, const std::atomic<bool>* cancel) {
   std::vector<std::shared_ptr<const EpochMeta>> chain;
   std::vector<std::string> paths;
   {
@@ -141,6 +141,9 @@ Status Store::rewrite_as_base(uint64_t k, uint64_t floor) {
   ByteBuffer scratch(max_stored_block_size());
   ByteBuffer raw(size_t{f::kMaxDataPagesPerBlock} * f::kPageSize);
   for (const BlockTask& task : plan.tasks) {
+    if (cancel && cancel->load(std::memory_order_relaxed)) {
+      return Status(StatusCode::kAborted, "rebase of epoch " + std::to_string(k) + " cancelled");
+    }
     const EpochMeta& meta = *chain[task.link];
     const BlockRef& block = meta.blocks[task.block];
     CKPT_ASSIGN_OR_RETURN(auto file, files.get(paths[task.link], meta));
@@ -224,7 +227,9 @@ Result<uint64_t> Store::apply_retention(const RetentionPolicy& policy) {
   }
   uint64_t removed = doomed.size();
   CKPT_RETURN_IF_ERROR(remove_epochs(std::move(doomed)));
-  if (removed) CKPT_LOG(kDebug) << "retention removed " << removed << " epochs of " << dir_;
+  if (removed) {
+    CKPT_LOG(kDebug) << "retention removed " << removed << " epochs of " << dir_;
+  }
   return removed;
 }
 

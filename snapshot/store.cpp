@@ -64,6 +64,16 @@ size_t Store::epoch_count() const {
   return catalog_.entries().size();
 }
 
+uint64_t Store::total_bytes() const {
+  std::lock_guard lock(mu_);
+  return catalog_.total_bytes();
+}
+
+Result<ChainShape> Store::chain_shape(uint64_t epoch) const {
+  std::lock_guard lock(mu_);
+  return catalog_.shape(epoch);
+}
+
 void Store::committed(uint64_t epoch, CatalogEntry entry) {
   std::lock_guard lock(mu_);
   catalog_.add(epoch, std::move(entry));

@@ -5,6 +5,7 @@
 // maintenance only rewrites or removes committed epochs below the newest, which the epoch writer never reads.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <memory>
 #include <mutex>
@@ -61,6 +62,8 @@ class Store {
   FileSystem& fs() { return *fs_; }
   std::optional<uint64_t> newest() const;
   size_t epoch_count() const;
+  uint64_t total_bytes() const;  // of the committed epochs' files
+  Result<ChainShape> chain_shape(uint64_t epoch) const;
 
   // Starts the first epoch of an empty store (epoch 0), or a new full snapshot after the newest epoch. The caller
   // must add every page of the guest; commit() refuses an incomplete base.
@@ -72,7 +75,8 @@ class Store {
   // Rewrites epoch k, a delta, as a base holding the same memory, state, tag and timestamp, and publishes it under
   // k's own name (an atomic replace): chains through k now end there. Nothing is removed. Streams the chain block by
   // block, so memory stays at a few blocks whatever the guest size. A no-op when k is a base already.
-  Status rebase(uint64_t k);
+  // `cancel`, when given and set, stops the rebase early (kAborted; nothing changed).
+  Status rebase(uint64_t k, const std::atomic<bool>* cancel = nullptr);
   // Folds epochs <= k into a new base at epoch k, atomically; epochs > k stay restorable, older ones are removed.
   // Refused when an epoch above k does not descend from k (it would lose its chain).
   Status compact(uint64_t k);
@@ -92,7 +96,7 @@ class Store {
   void writer_finished();
   Status remove_epochs_below(uint64_t floor);
   // rebase and compact: writes k as a base with `floor`, streaming its chain (maintenance slot held).
-  Status rewrite_as_base(uint64_t k, uint64_t floor);
+  Status rewrite_as_base(uint64_t k, uint64_t floor, const std::atomic<bool>* cancel = nullptr);
   // Removes `doomed` (newest first) from the catalog and the directory.
   Status remove_epochs(std::vector<uint64_t> doomed);
   WriterResources& maintenance_resources();

@@ -41,6 +41,19 @@ inline DirtyHistogram make_dirty_histogram() {
   return h;
 }
 
+// What the compactor (daemon/compactor.h) did and what it keeps bounded.
+struct CompactionStats {
+  uint64_t rebases = 0;               // bases written by the policy
+  uint64_t rebase_bytes_written = 0;  // their file sizes
+  double last_rebase_seconds = 0;
+  uint64_t epochs_removed = 0;        // by background retention
+  uint64_t errors = 0;                // failed background rebases and retention runs (also in errors_total)
+  uint64_t chain_length = 0;          // epochs in the running VM's chain, base included
+  double read_amplification = 0;      // of that chain
+  uint64_t store_epochs = 0;
+  uint64_t store_bytes = 0;
+};
+
 struct DaemonStats {
   // The VM.
   std::string backend;   // "kvm" or "software"
@@ -65,7 +78,7 @@ struct DaemonStats {
   DirtyHistogram dirty_pages = make_dirty_histogram();
   uint64_t dirty_pages_total = 0;
   uint64_t bytes_raw_total = 0;     // page bytes handed to the store (4 KiB per page)
-  uint64_t bytes_stored_total = 0;  // bytes the store wrote for them (compressed blocks + metadata)
+  uint64_t bytes_stored_total = 0;  // bytes of the epoch files written for them: blocks, metadata, header, footer
 
   // Back pressure.
   uint64_t owed_pages = 0;          // pages of failed writes waiting for the next epoch
@@ -74,6 +87,9 @@ struct DaemonStats {
   uint64_t epochs_stretched = 0;    // epochs that started late for that reason
   uint64_t oversized_epochs = 0;    // dirty sets larger than the staging area, written while paused
   uint64_t staging_capacity_bytes = 0;
+
+  // The store's size and chain, kept bounded by the compactor (daemon/compactor.h).
+  CompactionStats compaction;
 
   // Errors.
   uint64_t errors_total = 0;

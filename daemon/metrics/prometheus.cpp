@@ -137,8 +137,22 @@ void render_volume(Exposition& e, const DaemonStats& s) {
   e.histogram("ckptd_epoch_dirty_pages", "Dirty pages captured per epoch.", s.dirty_pages, 1);
   e.counter("ckptd_dirty_pages_total", "Dirty pages captured over all epochs.", s.dirty_pages_total);
   e.counter("ckptd_raw_bytes_total", "Page bytes handed to the store (4 KiB per dirty page).", s.bytes_raw_total);
-  e.counter("ckptd_stored_bytes_total", "Bytes the store wrote for them: compressed blocks and metadata.",
+  e.counter("ckptd_stored_bytes_total",
+            "Bytes of the epoch files written for them: compressed blocks, metadata, headers and footers.",
             s.bytes_stored_total);
+  const CompactionStats& c = s.compaction;
+  e.gauge("ckptd_store_epochs", "Committed epochs in the store.", integer(c.store_epochs));
+  e.gauge("ckptd_store_bytes", "Bytes of the store's committed epoch files.", integer(c.store_bytes));
+  e.gauge("ckptd_chain_length", "Epochs a restore of the running VM's newest epoch reads, its base included.",
+          integer(c.chain_length));
+  e.gauge("ckptd_chain_read_amplification", "Bytes of that chain's files per byte of its base.",
+          number(c.read_amplification));
+  e.counter("ckptd_rebases_total", "Background rebases: chains folded into a new base while the guest ran.",
+            c.rebases);
+  e.counter("ckptd_rebase_bytes_written_total", "Bytes of the bases background rebases wrote.",
+            c.rebase_bytes_written);
+  e.counter("ckptd_retention_removed_epochs_total", "Epochs background retention removed.", c.epochs_removed);
+  e.counter("ckptd_compaction_errors_total", "Background rebases and retention runs that failed.", c.errors);
 }
 
 void render_back_pressure(Exposition& e, const DaemonStats& s) {

@@ -247,7 +247,8 @@ TEST(CrashConsistency, InjectedEnospcAndEioAreReportedAndLoseNoPage) {
   loop.join();
   EXPECT_TRUE(ran.is_ok()) << ran.to_string();
   EXPECT_GT(stats.epochs_failed, 0u);
-  EXPECT_EQ(stats.errors_total, stats.epochs_failed);
+  // Every error is a failed epoch, or a background compaction the faults hit (retried at a later commit).
+  EXPECT_EQ(stats.errors_total, stats.epochs_failed + stats.compaction.errors);
   EXPECT_EQ(stats.owed_pages, 0u) << "pages still owed after the faults stopped";
   auto digests = epoch_digests(dir);
   auto catalog = snap::Catalog::load(*fs, config.store_dir);

@@ -106,7 +106,9 @@ TEST(Retention, WithoutRewriteRemovesOnlyWhatNoKeptEpochNeeds) {
   Catalog catalog = (*store)->catalog_snapshot();
   EXPECT_EQ(catalog.entries().begin()->first, 10u);
   for (const auto& [epoch, memory] : expected) {
-    if (epoch >= 10) EXPECT_EQ(testing::restore_epoch(dir.path(), epoch), memory) << epoch;
+    if (epoch >= 10) {
+      EXPECT_EQ(testing::restore_epoch(dir.path(), epoch), memory) << epoch;
+    }
   }
   for (uint64_t e = 0; e < 10; ++e) EXPECT_FALSE(std::filesystem::exists(dir.sub(epoch_file_name(e))));
 }

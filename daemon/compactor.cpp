@@ -1,0 +1,191 @@
+#include "daemon/compactor.h"
+
+#include <time.h>
+
+#include <algorithm>
+
+#include "common/log.h"
+#include "common/thread_name.h"
+
+namespace ckpt::daemon {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+constexpr auto kRetryAfterFailure = std::chrono::seconds(10);
+
+uint64_t realtime_ns() {
+  timespec ts{};
+  clock_gettime(CLOCK_REALTIME, &ts);
+  return static_cast<uint64_t>(ts.tv_sec) * 1000000000ull + static_cast<uint64_t>(ts.tv_nsec);
+}
+
+// Below this much delta data a restore reads so little that rewriting a base would gain nothing: an idle guest's
+// deltas (metadata and vCPU state, ~1 KiB each) would otherwise outweigh its nearly empty base within a few epochs.
+constexpr uint64_t kMinRebaseDeltaBytes = 16ull << 20;
+
+bool rebase_due(const snap::ChainShape& shape, const CompactionSettings& s) {
+  if (shape.links <= 1) return false;
+  if (s.max_chain && shape.links - 1 >= s.max_chain) return true;
+  return s.max_read_amplification > 0 && shape.delta_bytes >= kMinRebaseDeltaBytes &&
+         shape.read_amplification() >= s.max_read_amplification;
+}
+
+// Retention by count runs once this many epochs have come since its last run, whatever the interval: at 1 ms
+// epochs an interval of 10 s would let 10,000 epochs pile up past keep-last.
+uint64_t retention_batch(const CompactionSettings& s) { return std::max<uint64_t>(64, s.keep_last / 8); }
+
+}  // namespace
+
+Compactor::Compactor(snap::Store& store, CompactionSettings settings, std::function<std::optional<uint64_t>()> head,
+                     std::function<void(const Status&)> on_error)
+    : store_(store), head_(std::move(head)), on_error_(std::move(on_error)), settings_(settings),
+      thread_([this] { loop(); }) {}
+
+Compactor::~Compactor() { stop(); }
+
+void Compactor::stop() {
+  {
+    std::lock_guard lock(mu_);
+    if (stopping_ && !thread_.joinable()) return;
+    stopping_ = true;
+  }
+  cancel_ = true;
+  cv_.notify_all();
+  if (thread_.joinable()) thread_.join();
+}
+
+void Compactor::epoch_committed() {
+  {
+    std::lock_guard lock(mu_);
+    dirty_ = true;
+  }
+  cv_.notify_all();
+}
+
+void Compactor::set_settings(const CompactionSettings& settings) {
+  {
+    std::lock_guard lock(mu_);
+    settings_ = settings;
+    dirty_ = true;
+  }
+  cv_.notify_all();
+}
+
+Status Compactor::run(std::function<Status(snap::Store&)> fn) {
+  auto task = std::make_shared<std::packaged_task<Status()>>([this, fn = std::move(fn)] {
+    auto history = hold_history();
+    return fn(store_);
+  });
+  std::future<Status> result = task->get_future();
+  {
+    std::lock_guard lock(mu_);
+    if (stopping_) return Status(StatusCode::kBusy, "ckptd is shutting down");
+    commands_.push_back([task] { (*task)(); });
+  }
+  cv_.notify_all();
+  return result.get();
+}
+
+CompactionStats Compactor::stats() const {
+  std::lock_guard lock(mu_);
+  return stats_;
+}
+
+void Compactor::loop() {
+  name_this_thread("ckpt-compact");
+  std::unique_lock lock(mu_);
+  for (;;) {
+    // Retention also runs on a timer, so an idle store (epochs paused) still sheds what ages out.
+    cv_.wait_for(lock, std::chrono::seconds(1), [&] { return stopping_ || dirty_ || !commands_.empty(); });
+    if (!commands_.empty()) {
+      auto command = std::move(commands_.front());
+      commands_.pop_front();
+      lock.unlock();
+      command();
+      lock.lock();
+      continue;
+    }
+    if (stopping_) break;
+    dirty_ = false;
+    lock.unlock();
+    maintain();
+    lock.lock();
+  }
+  // Commands queued before stop() still get an answer.
+  for (auto& command : commands_) command();
+  commands_.clear();
+}
+
+void Compactor::report(const Status& s) {
+  {
+    std::lock_guard lock(mu_);
+    ++stats_.errors;
+  }
+  on_error_(s);
+}
+
+void Compactor::maintain() {
+  CompactionSettings s;
+  {
+    std::lock_guard lock(mu_);
+    s = settings_;
+  }
+  auto history = hold_history();
+  std::optional<uint64_t> head = head_();
+  if (head) {
+    Result<snap::ChainShape> shape = store_.chain_shape(*head);
+    if (shape.is_ok() && rebase_due(*shape, s) && Clock::now() >= retry_rebase_after_) {
+      Clock::time_point t0 = Clock::now();
+      Status rebased = store_.rebase(*head, &cancel_);
+      double seconds = std::chrono::duration<double>(Clock::now() - t0).count();
+      if (rebased.is_ok()) {
+        Result<snap::ChainShape> after = store_.chain_shape(*head);
+        std::lock_guard lock(mu_);
+        ++stats_.rebases;
+        stats_.rebase_bytes_written += after.is_ok() ? after->base_bytes : 0;
+        stats_.last_rebase_seconds = seconds;
+      } else if (rebased.code() != StatusCode::kAborted) {
+        retry_rebase_after_ = Clock::now() + kRetryAfterFailure;
+        report(rebased.with_context("rebase epoch " + std::to_string(*head) + " (a chain of " +
+                                       std::to_string(shape->links) + " epochs)"));
+      }
+    }
+  }
+  size_t epochs = store_.epoch_count();
+  bool retention_due =
+      (s.keep_last || s.keep_seconds) && (Clock::now() - last_retention_ >= s.retention_interval ||
+                                          (s.keep_last && epochs >= epochs_after_retention_ + retention_batch(s)));
+  if (retention_due) {
+    last_retention_ = Clock::now();
+    snap::RetentionPolicy policy;
+    policy.rewrite = false;
+    if (s.keep_last) policy.keep_last = s.keep_last;
+    if (s.keep_seconds) {
+      uint64_t now = realtime_ns();
+      policy.keep_newer_than_ns = now - std::min(s.keep_seconds, now / 1000000000) * 1000000000;
+    }
+    if (head) policy.also_keep.insert(*head);
+    Result<uint64_t> removed = store_.apply_retention(policy);
+    if (!removed.is_ok()) {
+      report(removed.status().with_context("apply retention"));
+    } else {
+      std::lock_guard lock(mu_);
+      stats_.epochs_removed += *removed;
+    }
+    epochs_after_retention_ = store_.epoch_count();
+  }
+  refresh_stats(head);
+}
+
+void Compactor::refresh_stats(std::optional<uint64_t> head) {
+  Result<snap::ChainShape> shape = head ? store_.chain_shape(*head) : Result<snap::ChainShape>(snap::ChainShape{});
+  std::lock_guard lock(mu_);
+  if (shape.is_ok()) {
+    stats_.chain_length = shape->links;
+    stats_.read_amplification = shape->read_amplification();
+  }
+  stats_.store_epochs = store_.epoch_count();
+  stats_.store_bytes = store_.total_bytes();
+}
+
+}  // namespace ckpt::daemon
