@@ -51,6 +51,36 @@ expect_text "$dir/err" "epoch 99999 is not in store" "unknown epoch is named"
 expect_rc 4 "missing store" -- "$ckpt" list --store "$dir/nothing-here"
 expect_rc 2 "usage error" -- "$ckpt" restore --store "$dir/s"
 expect_rc 2 "no subcommand" -- "$ckpt"
+expect_text "$dir/err" "a command is required: status, snapshot" "no subcommand lists the commands"
+expect_rc 2 "an unknown command" -- "$ckpt" frobnicate
+expect_text "$dir/err" "^ckpt: 'frobnicate' is not a ckpt command; the commands are status, snapshot, list, restore" \
+  "an unknown command is named and the commands listed"
+
+# Numbers: a negative, too large, or malformed value of any numeric option is a usage error naming the option (CLI11
+# alone wraps -1 to 2^64-1, saturates past 2^64 and reads 010 as octal).
+numeric_case() {  # numeric_case OPTION_NAME_IN_MESSAGE ckpt-args...
+  local name=$1
+  shift
+  expect_rc 2 "ckpt $*" -- "$ckpt" "$@"
+  expect_text "$dir/err" "^$name: " "ckpt $* names $name"
+}
+numeric_case --keep-last compact --keep-last -1
+numeric_case --keep-last compact --keep-last 0 --store "$dir/s"
+numeric_case --keep-last compact --keep-last 99999999999999999999 --store "$dir/s"
+numeric_case --to-epoch compact --to-epoch -3
+numeric_case epoch restore -- -1
+numeric_case epoch restore 18446744073709551616
+numeric_case --epoch restore --epoch -5 --store "$dir/s" --to "$dir/neg.img"
+numeric_case --epoch inspect --store "$dir/s" --epoch -1
+numeric_case --epoch verify --store "$dir/s" --epoch 1x
+numeric_case --timeout shutdown --wait --timeout -1
+numeric_case --timeout shutdown --wait --timeout 1e400
+[ -e "$dir/neg.img" ] && { echo "FAIL: a refused restore wrote its image"; failures=$((failures + 1)); }
+expect_rc 0 "a leading zero is decimal, not octal" -- "$ckpt" inspect --store "$dir/s" --epoch 005 --json
+expect_text "$dir/out" '"epoch": 5,' "--epoch 005 is epoch 5"
+# Offline compact of a path that holds no store: not found, and nothing is created there.
+expect_rc 4 "offline compact of a missing store" -- "$ckpt" compact --store "$dir/nothing-here" --keep-last 3
+[ -e "$dir/nothing-here" ] && { echo "FAIL: offline compact created $dir/nothing-here"; failures=$((failures + 1)); }
 
 # Flip one byte inside the data of epoch 1.
 f=$dir/s/0000000000000001.epoch
