@@ -22,7 +22,7 @@ expect_rc() {  # expect_rc WANT DESCRIPTION -- command...
   fi
 }
 expect_text() {  # expect_text FILE PATTERN DESCRIPTION
-  if grep -qE "$2" "$1"; then echo "ok: $3"; else echo "FAIL: $3: no /$2/ in:"; cat "$1"; failures=$((failures + 1)); fi
+  if grep -qE -- "$2" "$1"; then echo "ok: $3"; else echo "FAIL: $3: no /$2/ in:"; cat "$1"; failures=$((failures + 1)); fi
 }
 
 # A small store: ckptd runs for about a second, then SIGTERM takes a final epoch, which verify-final rebuilds into a
@@ -38,6 +38,32 @@ rc=$?
 [ "$rc" -eq 0 ] && echo "ok: ckptd wrote a store and stopped on SIGTERM" || {
   echo "FAIL: ckptd exit $rc"; cat "$dir/ckptd.log"; failures=$((failures + 1)); }
 expect_text "$dir/ckptd.log" "bit-exact" "ckptd's verify-final passed"
+# ckptd's exit codes (docs/operations.md, "Exit codes"): every usage or config error is 2, named, and changes nothing.
+expect_rc 2 "ckptd with an unknown option" -- "$ckptd" --bogus
+expect_rc 2 "ckptd with a stray argument" -- "$ckptd" stray
+expect_rc 2 "ckptd --config naming a directory" -- "$ckptd" --config "$dir"
+expect_text "$dir/err" "config file $dir is a directory" "the directory is named"
+expect_rc 2 "ckptd --config naming a missing file" -- "$ckptd" --config "$dir/none.conf"
+expect_text "$dir/err" "$dir/none.conf" "the missing file is named"
+expect_rc 2 "ckptd --vcpus 33 (the VM takes 32)" -- "$ckptd" --vcpus 33
+expect_text "$dir/err" "--vcpus 33: 33 is outside 1..32" "the setting and its range are named"
+expect_rc 2 "ckptd --memory-mib -8" -- "$ckptd" --memory-mib -8
+printf 'epoch-ms = 100  # inline comment\nvcpus = 40\n' >"$dir/bad.conf"
+expect_rc 2 "ckptd with a bad value in its config file" -- "$ckptd" --config "$dir/bad.conf"
+expect_text "$dir/err" "$dir/bad.conf:2: vcpus = 40: 40 is outside 1..32" "the file and line are named"
+expect_rc 2 "ckptd on a store with epochs, without --resume" -- \
+  "$ckptd" --store "$dir/s" --socket "$dir/ckptd2.sock" --backend software
+expect_text "$dir/err" "set resume" "the message says to set resume"
+# A small memory needs no hot-pages setting: the default shrinks to fit (operations.md, "Configuration").
+"$ckptd" --store "$dir/small" --socket "$dir/small.sock" --backend software --memory-mib 8 >"$dir/small.log" 2>&1 &
+small=$!
+for _ in $(seq 1 100); do [ -S "$dir/small.sock" ] && break; kill -0 "$small" 2>/dev/null || break; sleep 0.1; done
+kill -TERM "$small" 2>/dev/null
+wait "$small"
+rc=$?
+[ "$rc" -eq 0 ] && echo "ok: ckptd --memory-mib 8 runs with the default hot set" || {
+  echo "FAIL: ckptd --memory-mib 8 exit $rc"; cat "$dir/small.log"; failures=$((failures + 1)); }
+
 expect_rc 0 "list" -- "$ckpt" list --store "$dir/s"
 expect_text "$dir/out" "^ +0  base" "list shows the base"
 expect_rc 0 "list --json" -- "$ckpt" list --store "$dir/s" --json
