@@ -54,6 +54,33 @@ expect_text "$dir/err" "$dir/bad.conf:2: vcpus = 40: 40 is outside 1..32" "the f
 expect_rc 2 "ckptd on a store with epochs, without --resume" -- \
   "$ckptd" --store "$dir/s" --socket "$dir/ckptd2.sock" --backend software
 expect_text "$dir/err" "set resume" "the message says to set resume"
+# Resume with settings that differ from the store's VM (16 MiB, 2 vCPUs, hot-set, seed 1) is a config error naming
+# the setting, both values and where the differing one came from, and leaves the store as it was.
+snapshot_of() { (cd "$1" && find . -type f -name "*.epoch" | sort | xargs md5sum); }  # LOCK holds the last pid
+before=$(snapshot_of "$dir/s")
+resume=("$ckptd" --resume --store "$dir/s" --socket "$dir/resume.sock" --backend software)
+expect_rc 2 "resume with another --vcpus" -- "${resume[@]}" --vcpus 3
+expect_text "$dir/err" "vcpus is 2 in the store but 3 in --vcpus" "the vCPU difference is named with both values"
+expect_text "$dir/err" "rebuilt from the store" "the message says why"
+expect_rc 2 "resume with another --memory-mib" -- "${resume[@]}" --memory-mib 32
+expect_text "$dir/err" "memory-mib is 16 in the store but 32 in --memory-mib" "the memory difference is named"
+printf 'workload = sweep\nworkload-seed = 7  # not the store'"'"'s\n' >"$dir/other.conf"
+expect_rc 2 "resume with another workload and seed in the config file" -- "${resume[@]}" --config "$dir/other.conf"
+expect_text "$dir/err" "workload is hot-set in the store but sweep in $dir/other.conf:1; workload-seed is 1 in the store but 7 in $dir/other.conf:2" \
+  "every workload difference is named with its file and line"
+[ "$(snapshot_of "$dir/s")" = "$before" ] && echo "ok: the refused resumes left the store unchanged" || {
+  echo "FAIL: a refused resume changed the store"; failures=$((failures + 1)); }
+# Settings left unset take the store's values (the defaults are 256 MiB and hot-set seed 1; the store is 16 MiB).
+cp -r "$dir/s" "$dir/s2"
+"$ckptd" --resume --store "$dir/s2" --socket "$dir/s2.sock" --backend software >"$dir/s2.log" 2>&1 &
+resumed=$!
+for _ in $(seq 1 100); do "$ckpt" --socket "$dir/s2.sock" status --json >"$dir/s2.json" 2>/dev/null && break; sleep 0.1; done
+expect_text "$dir/s2.json" '"memory_bytes": 16777216' "an unset memory-mib takes the store's 16 MiB on resume"
+kill -TERM "$resumed"; wait "$resumed"
+expect_eq_rc=$?
+[ "$expect_eq_rc" -eq 0 ] && echo "ok: the resumed ckptd stops cleanly" || {
+  echo "FAIL: resumed ckptd exit $expect_eq_rc"; cat "$dir/s2.log"; failures=$((failures + 1)); }
+
 # A small memory needs no hot-pages setting: the default shrinks to fit (operations.md, "Configuration").
 "$ckptd" --store "$dir/small" --socket "$dir/small.sock" --backend software --memory-mib 8 >"$dir/small.log" 2>&1 &
 small=$!
