@@ -116,6 +116,26 @@ expect_text "$dir/out" \
 expect_rc 0 "--socket after the subcommand" -- "$ckpt" status --brief --socket "$sock"
 expect_rc 0 "the socket from CKPT_SOCKET" -- env CKPT_SOCKET="$sock" "$ckpt" status --brief
 
+# --- idle connections (as many as the daemon serves at once, silent or halfway through a line) do not lock ckpt out.
+python3 - "$sock" <<'PY' &
+import socket, sys, time
+peers = []
+for i in range(16):
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.connect(sys.argv[1])
+    if i % 2:
+        s.send(b'{"v":1,"id":1,"cmd":"sta')
+    peers.append(s)
+time.sleep(5)
+PY
+hogs=$!
+sleep 0.5
+t0=$(date +%s%N)
+expect_rc 0 "status with 16 idle connections open" -- "${C[@]}" status --brief
+ms=$(( ($(date +%s%N) - t0) / 1000000 ))
+[ "$ms" -lt 2000 ] && echo "ok: served in $ms ms" || fail "status is served promptly beside idle connections" "< 2000 ms" "$ms ms"
+kill "$hogs" 2>/dev/null; wait "$hogs" 2>/dev/null
+
 # --- snapshot, and list live against offline.
 expect_rc 0 "snapshot --tag t1" -- "${C[@]}" snapshot --tag t1
 expect_text "$dir/out" "^epoch [0-9]+ committed: [0-9,]+ dirty pages, pause [0-9.]+ ms, .* stored, tag t1$" \
