@@ -235,6 +235,8 @@ Status check_workload_fits(DaemonConfig& config, const std::map<std::string, std
 // word ("ops#1") stays. A value in double quotes is taken whole, '#' included; anything but a comment after its
 // closing quote is an error. Returns the line without its comment, or an error message.
 Result<std::string> strip_comment(const std::string& line) {
+  size_t first = line.find_first_not_of(" \t");
+  if (first != std::string::npos && line[first] == '#') return std::string();  // a comment line, quotes and all
   size_t eq = line.find('=');
   size_t open = eq == std::string::npos ? std::string::npos : line.find_first_not_of(" \t", eq + 1);
   if (open != std::string::npos && line[open] == '"') {

@@ -111,7 +111,7 @@ TEST(Config, InlineCommentsFollowTheDocumentedRule) {
   EXPECT_NE(c.status().message().find(path + ":5: log-level = warn#not-a-comment"), std::string::npos)
       << c.status().to_string();
   std::ofstream(path) << "epoch-ms = 250  # a quarter second\n   # indented\nsocket-group = ops#1\t# c\n"
-                         "store = \"/srv/a #b\"  # quoted\n";
+                         "store = \"/srv/a #b\"  # quoted\n# store = \"/old path, commented out\n";
   c = parse({"--config", path});
   ASSERT_TRUE(c.is_ok()) << c.status().to_string();
   EXPECT_EQ(c->config.epoch_ms, 250u);
