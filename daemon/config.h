@@ -21,7 +21,7 @@ namespace ckpt::daemon {
 enum DaemonExitCode : int {
   kExitClean = 0,    // stopped on request (SIGTERM, ckpt shutdown) with the final epoch committed
   kExitRuntime = 1,  // a failure after the settings were accepted: the store, the VM, the socket, the final epoch
-  kExitUsage = 2,    // a bad command line or config file, or settings that do not fit the store (nothing was done)
+  kExitUsage = 2,    // a bad command line or config file, or settings that do not fit the store; the guest never ran
 };
 
 struct DaemonConfig {
