@@ -11,8 +11,10 @@
 
 #include "cli/commands.h"
 #include "cli/exit_codes.h"
+#include "cli/numeric_option.h"
 #include "cli/output.h"
 #include "cli/reply_fields.h"
+#include "cli/store_access.h"
 #include "snapshot/store.h"
 
 namespace ckpt::cli {
@@ -56,9 +58,13 @@ uint64_t now_ns() {
 }
 
 int run_offline(const CompactArgs& args, std::optional<uint64_t> keep_newer_than_s) {
-  auto store = snap::Store::open(args.dir);
+  // A missing directory is a typo'd path, not a new store to create (the daemon's writer would).
+  snap::StoreOptions options;
+  options.create_if_missing = false;
+  auto store = snap::Store::open(args.dir, options);
   if (!store.is_ok()) return report_error("compact", store.status(), args.json);
   size_t before = (*store)->epoch_count();
+  if (before == 0) return report_error("compact", not_found("store " + args.dir + " holds no epochs"), args.json);
   if (args.to_epoch) {
     Status s = (*store)->compact(*args.to_epoch);
     if (!s.is_ok()) return report_error("compact", s, args.json);
@@ -74,13 +80,14 @@ int run_offline(const CompactArgs& args, std::optional<uint64_t> keep_newer_than
   }
   snap::Catalog catalog = (*store)->catalog_snapshot();
   const auto& entries = catalog.entries();
+  if (entries.empty()) return report_error("compact", not_found("no epochs left in store " + args.dir), args.json);
   uint64_t oldest = entries.begin()->first, newest = entries.rbegin()->first;
   if (args.json) {
     print_json({{"store", args.dir}, {"epochs_before", before}, {"epochs_now", entries.size()},
                 {"oldest", oldest}, {"newest", newest}});
     return kExitOk;
   }
-  std::printf("compacted %s: %zu epochs before, %zu now (oldest %llu, newest %llu)\n", args.dir.c_str(), before,
+  std::printf("compacted %s: %zu epochs before, %zu now (oldest %llu, newest %llu)\n", printable(args.dir).c_str(), before,
               entries.size(), static_cast<unsigned long long>(oldest), static_cast<unsigned long long>(newest));
   return kExitOk;
 }
@@ -137,8 +144,12 @@ void add_compact_command(CLI::App& app, const DaemonOptions& daemon, int* exit_c
   cmd->add_option("--store", args->dir, "Compact this store directory offline (no daemon may be writing to it)")
       ->type_name("DIR");
   auto* to = cmd->add_option("--to-epoch", args->to_epoch, "Make this epoch the base; older epochs are removed")
-                 ->type_name("K");
-  auto* last = cmd->add_option("--keep-last", args->keep_last, "Keep the newest N epochs")->type_name("N");
+                 ->type_name("K")
+                 ->transform(whole_number());
+  // At least one: the store refuses to keep nothing.
+  auto* last = cmd->add_option("--keep-last", args->keep_last, "Keep the newest N epochs (at least 1)")
+                   ->type_name("N")
+                   ->transform(whole_number(1));
   auto* newer = cmd->add_option("--keep-newer-than", args->keep_newer_than,
                                 "Keep epochs younger than DURATION (seconds, or 90s, 15m, 12h, 7d, 2w)")
                     ->type_name("DURATION");

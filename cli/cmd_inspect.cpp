@@ -5,6 +5,7 @@
 
 #include "cli/commands.h"
 #include "cli/exit_codes.h"
+#include "cli/numeric_option.h"
 #include "cli/output.h"
 #include "cli/store_access.h"
 #include "daemon/control/epoch_json.h"
@@ -60,7 +61,9 @@ nlohmann::json epoch_detail(uint64_t epoch, const snap::CatalogEntry& entry) {
 
 void print_human(const nlohmann::json& j) {
   for (const auto& [key, value] : j.items()) {
-    std::string text = value.is_string() ? value.get<std::string>() : value.dump();
+    // Strings (the store path) escaped for the terminal; anything else as ASCII-only JSON, escaped the same way.
+    std::string text = value.is_string() ? printable(value.get<std::string>())
+                                         : value.dump(-1, ' ', true, nlohmann::json::error_handler_t::replace);
     if ((key.find("bytes") != std::string::npos) && value.is_number_unsigned()) {
       text = human_bytes(value.get<uint64_t>()) + " (" + value.dump() + ")";
     }
@@ -103,7 +106,9 @@ void add_inspect_command(CLI::App& app, int* exit_code) {
   auto epoch = std::make_shared<std::optional<uint64_t>>();
   auto json = std::make_shared<bool>(false);
   cmd->add_option("--store", *dir, "Store directory")->required()->type_name("DIR");
-  cmd->add_option("--epoch", *epoch, "Inspect this epoch instead of the whole store");
+  cmd->add_option("--epoch", *epoch, "Inspect this epoch instead of the whole store")
+      ->type_name("N")
+      ->transform(whole_number());
   cmd->add_flag("--json", *json, "Print JSON");
   cmd->callback([=] { *exit_code = run_inspect(*dir, *epoch, *json); });
 }

@@ -23,16 +23,16 @@ void print_table(const json& epochs) {
   for (const json& e : epochs) {
     std::string epoch = epoch_field(e, "epoch");
     if (field(e, "error").is_string()) {
-      std::printf("%8s  unreadable: %s\n", epoch.c_str(), text_field(e, "error").c_str());
+      std::printf("%8s  unreadable: %s\n", epoch.c_str(), printable(text_field(e, "error")).c_str());
       continue;
     }
-    std::string kind = text_field(e, "kind");
+    std::string kind = printable(text_field(e, "kind"));
     std::printf("%8s  %-5s  %8s  %-23s  %10llu  %10s  %6s  %s\n", epoch.c_str(), kind.c_str(),
                 epoch_field(e, "parent").c_str(), human_time_ns(count_field(e, "timestamp_ns")).c_str(),
                 static_cast<unsigned long long>(count_field(e, "data_pages") + count_field(e, "zero_pages")),
                 human_bytes(count_field(e, "stored_bytes")).c_str(),
                 ratio_text(count_field(e, "raw_bytes"), count_field(e, "stored_bytes")).c_str(),
-                text_field(e, "tag").c_str());
+                printable(text_field(e, "tag")).c_str());
   }
 }
 

@@ -7,12 +7,16 @@
 
 #include "cli/commands.h"
 #include "cli/exit_codes.h"
+#include "cli/numeric_option.h"
 #include "cli/output.h"
 #include "daemon/control/protocol.h"
 
 namespace ckpt::cli {
 
 namespace {
+
+// A day: a final epoch that takes longer is a hung daemon, and a bound keeps the deadline arithmetic finite.
+constexpr double kMaxTimeoutS = 86400;
 
 struct ShutdownArgs {
   bool wait = false;
@@ -30,7 +34,7 @@ int run_shutdown(const DaemonOptions& daemon, const ShutdownArgs& args) {
   if (a.error && !(args.wait && already_stopping)) return report("shutdown", *a.error, args.json);
   if (!args.wait) {
     if (args.json) print_json({{"stopping", true}, {"stopped", false}});
-    else std::printf("ckptd on %s is stopping: it takes a final epoch, then exits\n", path.c_str());
+    else std::printf("ckptd on %s is stopping: it takes a final epoch, then exits\n", printable(path).c_str());
     return kExitOk;
   }
   // The daemon removes its socket after the final epoch's write has ended (its exit status says how it went).
@@ -48,7 +52,7 @@ int run_shutdown(const DaemonOptions& daemon, const ShutdownArgs& args) {
   }
   double seconds = std::chrono::duration<double>(Clock::now() - start).count();
   if (args.json) print_json({{"stopping", true}, {"stopped", true}, {"seconds", seconds}});
-  else std::printf("ckptd on %s stopped after %.1f s\n", path.c_str(), seconds);
+  else std::printf("ckptd on %s stopped after %.1f s\n", printable(path).c_str(), seconds);
   return kExitOk;
 }
 
@@ -64,7 +68,8 @@ void add_shutdown_command(CLI::App& app, const DaemonOptions& daemon, int* exit_
   auto* wait = cmd->add_flag("--wait", args->wait, "Return only once the daemon has stopped answering");
   cmd->add_option("--timeout", args->timeout_s, "With --wait: give up after this many seconds")
       ->capture_default_str()
-      ->check(CLI::PositiveNumber)
+      ->type_name("SECONDS")
+      ->check(positive_seconds(kMaxTimeoutS))
       ->needs(wait);
   cmd->add_flag("--json", args->json, "Print JSON");
   cmd->callback([=, &daemon] { *exit_code = run_shutdown(daemon, *args); });

@@ -28,7 +28,7 @@ int run_snapshot(const DaemonOptions& daemon, const std::string& tag, bool json)
   std::string line = "epoch " + epoch_field(r, "epoch") + " committed: " + group_digits(count_field(r, "dirty_pages")) +
                      " dirty pages, pause " + pause + ", " + human_bytes(count_field(r, "stored_bytes")) + " stored";
   if (!tag.empty()) line += ", tag " + tag;
-  std::printf("%s\n", line.c_str());
+  std::printf("%s\n", printable(line).c_str());
   return kExitOk;
 }
 

@@ -20,7 +20,10 @@ std::string ms(double v, const char* format = "%.2f ms") {
   return out;
 }
 
-void row(const char* label, const std::string& value) { std::printf("%-15s %s\n", label, value.c_str()); }
+// Every value is escaped: the store path and last error are the daemon's text, and may hold anything.
+void row(const char* label, const std::string& value) {
+  std::printf("%-15s %s\n", label, printable(value).c_str());
+}
 
 void print_human(const json& s) {
   const json& vm = field(s, "vm");
@@ -73,7 +76,7 @@ void print_brief(const json& s) {
   if (uint64_t errors = count_field(s, "errors_total")) {
     line += " | " + group_digits(errors) + (errors == 1 ? " error" : " errors");
   }
-  std::printf("%s\n", line.c_str());
+  std::printf("%s\n", printable(line).c_str());
 }
 
 }  // namespace

@@ -5,6 +5,7 @@
 
 #include "cli/commands.h"
 #include "cli/exit_codes.h"
+#include "cli/numeric_option.h"
 #include "cli/output.h"
 #include "cli/store_access.h"
 #include "snapshot/verify.h"
@@ -39,11 +40,11 @@ int run_verify(const std::string& dir, std::optional<uint64_t> epoch, bool json)
   } else {
     const auto& first = report->problems.front();
     std::fprintf(stderr, "ckpt verify: first bad epoch %llu (%s): %s\n", static_cast<unsigned long long>(first.epoch),
-                 first.path.c_str(), first.status.to_string().c_str());
+                 printable(first.path).c_str(), printable(first.status.to_string()).c_str());
     for (size_t i = 1; i < report->problems.size(); ++i) {
       const auto& p = report->problems[i];
       std::fprintf(stderr, "  also epoch %llu: %s\n", static_cast<unsigned long long>(p.epoch),
-                   p.status.to_string().c_str());
+                   printable(p.status.to_string()).c_str());
     }
   }
   return report->ok() ? kExitOk : kExitCorruption;
@@ -61,7 +62,9 @@ void add_verify_command(CLI::App& app, int* exit_code) {
   auto epoch = std::make_shared<std::optional<uint64_t>>();
   auto json = std::make_shared<bool>(false);
   cmd->add_option("--store", *dir, "Store directory")->required()->type_name("DIR");
-  cmd->add_option("--epoch", *epoch, "Check only the chain this epoch restores from");
+  cmd->add_option("--epoch", *epoch, "Check only the chain this epoch restores from")
+      ->type_name("N")
+      ->transform(whole_number());
   cmd->add_flag("--json", *json, "Print JSON");
   cmd->callback([=] { *exit_code = run_verify(*dir, *epoch, *json); });
 }

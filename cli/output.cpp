@@ -76,6 +76,72 @@ std::string ratio_text(uint64_t raw, uint64_t stored) {
   return out;
 }
 
+namespace {
+
+// The length of the valid UTF-8 sequence at the start of `s` (2..4 bytes) and its code point, or 0 when the bytes
+// there are not one (a stray continuation byte, an overlong form, a surrogate, a truncated sequence).
+size_t utf8_sequence(std::string_view s, uint32_t* code_point) {
+  auto byte = [&](size_t i) { return static_cast<unsigned char>(s[i]); };
+  unsigned char lead = byte(0);
+  size_t length = lead >= 0xF0 && lead <= 0xF4 ? 4 : lead >= 0xE0 ? 3 : lead >= 0xC2 && lead <= 0xDF ? 2 : 0;
+  if (lead >= 0xF5) length = 0;
+  if (length == 0 || s.size() < length) return 0;
+  uint32_t cp = lead & (0xFF >> (length + 1));
+  for (size_t i = 1; i < length; ++i) {
+    if ((byte(i) & 0xC0) != 0x80) return 0;
+    cp = (cp << 6) | (byte(i) & 0x3F);
+  }
+  static constexpr uint32_t kSmallest[] = {0, 0, 0x80, 0x800, 0x10000};
+  if (cp < kSmallest[length] || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF)) return 0;
+  *code_point = cp;
+  return length;
+}
+
+// C1 controls (U+009B is CSI, a whole escape sequence in one character) and the bidirectional embeddings, overrides
+// and isolates that make text display in another order than it is stored.
+bool deceptive_code_point(uint32_t cp) {
+  return (cp >= 0x80 && cp <= 0x9F) || (cp >= 0x202A && cp <= 0x202E) || (cp >= 0x2066 && cp <= 0x2069) ||
+         cp == 0x2028 || cp == 0x2029;
+}
+
+}  // namespace
+
+std::string printable(std::string_view text) {
+  std::string out;
+  out.reserve(text.size());
+  char buf[16];
+  for (size_t i = 0; i < text.size();) {
+    unsigned char c = static_cast<unsigned char>(text[i]);
+    if (c >= 0x20 && c < 0x7F) {
+      if (c == '\\') out += '\\';
+      out += static_cast<char>(c);
+      ++i;
+      continue;
+    }
+    switch (c) {
+      case '\n': out += "\\n"; ++i; continue;
+      case '\t': out += "\\t"; ++i; continue;
+      case '\r': out += "\\r"; ++i; continue;
+      default: break;
+    }
+    uint32_t cp = 0;
+    size_t length = c >= 0x80 ? utf8_sequence(text.substr(i), &cp) : 0;
+    if (length == 0) {  // an ASCII control, DEL, or a byte that is not valid UTF-8
+      std::snprintf(buf, sizeof buf, "\\x%02x", c);
+      out += buf;
+      ++i;
+    } else if (deceptive_code_point(cp)) {
+      std::snprintf(buf, sizeof buf, "\\u%04x", static_cast<unsigned>(cp));
+      out += buf;
+      i += length;
+    } else {
+      out.append(text.substr(i, length));
+      i += length;
+    }
+  }
+  return out;
+}
+
 CliError error_from_status(const Status& status) {
   // The daemon's protocol vocabulary (daemon/control/protocol.h), so live and offline failures read alike.
   const char* code = "failed";
@@ -91,7 +157,8 @@ CliError error_from_status(const Status& status) {
 }
 
 int report(const std::string& command, const CliError& error, bool json) {
-  std::fprintf(stderr, "ckpt %s: %s\n", command.c_str(), error.message.c_str());
+  // One line whatever the message holds: it may quote a tag, a path or a daemon's text.
+  std::fprintf(stderr, "ckpt %s: %s\n", command.c_str(), printable(error.message).c_str());
   if (json) print_json({{"error", {{"code", error.code}, {"message", error.message}}}});
   return error.exit_code;
 }

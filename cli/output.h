@@ -6,6 +6,7 @@
 #include <functional>
 #include <nlohmann/json.hpp>
 #include <string>
+#include <string_view>
 
 #include "common/status.h"
 
@@ -16,6 +17,13 @@ std::string human_time_ns(uint64_t unix_ns);  // "2026-11-25 17:03:02 UTC"
 std::string human_duration(double seconds);   // "42.3 s", "5m 07s", "3h 12m", "2d 04h"
 std::string group_digits(uint64_t n);         // "12,345"
 std::string ratio_text(uint64_t raw, uint64_t stored);  // raw / stored, "4.20x", "212x"; "-" when nothing stored
+
+// Text from a store or the daemon (a tag, a path, an error message) made safe for a terminal and for one-line
+// output: C-style escapes for control characters (\n, \t, \r, \x1b, ...), the backslash itself (\\), C1 controls
+// and bidirectional overrides (\u009b, \u202e), and \xNN for each byte that is not valid UTF-8. Printable text,
+// UTF-8 included, is unchanged. Every human output prints such text through this; --json needs no help (JSON
+// escapes control characters itself).
+std::string printable(std::string_view text);
 
 // Why a subcommand failed, classified once so that every output agrees: the exit code (exit_codes.h), a stable
 // code for --json (the daemon's protocol error code when it replied, else the same vocabulary: not_found,

@@ -1,9 +1,18 @@
 #include "daemon/config.h"
 
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include <CLI/CLI.hpp>
+#include <cerrno>
 #include <charconv>
-#include <fstream>
 #include <sstream>
+
+#include "common/log.h"
+#include "common/unique_fd.h"
+#include "vmm/guest/guest_abi.h"
+#include "vmm/guest/guest_image.h"
 
 namespace ckpt::daemon {
 namespace {
@@ -22,7 +31,10 @@ struct Setting {
 Result<uint64_t> parse_u64(const std::string& text, uint64_t min, uint64_t max) {
   uint64_t v = 0;
   auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), v);
-  if (ec != std::errc() || end != text.data() + text.size()) return invalid_argument("'" + text + "' is not a number");
+  if (ec != std::errc() || end != text.data() + text.size()) {
+    return invalid_argument("'" + text + "' is not a whole number in " + std::to_string(min) + ".." +
+                            std::to_string(max));
+  }
   if (v < min || v > max) {
     return invalid_argument(text + " is outside " + std::to_string(min) + ".." + std::to_string(max));
   }
@@ -49,6 +61,12 @@ Result<bool> parse_bool(const std::string& text) {
 
 constexpr uint64_t kMaxU64 = ~uint64_t{0};
 
+// The VM's limits live in vmm/guest/guest_abi.h (the guest's memory layout sets them); the settings only refer to
+// them. Memory comes in 2 MiB pages and must exceed the guest's system area below kWorkloadGpa.
+constexpr uint64_t kMaxMemoryMib = vmm::guest::kMaxMemoryBytes >> 20;
+constexpr uint64_t kMinMemoryMib = 2;
+static_assert((kMinMemoryMib << 20) > vmm::guest::kWorkloadGpa && kMaxMemoryMib % 2 == 0);
+
 const Setting kSettings[] = {
     {"store", "/var/lib/ckptd", "Store directory (created if missing)", false, false, CKPT_TEXT_SETTING(store_dir)},
     {"resume", "false", "Rebuild the VM from the store's newest committed epoch instead of creating it", false, true,
@@ -68,12 +86,12 @@ const Setting kSettings[] = {
      }},
     {"memory-mib", "256", "Guest memory in MiB (even)", false, false,
      [](const std::string& t, DaemonConfig& c) -> Status {
-       CKPT_ASSIGN_OR_RETURN(uint64_t mib, parse_u64(t, 2, 1ull << 20));
+       CKPT_ASSIGN_OR_RETURN(uint64_t mib, parse_u64(t, kMinMemoryMib, kMaxMemoryMib));
        if (mib % 2) return invalid_argument(t + " is odd (guest memory comes in 2 MiB pages)");
        c.machine.memory_bytes = mib << 20;
        return Status::ok();
      }},
-    {"vcpus", "2", "Number of vCPUs", false, false, CKPT_NUMBER_SETTING(machine.vcpus, 1, 64)},
+    {"vcpus", "2", "Number of vCPUs", false, false, CKPT_NUMBER_SETTING(machine.vcpus, 1, vmm::guest::kMaxVcpus)},
     {"dirty-ring-entries", "4096", "KVM dirty ring entries per vCPU (a power of two, >= 256)", false, false,
      [](const std::string& t, DaemonConfig& c) -> Status {
        CKPT_ASSIGN_OR_RETURN(uint64_t n, parse_u64(t, 256, 1u << 20));
@@ -90,7 +108,9 @@ const Setting kSettings[] = {
      CKPT_NUMBER_SETTING(machine.workload.seed, 0, kMaxU64)},
     {"workload-writes", "16", "Page writes per guest iteration", false, false,
      CKPT_NUMBER_SETTING(machine.workload.writes_per_iteration, 1, 1u << 20)},
-    {"workload-hot-pages", "1024", "Pages in the hot set (hot-set workload)", false, false,
+    {"workload-hot-pages", "1024",
+     "Pages in the hot set (hot-set workload); at most each vCPU's share of memory, to which the default shrinks",
+     false, false,
      CKPT_NUMBER_SETTING(machine.workload.hot_pages, 1, kMaxU64)},
     {"workload-delay-loops", "20000", "Pause instructions between guest iterations (lower writes faster)", false,
      false, CKPT_NUMBER_SETTING(machine.workload.delay_loops, 0, kMaxU64)},
@@ -174,41 +194,116 @@ std::string trim(const std::string& s) {
   return s.substr(b, e - b + 1);
 }
 
-Status read_config_file(const std::string& path, std::map<std::string, std::string>& values) {
-  std::ifstream in(path);
-  if (!in) return Status::from_errno(errno, "open config file " + path);
-  std::stringstream text;
-  text << in.rdbuf();
-  if (in.bad()) return Status::from_errno(errno, "read config file " + path);
-  return parse_config_text(text.str(), path, values);
+// open(2) and fstat rather than an ifstream, which opens a directory without complaint and reads it as empty.
+Status read_config_file(const std::string& path, std::map<std::string, std::string>& values,
+                        std::map<std::string, std::string>& where) {
+  UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+  if (!fd.valid()) return Status::from_errno(errno, "config file " + path);
+  struct stat st {};
+  if (::fstat(fd.get(), &st) != 0) return Status::from_errno(errno, "config file " + path);
+  if (S_ISDIR(st.st_mode)) return invalid_argument("config file " + path + " is a directory, not a file");
+  if (!S_ISREG(st.st_mode)) return invalid_argument("config file " + path + " is not a regular file");
+  std::string text;
+  char buf[8192];
+  for (;;) {
+    ssize_t n = ::read(fd.get(), buf, sizeof buf);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return Status::from_errno(errno, "read config file " + path);
+    if (n == 0) break;
+    text.append(buf, static_cast<size_t>(n));
+  }
+  return parse_config_text(text, path, values, &where);
+}
+
+// Where a setting's text came from, for its error: "FILE:LINE: key = value", "--key value", or "key (default v)".
+std::string setting_place(const Setting& s, const std::string& text,
+                          const std::map<std::string, std::string>& where) {
+  auto it = where.find(s.key);
+  if (it == where.end()) return std::string(s.key) + " (default " + (s.fallback[0] ? s.fallback : "\"\"") + ")";
+  if (it->second.starts_with("--")) return it->second + " " + text;
+  return it->second + ": " + s.key + " = " + text;
+}
+
+// The checks between settings, after each is valid alone. A hot set larger than a vCPU's region is refused by the
+// guest (validate_control); the default (1024 pages, 4 MiB) shrinks to fit a small memory instead, while a value
+// the user gave is refused here, with the range that would fit.
+Status check_workload_fits(DaemonConfig& config, const std::map<std::string, std::string>& where) {
+  vmm::MachineConfig& m = config.machine;
+  uint64_t region = vmm::guest::region_pages_each(m.memory_bytes, m.vcpus);
+  if (m.workload.hot_pages <= region) return Status::ok();
+  auto given = where.find("workload-hot-pages");
+  if (given == where.end()) {
+    m.workload.hot_pages = region;
+    return Status::ok();
+  }
+  if (m.workload.kind != vmm::guest::WorkloadKind::kHotSet) return Status::ok();  // unused by other workloads
+  std::string place = given->second.starts_with("--") ? given->second + " " + std::to_string(m.workload.hot_pages)
+                                                      : given->second + ": workload-hot-pages = " +
+                                                            std::to_string(m.workload.hot_pages);
+  return invalid_argument(place + ": the hot set must fit in each vCPU's region, which is " + std::to_string(region) +
+                          " pages here ((memory-mib " + std::to_string(m.memory_bytes >> 20) + " - 1 MiB) / 4 KiB / " +
+                          std::to_string(m.vcpus) + " vCPUs): allowed 1.." + std::to_string(region));
+}
+
+// Cuts the comment off a line: '#' starts one at the start of the line or after a space or tab, so a '#' inside a
+// word ("ops#1") stays. A value in double quotes is taken whole, '#' included; anything but a comment after its
+// closing quote is an error. Returns the line without its comment, or an error message.
+Result<std::string> strip_comment(const std::string& line) {
+  size_t first = line.find_first_not_of(" \t");
+  if (first != std::string::npos && line[first] == '#') return std::string();  // a comment line, quotes and all
+  size_t eq = line.find('=');
+  size_t open = eq == std::string::npos ? std::string::npos : line.find_first_not_of(" \t", eq + 1);
+  if (open != std::string::npos && line[open] == '"') {
+    size_t close = line.find('"', open + 1);
+    if (close == std::string::npos) return invalid_argument("unterminated quote in '" + line + "'");
+    size_t rest = line.find_first_not_of(" \t\r", close + 1);
+    if (rest != std::string::npos && !(line[rest] == '#' && rest > close + 1)) {
+      return invalid_argument("text after the closing quote in '" + line + "'");
+    }
+    return line.substr(0, close + 1);
+  }
+  for (size_t i = 0; i < line.size(); ++i) {
+    if (line[i] == '#' && (i == 0 || line[i - 1] == ' ' || line[i - 1] == '\t')) return line.substr(0, i);
+  }
+  return line;
 }
 
 }  // namespace
 
-// "key = value" lines; '#' starts a comment line; values may be double-quoted.
-Status parse_config_text(std::string_view text, const std::string& origin, std::map<std::string, std::string>& values) {
+// "key = value" lines; '#' at the start of a line or after whitespace starts a comment; values may be
+// double-quoted (then a '#' inside them is kept).
+Status parse_config_text(std::string_view text, const std::string& origin, std::map<std::string, std::string>& values,
+                         std::map<std::string, std::string>* places) {
   std::istringstream in{std::string(text)};
   std::string line;
   for (int n = 1; std::getline(in, line); ++n) {
-    std::string t = trim(line);
-    if (t.empty() || t[0] == '#') continue;
-    std::string where = origin + ":" + std::to_string(n) + ": ";
+    std::string place = origin + ":" + std::to_string(n);
+    std::string where = place + ": ";
+    Result<std::string> uncommented = strip_comment(line);
+    if (!uncommented.is_ok()) return uncommented.status().with_context(place);
+    std::string t = trim(*uncommented);
+    if (t.empty()) continue;
     size_t eq = t.find('=');
     if (eq == std::string::npos) return invalid_argument(where + "expected 'key = value', got '" + t + "'");
     std::string key = trim(t.substr(0, eq)), value = trim(t.substr(eq + 1));
     if (value.size() >= 2 && value.front() == '"' && value.back() == '"') value = value.substr(1, value.size() - 2);
     if (!find_setting(key)) return invalid_argument(where + "unknown setting '" + key + "'");
     values[key] = value;
+    if (places) (*places)[key] = place;
   }
   return Status::ok();
 }
 
-Status apply_config_values(const std::map<std::string, std::string>& values, DaemonConfig& config) {
+Status apply_config_values(const std::map<std::string, std::string>& values, DaemonConfig& config,
+                           const std::map<std::string, std::string>& where) {
   for (const Setting& s : kSettings) {
     auto it = values.find(s.key);
-    Status st = s.apply(it == values.end() ? s.fallback : it->second, config);
-    if (!st.is_ok()) return st.with_context(std::string("setting ") + s.key);
+    const std::string text = it == values.end() ? s.fallback : it->second;
+    Status st = s.apply(text, config);
+    if (!st.is_ok()) return st.with_context(setting_place(s, text, where));
   }
+  CKPT_RETURN_IF_ERROR(check_workload_fits(config, where));
+  config.explicit_settings = where;
   return Status::ok();
 }
 
@@ -241,7 +336,8 @@ Result<LoadedConfig> load_config(int argc, const char* const* argv, int* exit_co
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
-    *exit_code = app.exit(e);
+    // CLI11's own codes (105, 109, ...) mean nothing to systemd or a script: help is 0, every refusal a usage error.
+    *exit_code = app.exit(e) == 0 ? kExitClean : kExitUsage;
     return Status(StatusCode::kAborted, "command line");
   }
   if (print_config) {
@@ -250,12 +346,15 @@ Result<LoadedConfig> load_config(int argc, const char* const* argv, int* exit_co
     return Status(StatusCode::kAborted, "printed the config reference");
   }
   for (const Setting& s : kSettings) loaded.values[s.key] = s.fallback;
-  if (!loaded.config_file.empty()) CKPT_RETURN_IF_ERROR(read_config_file(loaded.config_file, loaded.values));
+  std::map<std::string, std::string> where;  // the settings given, and where
+  if (app.count("--config")) CKPT_RETURN_IF_ERROR(read_config_file(loaded.config_file, loaded.values, where));
   for (const Setting& s : kSettings) {
+    std::string option = "--" + std::string(s.key);
     if (s.flag && flags[s.key]) loaded.values[s.key] = "true";
-    if (!s.flag && app.count("--" + std::string(s.key))) loaded.values[s.key] = cli[s.key];
+    if (!s.flag && app.count(option)) loaded.values[s.key] = cli[s.key];
+    if ((s.flag && flags[s.key]) || (!s.flag && app.count(option))) where[s.key] = option;
   }
-  CKPT_RETURN_IF_ERROR(apply_config_values(loaded.values, loaded.config));
+  CKPT_RETURN_IF_ERROR(apply_config_values(loaded.values, loaded.config, where));
   return loaded;
 }
 
@@ -272,7 +371,8 @@ ConfigChanges diff_config(const LoadedConfig& before, const LoadedConfig& after)
 std::string config_reference() {
   std::ostringstream out;
   out << "# ckptd configuration: 'key = value' lines; the same keys work as --key on the command line,\n"
-         "# which overrides the file. Settings marked (reload) change on SIGHUP; the rest need a restart.\n";
+         "# which overrides the file. '#' at the start of a line or after a space starts a comment; a value may be\n"
+         "# in double quotes. Settings marked (reload) change on SIGHUP; the rest need a restart.\n";
   for (const Setting& s : kSettings) {
     out << "\n# " << s.help << (s.reloadable ? " (reload)" : "") << "\n# " << s.key << " = " << s.fallback << "\n";
   }

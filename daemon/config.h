@@ -17,6 +17,13 @@
 
 namespace ckpt::daemon {
 
+// ckptd's exit codes, docs/operations.md "Exit codes". Scripts and systemd depend on them: never renumber.
+enum DaemonExitCode : int {
+  kExitClean = 0,    // stopped on request (SIGTERM, ckpt shutdown) with the final epoch committed
+  kExitRuntime = 1,  // a failure after the settings were accepted: the store, the VM, the socket, the final epoch
+  kExitUsage = 2,    // a bad command line or config file, or settings that do not fit the store; the guest never ran
+};
+
 struct DaemonConfig {
   // The VM.
   vmm::Backend backend = vmm::Backend::kAuto;
@@ -40,12 +47,18 @@ struct DaemonConfig {
   LogLevel log_level = LogLevel::kInfo;
   bool verify_final = false;   // after the final epoch, rebuild a fresh VM from it and compare its memory
   std::string record_digests;  // test-only: append "epoch N <xxh3 of all memory at its pause>" lines here
+  // The settings the user gave, each with where ("/etc/ckptd/ckptd.conf:12" or "--vcpus"); a setting left at its
+  // default is absent. A default may adapt (workload-hot-pages to a small memory; on resume, the VM's size and
+  // workload to the store's), a value the user gave never does: it is used or refused.
+  std::map<std::string, std::string> explicit_settings;
 
   static vmm::MachineConfig default_machine();
 };
 
 // The command line and config file, parsed. `argv` may hold --config FILE; `--help` and `--version` are reported
-// through `exit_code` (set, with the text printed, when the process should exit right away).
+// through `exit_code` (set, with the text printed, when the process should exit right away: 0 for help, version
+// and --print-config, kExitUsage for a command line CLI11 refuses). Any other failure is an error value; ckptd
+// exits kExitUsage for it.
 struct LoadedConfig {
   DaemonConfig config;
   std::string config_file;  // empty when none was given
@@ -53,11 +66,17 @@ struct LoadedConfig {
 };
 Result<LoadedConfig> load_config(int argc, const char* const* argv, int* exit_code);
 
-// The config file's grammar, for load_config and the fuzzer: 'key = value' lines of `text` into `values`;
-// errors name `origin`, the line and the key.
-Status parse_config_text(std::string_view text, const std::string& origin, std::map<std::string, std::string>& values);
-// Converts every setting's text (a missing key takes its default) into `config`; errors name the setting.
-Status apply_config_values(const std::map<std::string, std::string>& values, DaemonConfig& config);
+// The config file's grammar (docs/operations.md, "Configuration"), for load_config and the fuzzer: 'key = value'
+// lines of `text` into `values`; errors name `origin`, the line and the key. With `where`, each key read is also
+// recorded there with its place, "origin:line", for apply_config_values' errors.
+Status parse_config_text(std::string_view text, const std::string& origin, std::map<std::string, std::string>& values,
+                         std::map<std::string, std::string>* where = nullptr);
+// Converts every setting's text (a missing key takes its default) into `config`, then checks the settings against
+// each other and the VM's limits. `where` holds the settings the user gave and where (parse_config_text's, or
+// "--key"); it becomes config.explicit_settings. Errors name the place, the setting and the allowed values:
+//   /etc/ckptd/ckptd.conf:7: vcpus = 64: 64 is outside 1..32 (the VM's limit)
+Status apply_config_values(const std::map<std::string, std::string>& values, DaemonConfig& config,
+                           const std::map<std::string, std::string>& where = {});
 
 // Settings whose values differ between `before` and `after`, split by whether SIGHUP may apply them.
 struct ConfigChanges {

@@ -102,40 +102,39 @@ Result<std::unique_ptr<control::ControlServer>> start_control(const DaemonConfig
   return control::ControlServer::start(std::move(options));
 }
 
+// Start failed before the guest ran. invalid_argument means a setting was refused (resume settings that differ from
+// the store's VM, a store holding epochs without resume, a metrics address that is not loopback, something that
+// is not a socket at the socket path): a config error, exit 2. Anything else is a runtime failure, exit 1.
+int start_failed(const Status& status) {
+  CKPT_LOG(kError) << status.to_string();
+  return status.code() == StatusCode::kInvalidArgument ? kExitUsage : kExitRuntime;
+}
+
 int run(int argc, char** argv) {
   int exit_code = -1;
   Result<LoadedConfig> loaded = load_config(argc, argv, &exit_code);
   if (exit_code >= 0) return exit_code;
   if (!loaded.is_ok()) {
     std::fprintf(stderr, "ckptd: %s\n", loaded.status().to_string().c_str());
-    return 2;
+    return kExitUsage;
   }
   const DaemonConfig& config = loaded->config;
   set_log_level(config.log_level);
   ServiceNotifier notifier;
   notifier.status("starting: building the VM and its base epoch");
   Result<std::unique_ptr<Session>> session = Session::create(config);
-  if (!session.is_ok()) {
-    CKPT_LOG(kError) << session.status().to_string();
-    return 1;
-  }
+  if (!session.is_ok()) return start_failed(session.status());
   Session& s = **session;
   auto shutdown = [&] {
     notifier.stopping("taking the final epoch");
     s.request_shutdown();
   };
   auto control = start_control(config, s, shutdown);
-  if (!control.is_ok()) {
-    CKPT_LOG(kError) << control.status().to_string();
-    return 1;
-  }
+  if (!control.is_ok()) return start_failed(control.status());
   std::unique_ptr<MetricsServer> metrics;
   if (!config.metrics_listen.empty()) {
     auto started = MetricsServer::start(config.metrics_listen, [&] { return render_prometheus(s.stats()); });
-    if (!started.is_ok()) {
-      CKPT_LOG(kError) << started.status().to_string();
-      return 1;
-    }
+    if (!started.is_ok()) return start_failed(started.status());
     metrics = std::move(*started);
   }
   SignalThread signals(shutdown, [&] { reload(argc, argv, *loaded, s, notifier); },
@@ -150,10 +149,10 @@ int run(int argc, char** argv) {
   (*control)->stop();
   if (!ran.is_ok()) {
     CKPT_LOG(kError) << ran.to_string();
-    return 1;
+    return kExitRuntime;
   }
   CKPT_LOG(kInfo) << "ckptd stopped: " << status_line(s.stats());
-  return 0;
+  return kExitClean;
 }
 
 }  // namespace

@@ -15,8 +15,9 @@ namespace ckpt::daemon {
 
 Result<std::unique_ptr<vmm::Machine>> create_fresh_machine(const DaemonConfig& config);
 
-// The machine is loaded but not started. Its memory size comes from the store (a warning is logged when the
-// configured size differs): the epoch is the truth about the guest it holds.
+// The machine is loaded but not started. Its size and workload are the store's: the epoch is the truth about the
+// guest it holds. A setting the user gave that differs (memory-mib, vcpus, the workload-* settings) is refused with
+// invalid_argument naming it and both values (resume_settings.h); one left at its default takes the store's value.
 Result<std::unique_ptr<vmm::Machine>> rebuild_machine(const DaemonConfig& config, snap::FileSystem& fs,
                                                       const std::string& store_dir, uint64_t epoch);
 

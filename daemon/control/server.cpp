@@ -217,12 +217,13 @@ void ControlServer::accept_one() {
   }
   reap_finished();
   std::lock_guard lock(mutex_);
-  if (connections_.size() >= options_.max_connections) {
+  if (!make_room()) {
     refuse_busy(fd.get(), options_.max_connections);
     return;
   }
   Connection& connection = connections_.emplace_back();
   connection.fd = std::move(fd);
+  connection.idle_since = Clock::now();
   try {
     connection.thread = std::thread(&ControlServer::serve, this, &connection);
   } catch (const std::system_error& e) {
@@ -230,6 +231,30 @@ void ControlServer::accept_one() {
     refuse_busy(connection.fd.get(), options_.max_connections);
     connections_.pop_back();
   }
+}
+
+// With mutex_ held, on the accept thread: whether a new connection may be served. At the cap, the connection that
+// has waited longest for a request is shut down to make room (its thread sees EOF and ends), so idle connections,
+// however many and whoever opened them, never keep a new client out. Only when every connection is running a
+// command is there no room. Evicted connections whose threads have not ended yet do not count against the cap,
+// but their number is bounded: at most max_connections of them besides the live ones.
+bool ControlServer::make_room() {
+  size_t live = 0;
+  Connection* longest_idle = nullptr;
+  for (Connection& c : connections_) {
+    if (c.finished || c.evicted) continue;
+    ++live;
+    if (!c.in_command && (!longest_idle || c.idle_since < longest_idle->idle_since)) longest_idle = &c;
+  }
+  if (live < options_.max_connections) return true;
+  if (!longest_idle || connections_.size() >= 2 * options_.max_connections) return false;
+  auto idle_ms =
+      std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - longest_idle->idle_since).count();
+  CKPT_LOG(kInfo) << "control: " << live << " connections open on " << path()
+                  << "; closing the one idle longest (" << idle_ms << " ms) for a new one";
+  longest_idle->evicted = true;
+  ::shutdown(longest_idle->fd.get(), SHUT_RDWR);
+  return true;
 }
 
 // Joins the threads of connections that ended and closes their fds. Runs on the accept thread, so the count it
@@ -253,8 +278,9 @@ void ControlServer::serve(Connection* connection) {
   PeerCredentials peer;
   if (admit(fd, &peer)) {
     LineReader reader(fd, kMaxMessageBytes);
-    while (serve_next(reader, connection, peer)) {
-    }
+    // The first request has a short deadline: a connection that sends nothing is not a client yet.
+    std::chrono::milliseconds timeout = options_.first_request_timeout;
+    while (serve_next(reader, connection, peer, timeout)) timeout = options_.idle_timeout;
   }
   // Shut down, not close: the fd number stays ours until it is unlisted, so stop() cannot hit a reused fd.
   ::shutdown(fd, SHUT_RDWR);
@@ -282,9 +308,10 @@ bool ControlServer::admit(int fd, PeerCredentials* peer) {
 }
 
 // Reads and answers one request. False when the connection is done.
-bool ControlServer::serve_next(LineReader& reader, Connection* connection, const PeerCredentials& peer) {
+bool ControlServer::serve_next(LineReader& reader, Connection* connection, const PeerCredentials& peer,
+                               std::chrono::milliseconds timeout) {
   int fd = connection->fd.get();
-  LineReader::ReadResult read = reader.read_line(options_.idle_timeout);
+  LineReader::ReadResult read = reader.read_line(timeout);
   switch (read.outcome) {
     case LineReader::Outcome::kLine:
       return answer(connection, read.line, peer);
@@ -297,7 +324,7 @@ bool ControlServer::serve_next(LineReader& reader, Connection* connection, const
     }
     case LineReader::Outcome::kTimeout:
       CKPT_LOG(kInfo) << "control: closing the connection of " << describe_peer(peer) << ": no request for "
-                      << options_.idle_timeout.count() << " ms";
+                      << timeout.count() << " ms";
       return false;
     case LineReader::Outcome::kError:
       CKPT_LOG(kWarn) << "control: read from " << describe_peer(peer) << ": " << errno_text(read.sys_errno);
@@ -308,17 +335,20 @@ bool ControlServer::serve_next(LineReader& reader, Connection* connection, const
   return false;
 }
 
-// Marks the connection as running a command, unless the server is stopping: then no new command starts.
-bool ControlServer::begin_command(Connection* connection) {
+// Marks the connection as running a command, unless the server is stopping or the connection was evicted (its
+// request arrived just as it was chosen): then no new command starts.
+const char* ControlServer::begin_command(Connection* connection) {
   std::lock_guard lock(mutex_);
-  if (stopping_) return false;
+  if (stopping_) return "the daemon is shutting down";
+  if (connection->evicted) return "too many control connections: this one was idle longest and is closed";
   connection->in_command = true;
-  return true;
+  return nullptr;
 }
 
 void ControlServer::end_command(Connection* connection) {
   std::lock_guard lock(mutex_);
   connection->in_command = false;
+  connection->idle_since = Clock::now();
 }
 
 bool ControlServer::answer(Connection* connection, const std::string& line, const PeerCredentials& peer) {
@@ -327,8 +357,8 @@ bool ControlServer::answer(Connection* connection, const std::string& line, cons
   Reply reply;
   if (!request) {
     reply = reply_for_parse_error(request.status());
-  } else if (!begin_command(connection)) {
-    reply = Reply::error(error_code::kBusy, "the daemon is shutting down");
+  } else if (const char* refused = begin_command(connection)) {
+    reply = Reply::error(error_code::kBusy, refused);
   } else {
     reply = dispatch(*request, peer);
   }

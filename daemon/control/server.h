@@ -35,9 +35,13 @@ struct ServerOptions {
   // The socket file's group (a name or a decimal gid): applied with chown, and its members pass the peer check.
   std::optional<std::string> group;
   mode_t mode = 0660;
-  // Connections served at once; one more is accepted, told `busy` and closed.
+  // Connections served at once. One more takes the place of the connection that has waited longest for a request
+  // (it is closed); only when every connection is running a command is the new one told `busy` and closed.
   size_t max_connections = 16;
-  // A connection that sends no complete request for this long is closed (so is one that stops reading replies).
+  // A new connection must send its first complete request line within this; a CLI sends it at once.
+  std::chrono::milliseconds first_request_timeout = std::chrono::seconds(10);
+  // After a reply, a connection that sends no complete request for this long is closed (so is one that stops
+  // reading replies).
   std::chrono::milliseconds idle_timeout = std::chrono::minutes(5);
   std::map<std::string, Handler> handlers;  // by command name
 };
@@ -63,11 +67,14 @@ class ControlServer {
   const std::string& path() const { return options_.path; }
 
  private:
+  using Clock = std::chrono::steady_clock;
   struct Connection {
     UniqueFd fd;
     std::thread thread;
     bool in_command = false;  // guarded by mutex_: a handler runs or its reply is being written
     bool finished = false;    // guarded by mutex_; set by the connection's own thread as it ends
+    bool evicted = false;     // guarded by mutex_: shut down to make room for a new connection
+    Clock::time_point idle_since;  // guarded by mutex_: accepted, or its last reply written
   };
 
   ControlServer(ServerOptions options, AccessPolicy policy, UniqueFd listen_fd, UniqueFd stop_fd, ino_t ino,
@@ -76,13 +83,15 @@ class ControlServer {
   void accept_loop();
   void accept_one();
   void reap_finished();
+  bool make_room();
   void serve(Connection* connection);
   bool admit(int fd, PeerCredentials* peer);
-  bool serve_next(LineReader& reader, Connection* connection, const PeerCredentials& peer);
+  bool serve_next(LineReader& reader, Connection* connection, const PeerCredentials& peer,
+                  std::chrono::milliseconds timeout);
   bool answer(Connection* connection, const std::string& line, const PeerCredentials& peer);
   bool deliver(int fd, const nlohmann::json& id, const Reply& reply, const PeerCredentials& peer);
   Reply dispatch(const Request& request, const PeerCredentials& peer);
-  bool begin_command(Connection* connection);
+  const char* begin_command(Connection* connection);  // nullptr, or why no command may start
   void end_command(Connection* connection);
   void remove_socket_file();
 

@@ -116,6 +116,26 @@ expect_text "$dir/out" \
 expect_rc 0 "--socket after the subcommand" -- "$ckpt" status --brief --socket "$sock"
 expect_rc 0 "the socket from CKPT_SOCKET" -- env CKPT_SOCKET="$sock" "$ckpt" status --brief
 
+# --- idle connections (as many as the daemon serves at once, silent or halfway through a line) do not lock ckpt out.
+python3 - "$sock" <<'PY' &
+import socket, sys, time
+peers = []
+for i in range(16):
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.connect(sys.argv[1])
+    if i % 2:
+        s.send(b'{"v":1,"id":1,"cmd":"sta')
+    peers.append(s)
+time.sleep(5)
+PY
+hogs=$!
+sleep 0.5
+t0=$(date +%s%N)
+expect_rc 0 "status with 16 idle connections open" -- "${C[@]}" status --brief
+ms=$(( ($(date +%s%N) - t0) / 1000000 ))
+[ "$ms" -lt 2000 ] && echo "ok: served in $ms ms" || fail "status is served promptly beside idle connections" "< 2000 ms" "$ms ms"
+kill "$hogs" 2>/dev/null; wait "$hogs" 2>/dev/null
+
 # --- snapshot, and list live against offline.
 expect_rc 0 "snapshot --tag t1" -- "${C[@]}" snapshot --tag t1
 expect_text "$dir/out" "^epoch [0-9]+ committed: [0-9,]+ dirty pages, pause [0-9.]+ ms, .* stored, tag t1$" \
@@ -138,6 +158,29 @@ expect_eq "$(epoch_lines "$dir/offline.json" | awk -v e="$snap" '$1 == e {print 
 expect_eq "$(objects_upto "$dir/live.json" "$snap" | md5sum)" "$(objects_upto "$dir/offline.json" "$snap" | md5sum)" \
   "live and offline list --json agree on epochs 0..$snap"
 expect_eq "$(objects_upto "$dir/live.json" "$snap" | wc -l)" "$((snap + 1))" "list --json holds epochs 0..$snap"
+
+# --- a tag holding a newline, terminal escapes (ESC, CSI as U+009B), a backslash and a right-to-left override is
+# shown escaped by every human output, and round-trips unchanged through --json.
+evil=$'ok\nfake line\e[31mred\xc2\x9b2J\\back\xe2\x80\xaeevil\x07'
+expect_rc 0 "snapshot with a hostile tag" -- "${C[@]}" snapshot --tag "$evil"
+evil_epoch=$(sed -nE 's/^epoch ([0-9]+) committed.*/\1/p' "$dir/out")
+expect_eq "$(wc -l <"$dir/out")" 1 "snapshot prints the hostile tag on one line"
+want='ok\nfake line\x1b[31mred\u009b2J\\back\u202eevil\x07'
+for where in live offline; do
+  if [ $where = live ]; then expect_rc 0 "list (live) with a hostile tag" -- "${C[@]}" list
+  else expect_rc 0 "list (offline) with a hostile tag" -- "$ckpt" list --store "$store"; fi
+  row=$(awk -v e="$evil_epoch" '$1 == e' "$dir/out")
+  expect_eq "${row##*  }" "$want" "$where list shows the tag escaped"
+  grep -q $'[\x01-\x09\x0b-\x1f\x7f]' "$dir/out" && fail "$where list prints no control characters" "none" "some"
+  if [ $where = live ]; then expect_rc 0 "list --json (live) with a hostile tag" -- "${C[@]}" list --json
+  else expect_rc 0 "list --json (offline) with a hostile tag" -- "$ckpt" list --store "$store" --json; fi
+  got=$(python3 -c 'import json, sys
+e = int(sys.argv[2])
+print(next(x["tag"] for x in json.load(open(sys.argv[1])) if x["epoch"] == e).encode("unicode_escape").decode())' \
+        "$dir/out" "$evil_epoch")
+  expect_eq "$got" "$(printf '%s' "$evil" | python3 -c 'import sys; print(sys.stdin.read().encode("unicode_escape").decode())')" \
+    "$where list --json is valid JSON holding the tag unchanged"
+done
 expect_rc 0 "list --store (offline table)" -- "$ckpt" list --store "$store"
 expect_eq "$(awk -v e="$snap" 'NR > 1 && $1 <= e' "$dir/out" | md5sum)" \
   "$(awk -v e="$snap" 'NR > 1 && $1 <= e' "$dir/live.txt" | md5sum)" "live and offline tables agree up to $snap"

@@ -22,7 +22,7 @@ expect_rc() {  # expect_rc WANT DESCRIPTION -- command...
   fi
 }
 expect_text() {  # expect_text FILE PATTERN DESCRIPTION
-  if grep -qE "$2" "$1"; then echo "ok: $3"; else echo "FAIL: $3: no /$2/ in:"; cat "$1"; failures=$((failures + 1)); fi
+  if grep -qE -- "$2" "$1"; then echo "ok: $3"; else echo "FAIL: $3: no /$2/ in:"; cat "$1"; failures=$((failures + 1)); fi
 }
 
 # A small store: ckptd runs for about a second, then SIGTERM takes a final epoch, which verify-final rebuilds into a
@@ -38,6 +38,59 @@ rc=$?
 [ "$rc" -eq 0 ] && echo "ok: ckptd wrote a store and stopped on SIGTERM" || {
   echo "FAIL: ckptd exit $rc"; cat "$dir/ckptd.log"; failures=$((failures + 1)); }
 expect_text "$dir/ckptd.log" "bit-exact" "ckptd's verify-final passed"
+# ckptd's exit codes (docs/operations.md, "Exit codes"): every usage or config error is 2, named, and changes nothing.
+expect_rc 2 "ckptd with an unknown option" -- "$ckptd" --bogus
+expect_rc 2 "ckptd with a stray argument" -- "$ckptd" stray
+expect_rc 2 "ckptd --config naming a directory" -- "$ckptd" --config "$dir"
+expect_text "$dir/err" "config file $dir is a directory" "the directory is named"
+expect_rc 2 "ckptd --config naming a missing file" -- "$ckptd" --config "$dir/none.conf"
+expect_text "$dir/err" "$dir/none.conf" "the missing file is named"
+expect_rc 2 "ckptd --vcpus 33 (the VM takes 32)" -- "$ckptd" --vcpus 33
+expect_text "$dir/err" "--vcpus 33: 33 is outside 1..32" "the setting and its range are named"
+expect_rc 2 "ckptd --memory-mib -8" -- "$ckptd" --memory-mib -8
+printf 'epoch-ms = 100  # inline comment\nvcpus = 40\n' >"$dir/bad.conf"
+expect_rc 2 "ckptd with a bad value in its config file" -- "$ckptd" --config "$dir/bad.conf"
+expect_text "$dir/err" "$dir/bad.conf:2: vcpus = 40: 40 is outside 1..32" "the file and line are named"
+expect_rc 2 "ckptd on a store with epochs, without --resume" -- \
+  "$ckptd" --store "$dir/s" --socket "$dir/ckptd2.sock" --backend software
+expect_text "$dir/err" "set resume" "the message says to set resume"
+# Resume with settings that differ from the store's VM (16 MiB, 2 vCPUs, hot-set, seed 1) is a config error naming
+# the setting, both values and where the differing one came from, and leaves the store as it was.
+snapshot_of() { (cd "$1" && find . -type f -name "*.epoch" | sort | xargs md5sum); }  # LOCK holds the last pid
+before=$(snapshot_of "$dir/s")
+resume=("$ckptd" --resume --store "$dir/s" --socket "$dir/resume.sock" --backend software)
+expect_rc 2 "resume with another --vcpus" -- "${resume[@]}" --vcpus 3
+expect_text "$dir/err" "vcpus is 2 in the store but 3 in --vcpus" "the vCPU difference is named with both values"
+expect_text "$dir/err" "rebuilt from the store" "the message says why"
+expect_rc 2 "resume with another --memory-mib" -- "${resume[@]}" --memory-mib 32
+expect_text "$dir/err" "memory-mib is 16 in the store but 32 in --memory-mib" "the memory difference is named"
+printf 'workload = sweep\nworkload-seed = 7  # not the store'"'"'s\n' >"$dir/other.conf"
+expect_rc 2 "resume with another workload and seed in the config file" -- "${resume[@]}" --config "$dir/other.conf"
+expect_text "$dir/err" "workload is hot-set in the store but sweep in $dir/other.conf:1; workload-seed is 1 in the store but 7 in $dir/other.conf:2" \
+  "every workload difference is named with its file and line"
+[ "$(snapshot_of "$dir/s")" = "$before" ] && echo "ok: the refused resumes left the store unchanged" || {
+  echo "FAIL: a refused resume changed the store"; failures=$((failures + 1)); }
+# Settings left unset take the store's values (the defaults are 256 MiB and hot-set seed 1; the store is 16 MiB).
+cp -r "$dir/s" "$dir/s2"
+"$ckptd" --resume --store "$dir/s2" --socket "$dir/s2.sock" --backend software >"$dir/s2.log" 2>&1 &
+resumed=$!
+for _ in $(seq 1 100); do "$ckpt" --socket "$dir/s2.sock" status --json >"$dir/s2.json" 2>/dev/null && break; sleep 0.1; done
+expect_text "$dir/s2.json" '"memory_bytes": 16777216' "an unset memory-mib takes the store's 16 MiB on resume"
+kill -TERM "$resumed"; wait "$resumed"
+expect_eq_rc=$?
+[ "$expect_eq_rc" -eq 0 ] && echo "ok: the resumed ckptd stops cleanly" || {
+  echo "FAIL: resumed ckptd exit $expect_eq_rc"; cat "$dir/s2.log"; failures=$((failures + 1)); }
+
+# A small memory needs no hot-pages setting: the default shrinks to fit (operations.md, "Configuration").
+"$ckptd" --store "$dir/small" --socket "$dir/small.sock" --backend software --memory-mib 8 >"$dir/small.log" 2>&1 &
+small=$!
+for _ in $(seq 1 100); do [ -S "$dir/small.sock" ] && break; kill -0 "$small" 2>/dev/null || break; sleep 0.1; done
+kill -TERM "$small" 2>/dev/null
+wait "$small"
+rc=$?
+[ "$rc" -eq 0 ] && echo "ok: ckptd --memory-mib 8 runs with the default hot set" || {
+  echo "FAIL: ckptd --memory-mib 8 exit $rc"; cat "$dir/small.log"; failures=$((failures + 1)); }
+
 expect_rc 0 "list" -- "$ckpt" list --store "$dir/s"
 expect_text "$dir/out" "^ +0  base" "list shows the base"
 expect_rc 0 "list --json" -- "$ckpt" list --store "$dir/s" --json
@@ -51,6 +104,36 @@ expect_text "$dir/err" "epoch 99999 is not in store" "unknown epoch is named"
 expect_rc 4 "missing store" -- "$ckpt" list --store "$dir/nothing-here"
 expect_rc 2 "usage error" -- "$ckpt" restore --store "$dir/s"
 expect_rc 2 "no subcommand" -- "$ckpt"
+expect_text "$dir/err" "a command is required: status, snapshot" "no subcommand lists the commands"
+expect_rc 2 "an unknown command" -- "$ckpt" frobnicate
+expect_text "$dir/err" "^ckpt: 'frobnicate' is not a ckpt command; the commands are status, snapshot, list, restore" \
+  "an unknown command is named and the commands listed"
+
+# Numbers: a negative, too large, or malformed value of any numeric option is a usage error naming the option (CLI11
+# alone wraps -1 to 2^64-1, saturates past 2^64 and reads 010 as octal).
+numeric_case() {  # numeric_case OPTION_NAME_IN_MESSAGE ckpt-args...
+  local name=$1
+  shift
+  expect_rc 2 "ckpt $*" -- "$ckpt" "$@"
+  expect_text "$dir/err" "^$name: " "ckpt $* names $name"
+}
+numeric_case --keep-last compact --keep-last -1
+numeric_case --keep-last compact --keep-last 0 --store "$dir/s"
+numeric_case --keep-last compact --keep-last 99999999999999999999 --store "$dir/s"
+numeric_case --to-epoch compact --to-epoch -3
+numeric_case epoch restore -- -1
+numeric_case epoch restore 18446744073709551616
+numeric_case --epoch restore --epoch -5 --store "$dir/s" --to "$dir/neg.img"
+numeric_case --epoch inspect --store "$dir/s" --epoch -1
+numeric_case --epoch verify --store "$dir/s" --epoch 1x
+numeric_case --timeout shutdown --wait --timeout -1
+numeric_case --timeout shutdown --wait --timeout 1e400
+[ -e "$dir/neg.img" ] && { echo "FAIL: a refused restore wrote its image"; failures=$((failures + 1)); }
+expect_rc 0 "a leading zero is decimal, not octal" -- "$ckpt" inspect --store "$dir/s" --epoch 005 --json
+expect_text "$dir/out" '"epoch": 5,' "--epoch 005 is epoch 5"
+# Offline compact of a path that holds no store: not found, and nothing is created there.
+expect_rc 4 "offline compact of a missing store" -- "$ckpt" compact --store "$dir/nothing-here" --keep-last 3
+[ -e "$dir/nothing-here" ] && { echo "FAIL: offline compact created $dir/nothing-here"; failures=$((failures + 1)); }
 
 # Flip one byte inside the data of epoch 1.
 f=$dir/s/0000000000000001.epoch

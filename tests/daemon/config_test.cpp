@@ -5,6 +5,7 @@
 #include <fstream>
 
 #include "daemon/config.h"
+#include "vmm/guest/guest_abi.h"
 
 namespace ckpt::daemon {
 namespace {
@@ -72,13 +73,133 @@ TEST(Config, ErrorsNameTheFileLineAndSetting) {
   std::ofstream(path) << "epoch-ms = fast\n";
   auto bad = parse({"--config", path});
   EXPECT_NE(bad.status().message().find("epoch-ms"), std::string::npos) << bad.status().to_string();
-  EXPECT_NE(bad.status().message().find("'fast' is not a number"), std::string::npos);
+  EXPECT_NE(bad.status().message().find(path + ":1: epoch-ms = fast: 'fast' is not a whole number in 1..86400000"),
+            std::string::npos)
+      << bad.status().to_string();
   ::unlink(path.c_str());
   EXPECT_FALSE(parse({"--memory-mib", "3"}).is_ok());   // odd
   EXPECT_FALSE(parse({"--workload", "mystery"}).is_ok());
   EXPECT_FALSE(parse({"--dirty-ring-entries", "1000"}).is_ok());  // not a power of two
   auto missing = parse({"--config", "/nonexistent/ckptd.conf"});
   EXPECT_NE(missing.status().message().find("/nonexistent/ckptd.conf"), std::string::npos);
+}
+
+// A bad value is reported where it was given: the file and line, or the command-line option.
+TEST(Config, BadValuesNameTheirFileLineOrOption) {
+  std::string path = write_file("# settings\nepoch-ms = 100\n\nvcpus = 64  # too many\n");
+  auto from_file = parse({"--config", path});
+  ASSERT_FALSE(from_file.is_ok());
+  EXPECT_NE(from_file.status().message().find(path + ":4: vcpus = 64: 64 is outside 1..32"), std::string::npos)
+      << from_file.status().to_string();
+  auto from_cli = parse({"--config", path, "--vcpus", "40"});  // the command line overrides, and is named
+  ASSERT_FALSE(from_cli.is_ok());
+  EXPECT_NE(from_cli.status().message().find("--vcpus 40: 40 is outside 1..32"), std::string::npos)
+      << from_cli.status().to_string();
+  ::unlink(path.c_str());
+}
+
+// '#' at a line's start or after whitespace starts a comment; inside a word or a quoted value it is kept.
+TEST(Config, InlineCommentsFollowTheDocumentedRule) {
+  std::string path = write_file(
+      "epoch-ms = 250  # a quarter second\n"
+      "   # an indented comment line\n"
+      "socket-group = ops#1\t# the '#' in the word stays\n"
+      "store = \"/srv/a #b\"  # quoted: kept whole\n"
+      "log-level = warn#not-a-comment\n");
+  auto c = parse({"--config", path});
+  ASSERT_FALSE(c.is_ok());  // warn#not-a-comment is not a log level: '#' without a space before it is no comment
+  EXPECT_NE(c.status().message().find(path + ":5: log-level = warn#not-a-comment"), std::string::npos)
+      << c.status().to_string();
+  std::ofstream(path) << "epoch-ms = 250  # a quarter second\n   # indented\nsocket-group = ops#1\t# c\n"
+                         "store = \"/srv/a #b\"  # quoted\n# store = \"/old path, commented out\n";
+  c = parse({"--config", path});
+  ASSERT_TRUE(c.is_ok()) << c.status().to_string();
+  EXPECT_EQ(c->config.epoch_ms, 250u);
+  EXPECT_EQ(c->config.socket_group, "ops#1");
+  EXPECT_EQ(c->config.store_dir, "/srv/a #b");
+  std::ofstream(path) << "store = \"/srv/a\n";
+  c = parse({"--config", path});
+  ASSERT_FALSE(c.is_ok());
+  EXPECT_NE(c.status().message().find(path + ":1: unterminated quote"), std::string::npos) << c.status().to_string();
+  ::unlink(path.c_str());
+}
+
+TEST(Config, AConfigPathThatIsNoFileIsAnError) {
+  char dir[] = "/tmp/ckptd-config-dir-XXXXXX";
+  ASSERT_NE(::mkdtemp(dir), nullptr);
+  auto directory = parse({"--config", dir});
+  ASSERT_FALSE(directory.is_ok());
+  EXPECT_NE(directory.status().message().find(std::string("config file ") + dir + " is a directory"),
+            std::string::npos)
+      << directory.status().to_string();
+  ::rmdir(dir);
+  auto missing = parse({"--config", std::string(dir) + "/none.conf"});
+  ASSERT_FALSE(missing.is_ok());
+  EXPECT_EQ(missing.status().code(), StatusCode::kNotFound);
+  EXPECT_NE(missing.status().message().find(std::string(dir) + "/none.conf"), std::string::npos);
+}
+
+// The VM's limits (vmm/guest/guest_abi.h) are the settings' limits: nothing the VM would refuse gets past config.
+TEST(Config, LimitsAreTheVmsLimits) {
+  auto most = parse({"--vcpus", std::to_string(vmm::guest::kMaxVcpus), "--memory-mib",
+                     std::to_string(vmm::guest::kMaxMemoryBytes >> 20)});
+  EXPECT_TRUE(most.is_ok()) << most.status().to_string();
+  auto vcpus = parse({"--vcpus", std::to_string(vmm::guest::kMaxVcpus + 1)});
+  ASSERT_FALSE(vcpus.is_ok());
+  EXPECT_NE(vcpus.status().message().find("--vcpus 33: 33 is outside 1..32"), std::string::npos)
+      << vcpus.status().to_string();
+  auto memory = parse({"--memory-mib", std::to_string((vmm::guest::kMaxMemoryBytes >> 20) + 2)});
+  ASSERT_FALSE(memory.is_ok());
+  EXPECT_NE(memory.status().message().find("--memory-mib 65538: 65538 is outside 2..65536"), std::string::npos)
+      << memory.status().to_string();
+  for (const char* negative : {"--vcpus", "--memory-mib", "--epoch-ms", "--workload-seed", "--staging-mib"}) {
+    auto r = parse({negative, "-1"});
+    ASSERT_FALSE(r.is_ok()) << negative;
+    EXPECT_NE(r.status().message().find(std::string(negative) + " -1: '-1' is not a whole number"),
+              std::string::npos)
+        << r.status().to_string();
+  }
+  EXPECT_FALSE(parse({"--workload-seed", "18446744073709551616"}).is_ok());  // one past 2^64 - 1
+}
+
+// The hot set's default (1024 pages) shrinks to a small memory; a value the user gave is refused, with the range.
+TEST(Config, HotPagesDefaultAdaptsButAGivenValueMustFit) {
+  auto small = parse({"--memory-mib", "8"});  // (8 - 1) MiB / 4 KiB / 2 vCPUs = 896 pages each
+  ASSERT_TRUE(small.is_ok()) << small.status().to_string();
+  EXPECT_EQ(small->config.machine.workload.hot_pages, 896u);
+  auto large = parse({"--memory-mib", "1024"});
+  ASSERT_TRUE(large.is_ok());
+  EXPECT_EQ(large->config.machine.workload.hot_pages, 1024u);  // fits: unchanged
+  auto given = parse({"--memory-mib", "8", "--workload-hot-pages", "1000"});
+  ASSERT_FALSE(given.is_ok());
+  EXPECT_NE(given.status().message().find("--workload-hot-pages 1000: "), std::string::npos)
+      << given.status().to_string();
+  EXPECT_NE(given.status().message().find("allowed 1..896"), std::string::npos) << given.status().to_string();
+  EXPECT_TRUE(parse({"--memory-mib", "8", "--workload-hot-pages", "896"}).is_ok());
+  // Other workloads do not use the hot set: a given value does not stop them.
+  EXPECT_TRUE(parse({"--memory-mib", "8", "--workload-hot-pages", "1000", "--workload", "sweep"}).is_ok());
+}
+
+// ckptd's usage errors exit 2 (daemon/config.h DaemonExitCode), not CLI11's 105..114; help and version exit 0.
+TEST(Config, CommandLineRefusalsExitWithTheUsageCode) {
+  for (const Args& args : {Args{"--bogus"}, Args{"--vcpus"}, Args{"stray"}, Args{"--config"}}) {
+    int exit_code = -1;
+    auto argv = args.argv();
+    testing::internal::CaptureStderr();
+    auto r = load_config(static_cast<int>(argv.size()), argv.data(), &exit_code);
+    testing::internal::GetCapturedStderr();
+    EXPECT_FALSE(r.is_ok());
+    EXPECT_EQ(exit_code, kExitUsage) << args.items.back();
+  }
+  for (const char* flag : {"--help", "--version"}) {
+    int exit_code = -1;
+    Args args{flag};
+    auto argv = args.argv();
+    testing::internal::CaptureStdout();
+    (void)load_config(static_cast<int>(argv.size()), argv.data(), &exit_code);
+    testing::internal::GetCapturedStdout();
+    EXPECT_EQ(exit_code, kExitClean) << flag;
+  }
 }
 
 TEST(Config, DiffSaysWhatSighupMayApply) {

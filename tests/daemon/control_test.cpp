@@ -501,14 +501,20 @@ TEST_F(ControlTest, BlockingHandlerBlocksOnlyItsOwnConnection) {
   blocked.join();
 }
 
-TEST_F(ControlTest, ConnectionCapRepliesBusy) {
+// Only connections that are all running commands fill the cap: then a new one is told busy.
+TEST_F(ControlTest, ConnectionCapRepliesBusyWhenEveryConnectionRunsACommand) {
   ServerOptions o = options();
   o.max_connections = 2;
   start(std::move(o));
-  std::optional<ControlClient> first = client();
-  ControlClient second = client();
-  ASSERT_TRUE(first->call("status", json::object(), 5s).is_ok());  // both are being served now
-  ASSERT_TRUE(second.call("status", json::object(), 5s).is_ok());
+  std::vector<std::thread> blocked;
+  for (int i = 0; i < 2; ++i) {
+    blocked.emplace_back([&] {
+      ControlClient c = client();
+      auto reply = c.call("block", json::object(), 10s);
+      EXPECT_TRUE(reply.is_ok() && reply->ok) << reply.status().to_string();
+    });
+  }
+  ASSERT_TRUE(gate_.wait_entered(2));
 
   ControlClient third = client();
   auto busy = third.call("status", json::object(), 5s);
@@ -516,13 +522,43 @@ TEST_F(ControlTest, ConnectionCapRepliesBusy) {
   EXPECT_FALSE(busy->ok);
   EXPECT_EQ(busy->error_code, error_code::kBusy);
 
-  first.reset();  // a slot frees up once the server has seen the close
-  bool served = false;
-  for (auto deadline = Clock::now() + 5s; !served && Clock::now() < deadline; std::this_thread::sleep_for(10ms)) {
-    auto reply = client().call("status", json::object(), 5s);
-    served = reply.is_ok() && reply->ok;
+  gate_.open();  // the commands end; their connections are idle now, so a new one gets in at once
+  for (std::thread& t : blocked) t.join();
+  auto reply = client().call("status", json::object(), 5s);
+  EXPECT_TRUE(reply.is_ok() && reply->ok) << reply.status().to_string();
+}
+
+// The lock-out this guards against: as many idle connections as the cap (connected, sending nothing or half a
+// line) must not keep a client out. The newcomer takes the place of the connection idle longest, at once.
+TEST_F(ControlTest, IdleConnectionsNeverLockOutANewClient) {
+  ServerOptions defaults;
+  start();
+  std::vector<std::unique_ptr<RawPeer>> idle;
+  for (size_t i = 0; i < defaults.max_connections; ++i) {
+    idle.push_back(std::make_unique<RawPeer>(path_));
+    if (i % 2) idle.back()->send(R"({"v":1,"id":1,"cmd":"sta)");  // half a request
   }
-  EXPECT_TRUE(served);
+  std::this_thread::sleep_for(100ms);  // let the server accept them all
+  for (int round = 0; round < 3; ++round) {
+    auto start_time = Clock::now();
+    auto reply = client().call("status", json::object(), 5s);
+    ASSERT_TRUE(reply.is_ok()) << reply.status().to_string();
+    EXPECT_TRUE(reply->ok) << reply->message;
+    EXPECT_LT(Clock::now() - start_time, 1s);
+  }
+  // The oldest idle connections were the ones closed: the first sees EOF.
+  EXPECT_EQ(idle.front()->read(2s).outcome, LineReader::Outcome::kEof);
+}
+
+// A connection that never sends a request is closed after first_request_timeout, however long idle_timeout is.
+TEST_F(ControlTest, ConnectionWithoutARequestIsClosedSoon) {
+  ServerOptions o = options();
+  o.first_request_timeout = 200ms;
+  start(std::move(o));
+  RawPeer peer(path_);
+  auto start_time = Clock::now();
+  EXPECT_EQ(peer.read(5s).outcome, LineReader::Outcome::kEof);
+  EXPECT_LT(Clock::now() - start_time, 2s);
 }
 
 TEST_F(ControlTest, HandlerThatThrowsFailsOnlyItsRequest) {
@@ -558,6 +594,8 @@ TEST_F(ControlTest, IdleConnectionIsClosed) {
   o.idle_timeout = 200ms;
   start(std::move(o));
   RawPeer peer(path_);
+  peer.send("{\"v\":1,\"id\":1,\"cmd\":\"status\"}\n");
+  EXPECT_EQ(error_code_of(peer.reply()), "");  // answered; now idle
   auto start_time = Clock::now();
   EXPECT_EQ(peer.read(5s).outcome, LineReader::Outcome::kEof);
   EXPECT_LT(Clock::now() - start_time, 2s);

@@ -11,10 +11,10 @@
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   std::string_view text(reinterpret_cast<const char*>(data), size);
-  std::map<std::string, std::string> values;
-  ckpt::Status parsed = ckpt::daemon::parse_config_text(text, "fuzz.conf", values);
+  std::map<std::string, std::string> values, where;
+  ckpt::Status parsed = ckpt::daemon::parse_config_text(text, "fuzz.conf", values, &where);
   if (!parsed.is_ok()) return 0;
   ckpt::daemon::DaemonConfig config;
-  (void)ckpt::daemon::apply_config_values(values, config);
+  (void)ckpt::daemon::apply_config_values(values, config, where);
   return 0;
 }

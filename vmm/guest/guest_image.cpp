@@ -123,11 +123,15 @@ Status build_guest_image(std::span<uint8_t> low_memory, uint64_t memory_bytes,
   return Status::ok();
 }
 
+uint64_t region_pages_each(uint64_t memory_bytes, unsigned vcpus) {
+  if (vcpus == 0 || memory_bytes <= kWorkloadGpa) return 0;
+  return (memory_bytes - kWorkloadGpa) / kPageSize / vcpus;
+}
+
 std::vector<WorkloadControl> split_regions(uint64_t memory_bytes, unsigned vcpus, WorkloadKind kind, uint64_t seed,
                                            uint64_t writes_per_iteration, uint64_t hot_pages,
                                            uint64_t delay_loops, uint64_t max_iterations) {
-  if (vcpus == 0 || memory_bytes <= kWorkloadGpa) return {};
-  const uint64_t pages_each = (memory_bytes - kWorkloadGpa) / kPageSize / vcpus;
+  const uint64_t pages_each = region_pages_each(memory_bytes, vcpus);
   if (pages_each == 0) return {};
   std::vector<WorkloadControl> out(vcpus);
   for (unsigned i = 0; i < vcpus; ++i) {

@@ -48,6 +48,10 @@ inline constexpr uint64_t kPdGpa = kPageTableGpa + 2 * kPageSize;  // PD i at kP
 Status build_guest_image(std::span<uint8_t> low_memory, uint64_t memory_bytes,
                          std::span<const WorkloadControl> vcpus);
 
+// The pages of each vCPU's workload region: [kWorkloadGpa, memory_bytes) split evenly, the remainder unused. 0 when
+// vcpus is 0 or memory_bytes is not above kWorkloadGpa. A hot-set workload's hot_pages must not exceed it.
+uint64_t region_pages_each(uint64_t memory_bytes, unsigned vcpus);
+
 // Divides [kWorkloadGpa, memory_bytes) into `vcpus` equal page-aligned regions (the remainder pages stay unused),
 // one control block per vCPU with the given parameters. Empty if vcpus is 0 or there is less than a page each.
 std::vector<WorkloadControl> split_regions(uint64_t memory_bytes, unsigned vcpus, WorkloadKind kind, uint64_t seed,
