@@ -2,6 +2,7 @@
 // (live); with --store it reads the directory (offline, no daemon needed). Both build the same JSON per epoch
 // (daemon/control/epoch_json.h), so the table and --json look the same either way.
 #include <cstdio>
+#include <optional>
 #include <nlohmann/json.hpp>
 
 #include "cli/commands.h"
@@ -17,14 +18,33 @@ namespace {
 
 using nlohmann::json;
 
-void print_table(const json& epochs) {
-  std::printf("%8s  %-5s  %8s  %-23s  %10s  %10s  %6s  %s\n", "EPOCH", "KIND", "PARENT", "TIME", "PAGES", "STORED",
-              "RATIO", "TAG");
-  for (const json& e : epochs) {
+// Rows are printed as they arrive, page by page, so a store of any length lists in constant memory.
+class EpochPrinter {
+ public:
+  explicit EpochPrinter(bool json_out) : json_(json_out) {
+    if (json_) {
+      std::printf("[");
+    } else {
+      std::printf("%8s  %-5s  %8s  %-23s  %10s  %10s  %6s  %s\n", "EPOCH", "KIND", "PARENT", "TIME", "PAGES",
+                  "STORED", "RATIO", "TAG");
+    }
+  }
+  void print(const json& e) {
+    if (json_) {  // laid out as print_json lays out a whole array: each element indented by two more spaces
+      std::string text = e.dump(2, ' ', false, json::error_handler_t::replace);
+      std::string indented = "  ";
+      for (char c : text) {
+        indented += c;
+        if (c == '\n') indented += "  ";
+      }
+      std::printf("%s\n%s", first_ ? "" : ",", indented.c_str());
+      first_ = false;
+      return;
+    }
     std::string epoch = epoch_field(e, "epoch");
     if (field(e, "error").is_string()) {
       std::printf("%8s  unreadable: %s\n", epoch.c_str(), printable(text_field(e, "error")).c_str());
-      continue;
+      return;
     }
     std::string kind = printable(text_field(e, "kind"));
     std::printf("%8s  %-5s  %8s  %-23s  %10llu  %10s  %6s  %s\n", epoch.c_str(), kind.c_str(),
@@ -34,23 +54,43 @@ void print_table(const json& epochs) {
                 ratio_text(count_field(e, "raw_bytes"), count_field(e, "stored_bytes")).c_str(),
                 printable(text_field(e, "tag")).c_str());
   }
-}
+  void finish() {
+    if (json_) std::printf("%s]\n", first_ ? "" : "\n");
+  }
+
+ private:
+  bool json_;
+  bool first_ = true;
+};
 
 int run_list(const DaemonOptions& daemon, const std::string& store_dir, bool json_out) {
-  json epochs = json::array();
   if (store_dir.empty()) {
-    // Reading the catalog is quick; a daemon that takes this long is stuck.
-    DaemonAnswer a = call_daemon(daemon, "list", json::object(), std::chrono::seconds(30));
-    if (a.error) return report("list", *a.error, json_out);
-    if (field(a.result, "epochs").is_array()) epochs = field(a.result, "epochs");
-  } else {
-    auto fs = open_read_fs();
-    auto catalog = load_catalog(*fs, store_dir);
-    if (!catalog.is_ok()) return report_error("list", catalog.status(), json_out);
-    for (const auto& [epoch, entry] : catalog->entries()) epochs.push_back(control::epoch_summary_json(epoch, entry));
+    // Asked page by page (the daemon answers each from memory); a daemon that takes 30 s for one is stuck. Errors
+    // are reported before anything is printed where possible: the first page is fetched first.
+    std::optional<EpochPrinter> out;
+    json args = json::object();
+    for (;;) {
+      DaemonAnswer a = call_daemon(daemon, "list", args, std::chrono::seconds(30));
+      if (a.error) {
+        if (out) std::fflush(stdout);
+        return report("list", *a.error, json_out);
+      }
+      if (!out) out.emplace(json_out);
+      if (field(a.result, "epochs").is_array()) {
+        for (const json& e : field(a.result, "epochs")) out->print(e);
+      }
+      if (!field(a.result, "more").is_boolean() || !field(a.result, "more").get<bool>()) break;
+      args["after"] = count_field(a.result, "next_after");
+    }
+    out->finish();
+    return kExitOk;
   }
-  if (json_out) print_json(epochs);
-  else print_table(epochs);
+  auto fs = open_read_fs();
+  auto catalog = load_catalog(*fs, store_dir);
+  if (!catalog.is_ok()) return report_error("list", catalog.status(), json_out);
+  EpochPrinter out(json_out);
+  for (const auto& [epoch, entry] : catalog->entries()) out.print(control::epoch_summary_json(epoch, entry));
+  out.finish();
   return kExitOk;
 }
 

@@ -93,6 +93,7 @@ CompactionStats Compactor::stats() const {
 
 void Compactor::loop() {
   name_this_thread("ckpt-compact");
+  refresh_stats(head_());  // status shows the store as it is from the start, not zeros until the first pass
   std::unique_lock lock(mu_);
   for (;;) {
     // Retention also runs on a timer, so an idle store (epochs paused) still sheds what ages out.
@@ -158,13 +159,18 @@ void Compactor::maintain() {
   if (retention_due) {
     last_retention_ = Clock::now();
     snap::RetentionPolicy policy;
-    policy.rewrite = false;
     if (s.keep_last) policy.keep_last = s.keep_last;
     if (s.keep_seconds) {
       uint64_t now = realtime_ns();
       policy.keep_newer_than_ns = now - std::min(s.keep_seconds, now / 1000000000) * 1000000000;
     }
     if (head) policy.also_keep.insert(*head);
+    // Removing only what no kept epoch needs leaves at most keep-last + max-chain epochs when the chain policy
+    // rebases every max-chain deltas. A store that arrived longer (written with the policy off, or by an older
+    // version) has kept epochs whose chains reach far back: then the oldest kept epoch is rewritten as a base, so
+    // that everything older goes.
+    uint64_t chain_allowance = s.max_chain ? s.max_chain : s.keep_last;
+    policy.rewrite = s.keep_last && epochs > s.keep_last + chain_allowance + retention_batch(s);
     Result<uint64_t> removed = store_.apply_retention(policy);
     if (!removed.is_ok()) {
       report(removed.status().with_context("apply retention"));

@@ -69,7 +69,7 @@ class Compactor {
   mutable std::mutex mu_;
   std::condition_variable cv_;
   CompactionSettings settings_;
-  bool dirty_ = false;  // an epoch committed since the last pass
+  bool dirty_ = true;  // an epoch committed since the last pass (or none yet: a resumed store is looked at at once)
   bool stopping_ = false;
   std::deque<std::function<void()>> commands_;
   CompactionStats stats_;

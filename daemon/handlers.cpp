@@ -103,13 +103,22 @@ Reply handle_snapshot(Session& session, const Request& r) {
                          {"pause_ms", e->pause_ms}, {"stored_bytes", e->stored_bytes}});
 }
 
-Reply handle_list(Session& session) {
-  std::unique_ptr<snap::FileSystem> fs = snap::make_posix_file_system();
-  Result<snap::Catalog> catalog = snap::Catalog::load(*fs, session.info().store_dir);
-  if (!catalog.is_ok()) return error_reply(catalog.status());
+// One page: `limit` epochs (at most kListPageMax) above `after`, and where the next page starts.
+Reply handle_list(Session& session, const Request& r) {
+  Result<std::optional<uint64_t>> after = u64_arg(r.args, "after");
+  Result<std::optional<uint64_t>> limit = u64_arg(r.args, "limit");
+  if (!after.is_ok()) return error_reply(after.status());
+  if (!limit.is_ok()) return error_reply(limit.status());
+  if (*limit && (**limit == 0 || **limit > control::kListPageMax)) {
+    return Reply::error(code::kBadRequest, "'limit' must be 1.." + std::to_string(control::kListPageMax));
+  }
+  bool more = false;
+  auto page = session.list_epochs(*after, limit->value_or(control::kListPageMax), &more);
   json epochs = json::array();
-  for (const auto& [epoch, entry] : catalog->entries()) epochs.push_back(control::epoch_summary_json(epoch, entry));
-  return Reply::success({{"epochs", epochs}});
+  for (const auto& [epoch, entry] : page) epochs.push_back(control::epoch_summary_json(epoch, entry));
+  json result{{"epochs", std::move(epochs)}, {"more", more}};
+  if (more) result["next_after"] = page.back().first;
+  return Reply::success(std::move(result));
 }
 
 Reply handle_restore(Session& session, const Request& r) {
@@ -159,7 +168,7 @@ std::map<std::string, control::ControlServer::Handler> make_handlers(Session& se
   return {
       {"status", [s](const Request&, const P&) { return Reply::success(status_json(*s)); }},
       {"snapshot", [s](const Request& r, const P&) { return handle_snapshot(*s, r); }},
-      {"list", [s](const Request&, const P&) { return handle_list(*s); }},
+      {"list", [s](const Request& r, const P&) { return handle_list(*s, r); }},
       {"restore", [s](const Request& r, const P&) { return handle_restore(*s, r); }},
       {"pause", [s](const Request&, const P&) { return simple(s->pause_epochs(), {{"epochs_paused", true}}); }},
       {"resume", [s](const Request&, const P&) { return simple(s->resume_epochs(), {{"epochs_paused", false}}); }},

@@ -305,6 +305,11 @@ Status Session::start_or_resume() {
   return Status::ok();
 }
 
+std::vector<std::pair<uint64_t, snap::CatalogEntry>> Session::list_epochs(std::optional<uint64_t> after, size_t limit,
+                                                                          bool* more) const {
+  return worker_->store_for_maintenance().entries_after(after, limit, more);
+}
+
 // Both run on the compactor's thread, so epochs keep being written meanwhile.
 Status Session::compact(uint64_t epoch) {
   return compactor_->run([&](snap::Store& store) -> Status {

@@ -76,6 +76,9 @@ class Session {
   Status resume_epochs();
   Result<RestoreOutcome> restore(uint64_t epoch);
   Status compact(uint64_t epoch);
+  // A page of the store's catalog (Store::entries_after), straight from memory: no file is read.
+  std::vector<std::pair<uint64_t, snap::CatalogEntry>> list_epochs(std::optional<uint64_t> after, size_t limit,
+                                                                   bool* more) const;
   Result<uint64_t> apply_retention(const snap::RetentionPolicy& policy);
   void request_shutdown();
   // Applies the SIGHUP-safe settings of `config` (epoch interval, retention, log level).

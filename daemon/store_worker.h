@@ -38,7 +38,7 @@ class StoreWorker {
   size_t backlog() const;
   const std::string& store_dir() const { return dir_; }
   // The store itself, for the one maintenance thread that runs beside this one (Compactor); see snap::Store.
-  snap::Store& store_for_maintenance() { return *store_; }
+  snap::Store& store_for_maintenance() const { return *store_; }
 
  private:
   void loop();

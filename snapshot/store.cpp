@@ -74,6 +74,17 @@ Result<ChainShape> Store::chain_shape(uint64_t epoch) const {
   return catalog_.shape(epoch);
 }
 
+std::vector<std::pair<uint64_t, CatalogEntry>> Store::entries_after(std::optional<uint64_t> after, size_t limit,
+                                                                     bool* more) const {
+  std::lock_guard lock(mu_);
+  const auto& entries = catalog_.entries();
+  auto it = after ? entries.upper_bound(*after) : entries.begin();
+  std::vector<std::pair<uint64_t, CatalogEntry>> page;
+  for (; it != entries.end() && page.size() < limit; ++it) page.emplace_back(it->first, it->second);
+  *more = it != entries.end();
+  return page;
+}
+
 void Store::committed(uint64_t epoch, CatalogEntry entry) {
   std::lock_guard lock(mu_);
   catalog_.add(epoch, std::move(entry));

@@ -64,6 +64,10 @@ class Store {
   size_t epoch_count() const;
   uint64_t total_bytes() const;  // of the committed epochs' files
   Result<ChainShape> chain_shape(uint64_t epoch) const;
+  // Up to `limit` catalog entries with epochs above `after` (from the oldest when nullopt), oldest first; `*more`
+  // says whether any come after them. For listing a store of any length in pages.
+  std::vector<std::pair<uint64_t, CatalogEntry>> entries_after(std::optional<uint64_t> after, size_t limit,
+                                                               bool* more) const;
 
   // Starts the first epoch of an empty store (epoch 0), or a new full snapshot after the newest epoch. The caller
   // must add every page of the guest; commit() refuses an incomplete base.

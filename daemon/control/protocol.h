@@ -14,7 +14,10 @@ inline constexpr int kProtocolVersion = 1;
 // The longest line either side accepts, newline included. Longer requests get a message_too_large reply and the
 // connection is closed (the stream cannot be resynchronised cheaply); replies are bounded by the server.
 inline constexpr size_t kMaxMessageBytes = 64 * 1024;
-inline constexpr size_t kMaxReplyBytes = 4 * 1024 * 1024;  // a list of many epochs is long
+inline constexpr size_t kMaxReplyBytes = 4 * 1024 * 1024;
+// Epochs per `list` reply, at most: a page of epoch summaries (each well under 1 KiB, a 256-byte tag included)
+// stays far below kMaxReplyBytes however long the store; clients page with `after`.
+inline constexpr size_t kListPageMax = 1000;
 inline constexpr const char* kDefaultSocketPath = "/run/ckptd/ckptd.sock";
 
 // Error codes carried in error.code. Stable: scripts match on them.
