@@ -1,6 +1,9 @@
 #include "snapshot/restore.h"
 
 #include <fcntl.h>
+#include <limits.h>
+#include <stdlib.h>
+#include <sys/stat.h>
 #include <sys/uio.h>
 #include <unistd.h>
 
@@ -167,16 +170,61 @@ Result<uint64_t> guest_pages_of(const Catalog& catalog, uint64_t epoch) {
   return chain.front()->header.guest_pages;
 }
 
+namespace {
+
+std::string parent_dir(const std::string& path) {
+  size_t slash = path.find_last_of('/');
+  if (slash == std::string::npos) return ".";
+  return slash == 0 ? "/" : path.substr(0, slash);
+}
+
+// The image goes beside the target, never into a store: an image written over an epoch file (or anywhere in the
+// store's directory tree) could destroy the very chain being restored, and a stray file in a store is at best junk.
+Status check_restore_target(const std::string& store_dir, const std::string& path) {
+  struct stat st{};
+  if (::stat(path.c_str(), &st) == 0 && !S_ISREG(st.st_mode)) {
+    return invalid_argument(path + " exists and is not a regular file; restore writes a raw image file");
+  }
+  char store_real[PATH_MAX], dir_real[PATH_MAX];
+  std::string dir = parent_dir(path);
+  if (!::realpath(dir.c_str(), dir_real)) return Status::from_errno(errno, "resolve the directory of " + path);
+  if (!::realpath(store_dir.c_str(), store_real)) return Status::from_errno(errno, "resolve " + store_dir);
+  std::string inside = dir_real, store = store_real;
+  if (inside == store || inside.rfind(store + "/", 0) == 0) {
+    return invalid_argument(path + " is inside the store " + store_dir +
+                            "; write the image somewhere else (restore never writes into a store)");
+  }
+  return Status::ok();
+}
+
+}  // namespace
+
 Result<RestoreStats> restore_to_file(FileSystem& fs, const Catalog& catalog, uint64_t epoch, const std::string& path,
                                      const RestoreOptions& options) {
+  CKPT_RETURN_IF_ERROR(check_restore_target(catalog.dir(), path));
   CKPT_ASSIGN_OR_RETURN(uint64_t guest_pages, guest_pages_of(catalog, epoch));
-  UniqueFd fd(::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0640));
-  if (!fd.valid()) return Status::from_errno(errno, "create " + path);
+  // Written under a temporary name beside the target and renamed over it only once every block passed its
+  // checksums and the data is durable: a restore that fails half way leaves an existing file as it was.
+  std::string temp = path + ".ckpt-restore-XXXXXX";
+  UniqueFd fd(::mkstemp(temp.data()));
+  if (!fd.valid()) return Status::from_errno(errno, "create a temporary file beside " + path);
+  struct TempFile {
+    std::string path;
+    bool keep = false;
+    ~TempFile() {
+      if (!keep) ::unlink(path.c_str());
+    }
+  } guard{temp};
+  if (::fchmod(fd.get(), 0640) != 0) return Status::from_errno(errno, "chmod " + temp);
   uint64_t bytes = guest_pages * f::kPageSize;
-  if (::ftruncate(fd.get(), static_cast<off_t>(bytes)) != 0) return Status::from_errno(errno, "ftruncate " + path);
-  FileSink sink(fd.get(), path);
+  if (::ftruncate(fd.get(), static_cast<off_t>(bytes)) != 0) return Status::from_errno(errno, "ftruncate " + temp);
+  FileSink sink(fd.get(), temp);
   CKPT_ASSIGN_OR_RETURN(RestoreStats stats, restore(fs, catalog, epoch, sink, guest_pages, options));
-  if (::fsync(fd.get()) != 0) return Status::from_errno(errno, "fsync " + path);
+  if (::fsync(fd.get()) != 0) return Status::from_errno(errno, "fsync " + temp);
+  if (::rename(temp.c_str(), path.c_str()) != 0) return Status::from_errno(errno, "rename " + temp + " to " + path);
+  guard.keep = true;
+  UniqueFd dir(::open(parent_dir(path).c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  if (dir.valid()) ::fsync(dir.get());  // the rename's durability; the image itself is already on disk
   return stats;
 }
 

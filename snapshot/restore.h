@@ -37,8 +37,9 @@ Result<uint64_t> guest_pages_of(const Catalog& catalog, uint64_t epoch);
 Result<RestoreStats> restore_to_memory(FileSystem& fs, const Catalog& catalog, uint64_t epoch,
                                        std::span<uint8_t> memory, const RestoreOptions& options = {});
 
-// Writes the guest memory at `epoch` as a raw image file (created or truncated, then fsync'ed). Zero pages are left
-// to the file system's zero fill.
+// Writes the guest memory at `epoch` as a raw image file at `path`: into a temporary file beside it, fsync'ed, then
+// renamed over `path`, so a restore that fails leaves an existing file untouched. Refuses a path inside the store's
+// directory and an existing path that is not a regular file. Zero pages are left to the file system's zero fill.
 Result<RestoreStats> restore_to_file(FileSystem& fs, const Catalog& catalog, uint64_t epoch, const std::string& path,
                                      const RestoreOptions& options = {});
 

@@ -98,6 +98,13 @@ expect_text "$dir/out" '"kind": "delta"' "JSON lists deltas"
 expect_rc 0 "verify" -- "$ckpt" verify --store "$dir/s"
 expect_rc 0 "restore newest" -- "$ckpt" restore --store "$dir/s" --to "$dir/img"
 [ "$(stat -c %s "$dir/img")" -eq $((16 << 20)) ] && echo "ok: image is 16 MiB" || { echo "FAIL: image size"; failures=$((failures + 1)); }
+# --to never writes into the store: pointed at the base, it would turn every epoch into garbage.
+base_file=$(ls "$dir/s"/*.epoch | head -1)
+base_sum=$(md5sum <"$base_file")
+expect_rc 2 "restore --to the store's base file is refused" -- "$ckpt" restore --store "$dir/s" --to "$base_file"
+expect_text "$dir/err" "is inside the store" "the refusal says why"
+[ "$(md5sum <"$base_file")" = "$base_sum" ] && echo "ok: the base is untouched" || { echo "FAIL: the base changed"; failures=$((failures + 1)); }
+expect_rc 2 "restore --to a file in the store directory is refused" -- "$ckpt" restore --store "$dir/s" --to "$dir/s/img"
 
 expect_rc 4 "unknown epoch" -- "$ckpt" restore --store "$dir/s" --epoch 99999 --to "$dir/img2"
 expect_text "$dir/err" "epoch 99999 is not in store" "unknown epoch is named"
