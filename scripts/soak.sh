@@ -49,7 +49,7 @@ while (( $(date +%s) - start < duration )); do
   kill -0 $pid 2>/dev/null || { tail -50 "$work/ckptd.log"; echo "FAIL: ckptd died"; exit 1; }
   if (( elapsed % 120 < 10 )); then ckpt snapshot --tag "soak-$elapsed" >/dev/null; fi
   if (( elapsed % 600 < 10 && elapsed > 60 )); then  # a live restore to a recent epoch
-    target=$(ckpt list --json | python3 -c "import json,sys; e=json.load(sys.stdin)['epochs']; print(e[-50]['epoch'] if len(e)>50 else '')")
+    target=$(ckpt list --json | python3 -c "import json,sys; e=json.load(sys.stdin); print(e[-50]['epoch'] if len(e)>50 else '')")
     [[ -n $target ]] && ckpt restore "$target" >/dev/null
   fi
   read -r rss fds threads store_kib epochs stored chain <<<"$(sample)"
