@@ -346,6 +346,8 @@ DaemonStats Session::stats() const {
   s.owed_pages = owed_.size();
   s.writer_backlog_epochs = worker_->backlog();
   s.compaction = compactor_->stats();
+  s.compaction.store_epochs = worker_->store_for_maintenance().epoch_count();  // now, not at the last pass
+  s.compaction.store_bytes = worker_->store_for_maintenance().total_bytes();
   if (!recent_pauses_ms_.empty()) {
     std::vector<double> sorted(recent_pauses_ms_.begin(), recent_pauses_ms_.end());
     std::sort(sorted.begin(), sorted.end());
