@@ -12,6 +12,7 @@ namespace ckpt::cli {
 // Offline only: they read a store directory.
 void add_inspect_command(CLI::App& app, int* exit_code);
 void add_verify_command(CLI::App& app, int* exit_code);
+void add_repair_command(CLI::App& app, int* exit_code);
 // Live, or offline with --store.
 void add_list_command(CLI::App& app, const DaemonOptions& daemon, int* exit_code);
 void add_restore_command(CLI::App& app, const DaemonOptions& daemon, int* exit_code);

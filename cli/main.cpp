@@ -19,7 +19,7 @@ constexpr const char* kDescription =
     "\n"
     "Live commands (status, snapshot, list, restore N, pause, resume, compact, shutdown) talk to a running ckptd\n"
     "through its control socket: start the daemon first (systemctl start ckptd), and pass --socket PATH if it does\n"
-    "not listen on the default. Offline commands (inspect, verify; list, restore --to and compact with --store DIR)\n"
+    "not listen on the default. Offline commands (inspect, verify, repair; list, restore --to and compact with --store DIR)\n"
     "read a store directory and need no daemon.";
 
 constexpr const char* kFooter =
@@ -97,6 +97,7 @@ int main(int argc, char** argv) {
   ckpt::cli::add_shutdown_command(app, daemon, &exit_code);
   ckpt::cli::add_inspect_command(app, &exit_code);
   ckpt::cli::add_verify_command(app, &exit_code);
+  ckpt::cli::add_repair_command(app, &exit_code);
   check_restore_epochs(app);
   // After the subcommands: each has its own examples, and a subcommand inherits the footer set before it is added.
   app.footer(kFooter);

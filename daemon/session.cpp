@@ -43,7 +43,16 @@ Result<std::unique_ptr<Session>> Session::create(const DaemonConfig& config, std
   }
   std::unique_ptr<vmm::Machine> machine;
   if (newest) {
-    CKPT_ASSIGN_OR_RETURN(machine, rebuild_machine(config, store->fs(), config.store_dir, *newest));
+    auto rebuilt = rebuild_machine(config, store->fs(), config.store_dir, *newest);
+    if (!rebuilt.is_ok() && (rebuilt.status().code() == StatusCode::kCorruption ||
+                             rebuilt.status().code() == StatusCode::kNotFound)) {
+      // Refusing is safe, but under systemd it repeats every few seconds: say how to get out.
+      return rebuilt.status().with_context(
+          "resume from the newest epoch (" + std::to_string(*newest) + ") of " + config.store_dir +
+          "; 'ckpt repair --store " + config.store_dir + "' moves the epochs that cannot be restored aside, after which "
+          "ckptd resumes from the newest intact one (docs/operations.md, \"A damaged store\")");
+    }
+    CKPT_ASSIGN_OR_RETURN(machine, std::move(rebuilt));
   } else {
     CKPT_ASSIGN_OR_RETURN(machine, create_fresh_machine(config));
   }

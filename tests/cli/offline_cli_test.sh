@@ -150,5 +150,40 @@ expect_text "$dir/err" "first bad epoch 1 .*0000000000000001.epoch offset [0-9]+
 expect_rc 5 "restore of the bad epoch refuses" -- "$ckpt" restore --store "$dir/s" --epoch 1 --to "$dir/img3"
 expect_text "$dir/err" "corruption: .*0000000000000001.epoch offset" "restore names file and offset"
 
+# A store whose newest epoch is damaged, with a stray epoch-named file above it: resume refuses and names the way
+# out; ckpt repair moves both aside (never deletes them) and ckptd resumes from the newest intact epoch.
+"$ckptd" --store "$dir/r" --socket "$dir/r.sock" --backend software --memory-mib 16 --epoch-ms 50 >"$dir/r.log" 2>&1 &
+daemon=$!
+for _ in $(seq 1 100); do [ -S "$dir/r.sock" ] && break; sleep 0.1; done
+sleep 0.5
+kill -TERM "$daemon"; wait "$daemon"
+newest=$(ls "$dir/r" | grep '\.epoch$' | tail -1)
+printf '\xff' | dd of="$dir/r/$newest" bs=1 seek=70 conv=notrunc status=none
+echo junk >"$dir/r/9999999999999999.epoch"
+resume=(--store "$dir/r" --socket "$dir/r.sock" --backend software --memory-mib 16 --epoch-ms 50 --resume --verify-final)
+expect_rc 1 "resume from a damaged newest epoch refuses" -- "$ckptd" "${resume[@]}"
+expect_text "$dir/err" "ckpt repair --store $dir/r" "the refusal names ckpt repair"
+expect_rc 0 "repair --dry-run" -- "$ckpt" repair --store "$dir/r" --dry-run
+expect_text "$dir/out" "would move epoch 9999999999999999" "dry run names the stray file"
+[ -e "$dir/r/9999999999999999.epoch" ] && echo "ok: the dry run moved nothing" || { echo "FAIL: dry run moved"; failures=$((failures + 1)); }
+expect_rc 0 "repair" -- "$ckpt" repair --store "$dir/r"
+expect_text "$dir/out" "moved epoch $((10#${newest%.epoch})):" "repair moved the damaged newest epoch"
+expect_text "$dir/out" "ckptd --resume continues from epoch" "repair says where ckptd resumes"
+moved=$(ls -d "$dir/r"/damaged-*)
+[ -e "$moved/$newest" ] && [ -e "$moved/9999999999999999.epoch" ] && echo "ok: both files kept in $moved" ||
+  { echo "FAIL: the moved files are not in $moved"; failures=$((failures + 1)); }
+expect_rc 0 "verify after repair" -- "$ckpt" verify --store "$dir/r"
+"$ckptd" "${resume[@]}" >"$dir/r2.log" 2>&1 &
+daemon=$!
+for _ in $(seq 1 100); do [ -S "$dir/r.sock" ] && break; sleep 0.1; done
+sleep 0.5
+kill -TERM "$daemon"; wait "$daemon"
+rc=$?
+[ "$rc" -eq 0 ] && echo "ok: ckptd resumed after the repair" || { echo "FAIL: resume after repair exit $rc"; cat "$dir/r2.log"; failures=$((failures + 1)); }
+expect_text "$dir/r2.log" "bit-exact" "the resumed VM's final epoch verifies"
+expect_rc 0 "repair of an intact store changes nothing" -- "$ckpt" repair --store "$dir/r"
+expect_text "$dir/out" "nothing to repair" "repair says so"
+expect_rc 4 "repair of a missing store" -- "$ckpt" repair --store "$dir/nothing-here"
+
 echo "offline CLI: $failures failures"
 [ "$failures" -eq 0 ]
