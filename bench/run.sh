@@ -3,7 +3,7 @@
 # run, written to bench/RESULTS.md (machine, load, commands, figures). `make bench` runs it with $(BUILD_DIR).
 # Usage: bench/run.sh [BUILD_DIR] [--quick] [--only NAMES] [--out FILE]
 #   --quick       smaller sample counts and store image (a smoke run of ~5 minutes; figures are noisier)
-#   --only NAMES  comma-separated subset of: pause,rate,memory,micro,store,profile
+#   --only NAMES  comma-separated subset of: pause,rate,memory,micro,store,long,profile
 #   --out FILE    where the report goes (default bench/RESULTS.md)
 # Environment: STORE_BENCH_ARGS replaces the store benchmark's options (the suite's default: 512 MiB + 10 deltas).
 # Builds the benchmark targets first (Release flags come from BUILD_DIR's configuration; a fresh BUILD_DIR is
@@ -14,7 +14,7 @@ build=build
 if [[ $# -gt 0 && "$1" != --* ]]; then build=$1; shift; fi
 [[ "$build" = /* ]] || build="$root/$build"
 quick=0
-only="pause,rate,memory,micro,store,profile"
+only="pause,rate,memory,micro,store,long,profile"
 out="$root/bench/RESULTS.md"
 while [[ $# -gt 0 ]]; do
   case "$1" in
@@ -31,7 +31,7 @@ command -v zstd >/dev/null || { echo "bench/run.sh: the zstd CLI is missing (scr
 if [[ ! -f "$build/CMakeCache.txt" ]]; then
   cmake -S "$root" -B "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
 fi
-targets=(store_bench pause_bench epoch_rate_bench ckptd ckpt)
+targets=(store_bench pause_bench epoch_rate_bench ckptd ckpt extend_store)
 grep -q "^benchmark_DIR:.*-NOTFOUND" "$build/CMakeCache.txt" 2>/dev/null || targets+=(micro_bench)
 echo "bench/run.sh: building ${targets[*]} in $build" >&2
 cmake --build "$build" -j "$(nproc)" --target "${targets[@]}" >/dev/null
@@ -40,12 +40,14 @@ if [[ $quick = 1 ]]; then
   pause_args=(--samples 12,8,3 --rounds 2 --warmup 1)
   rate_args=(--windows 3 --window-s 2 --tune-s 4)
   memory_seconds=10
+  long_args=(2000 20000)
   micro_args=(--benchmark_min_time=0.1 --benchmark_repetitions=3)
   store_args=(--size-mib 512 --deltas 5 --repeats 3)
 else
   pause_args=()
   rate_args=()
   memory_seconds=20
+  long_args=(10000 100000)
   micro_args=(--benchmark_min_time=0.2 --benchmark_repetitions=3)
   # A quarter of the store benchmark's documented image (2 GiB + 20 deltas take 3-5 minutes here, 1 GiB + 10 deltas
   # took 4 minutes under load) keeps the suite within ~15 minutes; the ratios hardly depend on the size.
@@ -80,6 +82,7 @@ run_part() {
 wants pause && run_part pause "Epoch pause vs floor" "$build/bench/pause_bench" "${pause_args[@]}"
 wants rate && run_part rate "Epoch rate" "$build/bench/epoch_rate_bench" "${rate_args[@]}"
 wants memory && run_part memory "Daemon memory" "$root/bench/memory_bench.sh" "$build" "$memory_seconds"
+wants long && run_part long "Long chains" "$root/bench/long_store_bench.sh" "$build" "${long_args[@]}"
 if wants micro; then
   if [[ -x "$build/bench/micro_bench" ]]; then
     micro() {
@@ -124,7 +127,7 @@ fi
 suite_end=$(date +%s)
 mode=""
 [[ $quick = 1 ]] && mode=" --quick"
-[[ "$only" != "pause,rate,memory,micro,store,profile" ]] && mode+=" --only $only"
+[[ "$only" != "pause,rate,memory,micro,store,long,profile" ]] && mode+=" --only $only"
 kvm_note="No /dev/kvm on this machine: every figure above is the software backend (uffd-wp + PAGEMAP_SCAN)."
 [[ -e /dev/kvm ]] && kvm_note="/dev/kvm exists here, but pause_bench and epoch_rate_bench measure the software backend only (their exactness checks read the software vCPU's state blob); KVM tracking-mode timings are not measured by this suite."
 {
