@@ -50,8 +50,8 @@ class EpochPrinter {
     std::printf("%8s  %-5s  %8s  %-23s  %10llu  %10s  %6s  %s\n", epoch.c_str(), kind.c_str(),
                 epoch_field(e, "parent").c_str(), human_time_ns(count_field(e, "timestamp_ns")).c_str(),
                 static_cast<unsigned long long>(count_field(e, "data_pages") + count_field(e, "zero_pages")),
-                human_bytes(count_field(e, "stored_bytes")).c_str(),
-                ratio_text(count_field(e, "raw_bytes"), count_field(e, "stored_bytes")).c_str(),
+                human_bytes(count_field(e, "file_bytes")).c_str(),
+                ratio_text(count_field(e, "raw_bytes"), count_field(e, "file_bytes")).c_str(),
                 printable(text_field(e, "tag")).c_str());
   }
   void finish() {

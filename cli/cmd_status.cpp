@@ -37,6 +37,16 @@ void print_human(const json& s) {
                 human_bytes(count_field(vm, "memory_bytes")) + ", " + std::to_string(count_field(vm, "vcpus")) +
                 " vCPUs");
   row("store", text_field(s, "store"));
+  if (field(s, "compaction").is_object()) {  // older daemons have no compactor
+    const json& c = field(s, "compaction");
+    char amp[32];
+    std::snprintf(amp, sizeof amp, "%.2f", number_field(c, "read_amplification"));
+    row("compaction", group_digits(count_field(c, "store_epochs")) + " epochs, " +
+                          human_bytes(count_field(c, "store_bytes")) + " on disk; chain " +
+                          group_digits(count_field(c, "chain_length")) + " epochs (read amplification " + amp +
+                          "); " + group_digits(count_field(c, "rebases")) + " rebases, " +
+                          group_digits(count_field(c, "retention_removed_epochs")) + " epochs removed by retention");
+  }
   row("uptime", human_duration(number_field(s, "uptime_seconds")));
   row("epochs", group_digits(count_field(s, "epochs_committed")) + " committed, " +
                     group_digits(count_field(s, "epochs_failed")) + " failed, every " +

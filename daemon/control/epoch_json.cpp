@@ -18,6 +18,7 @@ nlohmann::json epoch_summary_json(uint64_t epoch, const snap::CatalogEntry& entr
   j["zero_pages"] = m.stats.zero_pages;
   j["raw_bytes"] = m.stats.raw_bytes;
   j["stored_bytes"] = m.stats.stored_bytes;
+  j["file_bytes"] = m.file_length;
   j["blocks"] = m.stats.block_count;
   j["state_bytes"] = m.stats.state_bytes;
   return j;
