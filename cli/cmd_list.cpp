@@ -72,8 +72,11 @@ int run_list(const DaemonOptions& daemon, const std::string& store_dir, bool jso
     for (;;) {
       DaemonAnswer a = call_daemon(daemon, "list", args, std::chrono::seconds(30));
       if (a.error) {
-        if (out) std::fflush(stdout);
-        return report("list", *a.error, json_out);
+        if (!out) return report("list", *a.error, json_out);
+        // Pages already printed: close what was started (JSON stays valid), and say on stderr why it is short.
+        out->finish();
+        std::fflush(stdout);
+        return report("list", *a.error, /*json=*/false);
       }
       if (!out) out.emplace(json_out);
       if (field(a.result, "epochs").is_array()) {

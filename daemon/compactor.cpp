@@ -49,7 +49,8 @@ void Compactor::stop() {
     if (stopping_ && !thread_.joinable()) return;
     stopping_ = true;
   }
-  cancel_ = true;
+  stopped_ = true;
+  interrupt_ = true;
   cv_.notify_all();
   if (thread_.joinable()) thread_.join();
 }
@@ -69,6 +70,13 @@ void Compactor::set_settings(const CompactionSettings& settings) {
     dirty_ = true;
   }
   cv_.notify_all();
+}
+
+std::unique_lock<std::mutex> Compactor::hold_history() {
+  interrupt_ = true;
+  std::unique_lock lock(history_mu_);
+  interrupt_ = stopped_.load();  // no pass runs while the lock is held: nothing else needs interrupting
+  return lock;
 }
 
 Status Compactor::run(std::function<Status(snap::Store&)> fn) {
@@ -137,7 +145,7 @@ void Compactor::maintain() {
     Result<snap::ChainShape> shape = store_.chain_shape(*head);
     if (shape.is_ok() && rebase_due(*shape, s) && Clock::now() >= retry_rebase_after_) {
       Clock::time_point t0 = Clock::now();
-      Status rebased = store_.rebase(*head, &cancel_);
+      Status rebased = store_.rebase(*head, &interrupt_);
       double seconds = std::chrono::duration<double>(Clock::now() - t0).count();
       if (rebased.is_ok()) {
         Result<snap::ChainShape> after = store_.chain_shape(*head);
@@ -165,16 +173,17 @@ void Compactor::maintain() {
       policy.keep_newer_than_ns = now - std::min(s.keep_seconds, now / 1000000000) * 1000000000;
     }
     if (head) policy.also_keep.insert(*head);
-    // Removing only what no kept epoch needs leaves at most keep-last + max-chain epochs when the chain policy
-    // rebases every max-chain deltas. A store that arrived longer (written with the policy off, or by an older
-    // version) has kept epochs whose chains reach far back: then the oldest kept epoch is rewritten as a base, so
-    // that everything older goes.
-    uint64_t chain_allowance = s.max_chain ? s.max_chain : s.keep_last;
-    policy.rewrite = s.keep_last && epochs > s.keep_last + chain_allowance + retention_batch(s);
+    // Removing only what no kept epoch needs leaves at most about max-chain epochs that stay only because a kept
+    // chain needs them, when the chain policy rebases every max-chain deltas. A store that arrived with longer
+    // chains (written with the policy off, or by an older version) gets its oldest kept epoch rewritten as a base,
+    // so that everything older goes. Counting those extra epochs (not all epochs) keeps a long keep-seconds window
+    // from rewriting a base at every run.
+    policy.rewrite_above = (s.max_chain ? s.max_chain : s.keep_last) + retention_batch(s);
+    policy.cancel = &interrupt_;
     Result<uint64_t> removed = store_.apply_retention(policy);
-    if (!removed.is_ok()) {
+    if (!removed.is_ok() && removed.status().code() != StatusCode::kAborted) {
       report(removed.status().with_context("apply retention"));
-    } else {
+    } else if (removed.is_ok()) {
       std::lock_guard lock(mu_);
       stats_.epochs_removed += *removed;
     }

@@ -50,8 +50,9 @@ class Compactor {
   Status run(std::function<Status(snap::Store&)> fn);
 
   // Held by whoever rebuilds a VM from the store (restore, verify-final): while it is held, no epoch is rewritten
-  // or removed, so the chain being read stays as it was planned.
-  std::unique_lock<std::mutex> hold_history() { return std::unique_lock(history_mu_); }
+  // or removed, so the chain being read stays as it was planned. A rebase under way is interrupted (and redone at
+  // a later pass), so a live restore waits for a block, not for a whole image to be rewritten.
+  std::unique_lock<std::mutex> hold_history();
 
   CompactionStats stats() const;
 
@@ -76,7 +77,8 @@ class Compactor {
   std::chrono::steady_clock::time_point last_retention_{};
   size_t epochs_after_retention_ = 0;  // the store's epoch count when retention last ran
   std::chrono::steady_clock::time_point retry_rebase_after_{};  // after a failed rebase (a full disk): back off
-  std::atomic<bool> cancel_{false};
+  std::atomic<bool> interrupt_{false};  // stops a rebase: set by stop() for good, by hold_history() for a moment
+  std::atomic<bool> stopped_{false};
   std::thread thread_;
 };
 

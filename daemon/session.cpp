@@ -70,9 +70,12 @@ Result<std::unique_ptr<Session>> Session::create(const DaemonConfig& config, std
       [self](const Status& s) { self->record_error(s); });
   CKPT_RETURN_IF_ERROR(session->adopt_machine(std::move(machine), newest));
   if (newest) {
-    session->parent_ = newest;
-    session->stats_.resumed_from_epoch = newest;
-    session->stats_.last_committed_epoch = newest;
+    {
+      std::lock_guard lock(session->mu_);  // the compactor's thread reads them already
+      session->parent_ = newest;
+      session->stats_.resumed_from_epoch = newest;
+      session->stats_.last_committed_epoch = newest;
+    }
     CKPT_LOG(kInfo) << "resumed the VM from epoch " << *newest << " of " << config.store_dir;
     return session;
   }

@@ -9,6 +9,7 @@
 // compact(k) and retention then remove epochs no remaining epoch needs, newest first, so that an interrupted removal
 // leaves every remaining chain whole (the next run finishes it).
 #include <algorithm>
+#include <optional>
 #include <vector>
 
 #include "common/log.h"
@@ -69,22 +70,34 @@ Status check_descends(const Catalog& catalog, uint64_t k) {
 }
 
 // The epochs that `kept` and their chains down to a base consist of. Each link is visited once however many kept
-// epochs share it. An unreadable or missing link ends its walk: what is there stays, for verify to report.
+// epochs share it. A chain that reaches an unreadable or missing link cannot say what lies below it, so everything
+// older than that link stays too (a read error must not turn into deleted ancestors; verify reports it).
 std::set<uint64_t> needed_by(const Catalog& catalog, const std::set<uint64_t>& kept) {
   std::set<uint64_t> needed;
+  std::optional<uint64_t> keep_below;
   for (uint64_t epoch : kept) {
     uint64_t e = epoch;
     for (;;) {
       auto it = catalog.entries().find(e);
-      if (it == catalog.entries().end() || !needed.insert(e).second) break;
+      if (it == catalog.entries().end() || !it->second.meta) {
+        keep_below = std::max(keep_below.value_or(0), e);
+        break;
+      }
+      if (!needed.insert(e).second) break;
       const auto& meta = it->second.meta;
-      if (!meta || meta->header.kind == EpochKind::kBase) break;
+      if (meta->header.kind == EpochKind::kBase) break;
       e = meta->parent;
+    }
+  }
+  if (keep_below) {
+    for (auto it = catalog.entries().begin(); it != catalog.entries().end() && it->first <= *keep_below; ++it) {
+      needed.insert(it->first);
     }
   }
   return needed;
 }
 
+// The epochs `policy` keeps: from the oldest any rule keeps up to the newest, and the ones it names.
 // The oldest epoch any rule keeps (each rule keeps at least the newest epoch).
 uint64_t oldest_kept(const Catalog& catalog, const RetentionPolicy& policy) {
   const auto& entries = catalog.entries();
@@ -197,13 +210,27 @@ Result<uint64_t> Store::apply_retention(const RetentionPolicy& policy) {
   MaintenanceSlot slot(*this);
   CKPT_RETURN_IF_ERROR(slot.status());
   uint64_t oldest;
+  std::set<uint64_t> kept;
   bool rewrite;
+  auto doomed_now = [&] {  // with mu_ held
+    // Epochs committed since the rules were applied (the epoch writer runs meanwhile) are newer than `oldest`:
+    // kept too, with what they need.
+    for (auto it = catalog_.entries().lower_bound(oldest); it != catalog_.entries().end(); ++it) kept.insert(it->first);
+    std::set<uint64_t> needed = needed_by(catalog_, kept);
+    std::vector<uint64_t> doomed;
+    for (const auto& [epoch, entry] : catalog_.entries()) {
+      if (!needed.count(epoch)) doomed.push_back(epoch);
+    }
+    return std::make_pair(doomed, needed.size() - std::min(needed.size(), kept.size()));
+  };
   {
     std::lock_guard lock(mu_);
     if (catalog_.empty()) return uint64_t{0};
     oldest = oldest_kept(catalog_, policy);
+    kept.insert(policy.also_keep.begin(), policy.also_keep.end());
+    uint64_t only_needed = doomed_now().second;  // epochs that stay only because a kept chain needs them
     const CatalogEntry& entry = catalog_.entries().at(oldest);
-    rewrite = policy.rewrite && oldest != catalog_.entries().begin()->first && entry.meta &&
+    rewrite = policy.rewrite_above && only_needed > *policy.rewrite_above && entry.meta &&
               entry.meta->header.kind == EpochKind::kDelta;
   }
   // The floor stays: epochs of other branches kept by also_keep may still need older epochs.
@@ -213,17 +240,12 @@ Result<uint64_t> Store::apply_retention(const RetentionPolicy& policy) {
       std::lock_guard lock(mu_);
       floor = catalog_.floor();
     }
-    CKPT_RETURN_IF_ERROR(rewrite_as_base(oldest, floor));
+    CKPT_RETURN_IF_ERROR(rewrite_as_base(oldest, floor, policy.cancel));
   }
   std::vector<uint64_t> doomed;
   {
     std::lock_guard lock(mu_);
-    std::set<uint64_t> kept(policy.also_keep.begin(), policy.also_keep.end());
-    for (auto it = catalog_.entries().lower_bound(oldest); it != catalog_.entries().end(); ++it) kept.insert(it->first);
-    std::set<uint64_t> needed = needed_by(catalog_, kept);
-    for (const auto& [epoch, entry] : catalog_.entries()) {
-      if (!needed.count(epoch)) doomed.push_back(epoch);
-    }
+    doomed = doomed_now().first;
   }
   uint64_t removed = doomed.size();
   CKPT_RETURN_IF_ERROR(remove_epochs(std::move(doomed)));

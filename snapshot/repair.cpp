@@ -2,6 +2,8 @@
 
 #include <time.h>
 
+#include <map>
+
 #include "common/log.h"
 #include "snapshot/epoch_file.h"
 #include "snapshot/store.h"
@@ -25,8 +27,10 @@ std::string utc_stamp() {
 Result<RepairReport> repair_store(const std::string& dir, const RepairOptions& options) {
   StoreOptions store_options;
   store_options.create_if_missing = false;
-  // Opening as the writer takes the lock and finishes what an interrupted writer left (temp files, a compaction's
-  // obsolete epochs), exactly as ckptd's next start would.
+  // The writer lock (no daemon may run meanwhile), and nothing else: a damaged or stray file must not make the
+  // open remove anything (a floor read from a stray base would); what an interrupted writer left is ckptd's to
+  // finish at its next start.
+  store_options.clean_up_on_open = false;
   CKPT_ASSIGN_OR_RETURN(auto store, Store::open(dir, store_options));
   VerifyOptions verify_options;
   verify_options.threads = options.threads;
@@ -34,11 +38,17 @@ Result<RepairReport> repair_store(const std::string& dir, const RepairOptions& o
   RepairReport report;
   report.epochs_checked = verified.epochs_checked;
   Catalog catalog = store->catalog_snapshot();
-  std::set<uint64_t> bad;
-  for (const VerifyProblem& p : verified.problems) {
-    bad.insert(p.epoch);
-    report.moved.push_back({p.epoch, p.status.to_string()});
+  std::map<uint64_t, std::string> bad;
+  for (const VerifyProblem& p : verified.problems) bad.emplace(p.epoch, p.status.to_string());
+  // Verify reports a damaged block only for its own epoch; every epoch whose chain runs through it cannot be
+  // restored either. Parents are older, so one ascending pass finds them all.
+  for (const auto& [epoch, entry] : catalog.entries()) {
+    if (bad.count(epoch) || !entry.meta || entry.meta->header.kind != EpochKind::kDelta) continue;
+    if (bad.count(entry.meta->parent)) {
+      bad.emplace(epoch, "its chain needs epoch " + std::to_string(entry.meta->parent) + ", which cannot be restored");
+    }
   }
+  for (const auto& [epoch, why] : bad) report.moved.push_back({epoch, why});
   for (auto it = catalog.entries().rbegin(); it != catalog.entries().rend(); ++it) {
     if (!bad.count(it->first)) {
       report.newest_intact = it->first;

@@ -180,21 +180,25 @@ std::string parent_dir(const std::string& path) {
 
 // The image goes beside the target, never into a store: an image written over an epoch file (or anywhere in the
 // store's directory tree) could destroy the very chain being restored, and a stray file in a store is at best junk.
+// Directories are compared by device and inode, so another path to the store (a symlink, a bind mount) is caught.
 Status check_restore_target(const std::string& store_dir, const std::string& path) {
   struct stat st{};
   if (::stat(path.c_str(), &st) == 0 && !S_ISREG(st.st_mode)) {
     return invalid_argument(path + " exists and is not a regular file; restore writes a raw image file");
   }
-  char store_real[PATH_MAX], dir_real[PATH_MAX];
+  struct stat store{};
+  if (::stat(store_dir.c_str(), &store) != 0) return Status::from_errno(errno, "stat " + store_dir);
+  char resolved[PATH_MAX];
   std::string dir = parent_dir(path);
-  if (!::realpath(dir.c_str(), dir_real)) return Status::from_errno(errno, "resolve the directory of " + path);
-  if (!::realpath(store_dir.c_str(), store_real)) return Status::from_errno(errno, "resolve " + store_dir);
-  std::string inside = dir_real, store = store_real;
-  if (inside == store || inside.rfind(store + "/", 0) == 0) {
-    return invalid_argument(path + " is inside the store " + store_dir +
-                            "; write the image somewhere else (restore never writes into a store)");
+  if (!::realpath(dir.c_str(), resolved)) return Status::from_errno(errno, "resolve the directory of " + path);
+  for (std::string up = resolved;; up = parent_dir(up)) {
+    struct stat here{};
+    if (::stat(up.c_str(), &here) == 0 && here.st_dev == store.st_dev && here.st_ino == store.st_ino) {
+      return invalid_argument(path + " is inside the store " + store_dir +
+                              "; write the image somewhere else (restore never writes into a store)");
+    }
+    if (up == "/") return Status::ok();
   }
-  return Status::ok();
 }
 
 }  // namespace
@@ -215,7 +219,13 @@ Result<RestoreStats> restore_to_file(FileSystem& fs, const Catalog& catalog, uin
       if (!keep) ::unlink(path.c_str());
     }
   } guard{temp};
-  if (::fchmod(fd.get(), 0640) != 0) return Status::from_errno(errno, "chmod " + temp);
+  // A replaced image keeps its mode (and, where allowed, its owner); a new one is 0640.
+  struct stat existing{};
+  bool replaces = ::stat(path.c_str(), &existing) == 0;
+  if (::fchmod(fd.get(), replaces ? existing.st_mode & 07777 : 0640) != 0) {
+    return Status::from_errno(errno, "chmod " + temp);
+  }
+  if (replaces) (void)::fchown(fd.get(), existing.st_uid, existing.st_gid);
   uint64_t bytes = guest_pages * f::kPageSize;
   if (::ftruncate(fd.get(), static_cast<off_t>(bytes)) != 0) return Status::from_errno(errno, "ftruncate " + temp);
   FileSink sink(fd.get(), temp);

@@ -38,9 +38,9 @@ Result<std::unique_ptr<Store>> Store::open(const std::string& dir, StoreOptions 
     CKPT_RETURN_IF_ERROR(store->fs_->list_dir(dir).status().with_context("open store " + dir));
   }
   CKPT_ASSIGN_OR_RETURN(store->lock_, store->fs_->lock(dir + "/" + std::string(f::kLockName)));
-  CKPT_RETURN_IF_ERROR(store->clean_up());
+  if (store->options_.clean_up_on_open) CKPT_RETURN_IF_ERROR(store->clean_up());
   CKPT_ASSIGN_OR_RETURN(store->catalog_, Catalog::load(*store->fs_, dir));
-  CKPT_RETURN_IF_ERROR(store->remove_epochs_below(store->catalog_.floor()));
+  if (store->options_.clean_up_on_open) CKPT_RETURN_IF_ERROR(store->remove_epochs_below(store->catalog_.floor()));
   store->resources_ = std::make_unique<WriterResources>(store->options_.workers, store->options_.compression_level);
   CKPT_LOG(kDebug) << "store " << dir << " open: " << store->catalog_.entries().size() << " epochs, writes via "
                    << write_engine_name(store->fs_->write_engine());

@@ -33,6 +33,9 @@ struct StoreOptions {
   // Whether open() may create a missing store directory (a writer starting a new store). Tools that only repair or
   // shrink an existing store set this to false, so a mistyped path is an error instead of a new, empty store.
   bool create_if_missing = true;
+  // Whether open() finishes what an interrupted writer left: removes temp files and the epochs an interrupted
+  // compaction made obsolete. `ckpt repair` opens with false: it only takes the lock and changes nothing unasked.
+  bool clean_up_on_open = true;
   // Tests inject a fault-injecting file system here; null = the real one with `engine` and `queue_depth`.
   std::shared_ptr<FileSystem> fs;
   // The identity written into a new store's files; default random. Fixed only where identical bytes are wanted.
@@ -43,10 +46,13 @@ struct RetentionPolicy {
   std::optional<uint64_t> keep_last;           // keep the newest N epochs
   std::optional<uint64_t> keep_newer_than_ns;  // keep epochs whose timestamp is at least this
   std::set<uint64_t> also_keep;                // kept whatever the rules say (the epoch a running VM builds on)
-  // true: the oldest epoch kept becomes a base (rewritten: it costs a full image), so that every older epoch goes.
-  // false: nothing is rewritten; an epoch goes once no kept epoch's chain needs it, so up to one chain's worth of
-  // older epochs stays (the daemon's background retention, which the chain-length policy keeps short).
-  bool rewrite = true;
+  // An epoch goes once no rule keeps it and no kept epoch's chain needs it. When more than `rewrite_above` epochs
+  // would stay only because a chain needs them, the oldest kept epoch is first rewritten as a base (a full image),
+  // so that they go too. 0 (the default): always, so exactly the kept epochs stay. nullopt: never rewrite (the
+  // daemon uses a bound: its chain policy keeps chains short, so a rewrite is rarely needed).
+  std::optional<uint64_t> rewrite_above = 0;
+  // When set, stops a rewrite early (kAborted; nothing changed).
+  const std::atomic<bool>* cancel = nullptr;
 };
 
 class Store {
@@ -84,7 +90,7 @@ class Store {
   // Folds epochs <= k into a new base at epoch k, atomically; epochs > k stay restorable, older ones are removed.
   // Refused when an epoch above k does not descend from k (it would lose its chain).
   Status compact(uint64_t k);
-  // Removes the epochs the policy does not keep (see RetentionPolicy::rewrite). Returns how many were removed.
+  // Removes the epochs the policy does not keep (see RetentionPolicy). Returns how many were removed.
   Result<uint64_t> apply_retention(const RetentionPolicy& policy);
 
  private:

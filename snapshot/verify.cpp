@@ -4,6 +4,7 @@
 #include <memory>
 #include <mutex>
 #include <set>
+#include <utility>
 
 #include "common/thread_pool.h"
 #include "snapshot/block_codec.h"
@@ -93,9 +94,26 @@ class ChainCheck {
   std::map<uint64_t, std::pair<uint64_t, Status>> broken_link_;
 };
 
-Status check_structure(const Catalog& catalog, const ChainCheck& chains, uint64_t epoch, const CatalogEntry& entry) {
+// The store's identity: the (store id, guest size) most of its readable epochs carry. Not simply the newest
+// epoch's: a stray file from another store, named above the newest, must be the one reported, not all the others.
+using Identity = std::pair<uint64_t, uint64_t>;
+Identity store_identity(const Catalog& catalog) {
+  std::map<Identity, uint64_t> votes;
+  for (const auto& [epoch, entry] : catalog.entries()) {
+    if (entry.meta) ++votes[{entry.meta->header.store_id, entry.meta->header.guest_pages}];
+  }
+  Identity best{catalog.store_id(), catalog.guest_pages()};
+  uint64_t most = votes.count(best) ? votes[best] : 0;
+  for (const auto& [identity, count] : votes) {
+    if (count > most) best = identity, most = count;
+  }
+  return best;
+}
+
+Status check_structure(const Identity& identity, const ChainCheck& chains, uint64_t epoch,
+                       const CatalogEntry& entry) {
   const EpochMeta& meta = *entry.meta;
-  if (meta.header.store_id != catalog.store_id() || meta.header.guest_pages != catalog.guest_pages()) {
+  if (Identity{meta.header.store_id, meta.header.guest_pages} != identity) {
     return corruption(entry.path + " offset 0: epoch " + std::to_string(epoch) +
                       " belongs to another store or guest size");
   }
@@ -121,6 +139,7 @@ Result<VerifyReport> verify_store(FileSystem& fs, const std::string& dir, const 
   };
   std::vector<BlockJob> jobs;
   ChainCheck chains(catalog);
+  Identity identity = store_identity(catalog);
   for (uint64_t epoch : epochs) {
     const CatalogEntry& entry = catalog.entries().at(epoch);
     ++report.epochs_checked;
@@ -128,7 +147,7 @@ Result<VerifyReport> verify_store(FileSystem& fs, const std::string& dir, const 
       note(epoch, entry.error);
       continue;
     }
-    Status s = check_structure(catalog, chains, epoch, entry);
+    Status s = check_structure(identity, chains, epoch, entry);
     if (!s.is_ok()) note(epoch, s);
     for (size_t b = 0; b < entry.meta->blocks.size(); ++b) jobs.push_back(BlockJob{epoch, &entry, b});
   }

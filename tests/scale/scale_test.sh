@@ -91,7 +91,7 @@ check "verify after compact" -- "$ckpt" verify --store "$dir/s"
 "$build/tests/extend_store" "$dir/s" 5000 >/dev/null || fail "extend_store again"
 start_ckptd "$dir/ckptd2.log" --resume --epoch-ms 3600000 --verify-final
 for _ in $(seq 1 600); do
-  [ "$(status_field "int(d['compaction']['rebases'] >= 1 and d['compaction']['store_epochs'] <= 1100)")" = 1 ] && break
+  [ "$(status_field "int(d['compaction']['rebases'] >= 1 and d['compaction']['store_epochs'] <= 1100 and d['compaction']['chain_length'] <= 1001)")" = 1 ] && break
   sleep 0.1
 done
 shape=$(status_field "d['compaction']['store_epochs'], d['compaction']['chain_length'], d['compaction']['rebases']")

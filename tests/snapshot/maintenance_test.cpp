@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 #include <sys/resource.h>
 
+#include <atomic>
 #include <filesystem>
 #include <map>
 #include <thread>
@@ -99,7 +100,7 @@ TEST(Retention, WithoutRewriteRemovesOnlyWhatNoKeptEpochNeeds) {
   ASSERT_TRUE((*store)->rebase(10).is_ok());
   auto more = write_chain(**store, model, 10);  // 21..30 on the base at 10
   expected.insert(more.begin(), more.end());
-  RetentionPolicy lazy{5, std::nullopt, {}, /*rewrite=*/false};
+  RetentionPolicy lazy{5, std::nullopt, {}, /*rewrite_above=*/std::nullopt};
   auto removed = (*store)->apply_retention(lazy);
   ASSERT_TRUE(removed.is_ok());
   EXPECT_EQ(*removed, 10u);  // 0..9; 10..25 stay because the kept 26..30 need them
@@ -126,13 +127,53 @@ TEST(Retention, KeepsTheRunningBranchAndWhatItNeeds) {
     auto meta = testing::write_random_delta(**store, branch, 5, EpochOptions{"", std::nullopt, i == 0 ? 3 : 10 + i});
     expected[meta->header.epoch] = branch.bytes();
   }
-  RetentionPolicy policy{2, std::nullopt, {13}, /*rewrite=*/true};
+  RetentionPolicy policy{2, std::nullopt, {13}, /*rewrite_above=*/0};
   auto removed = (*store)->apply_retention(policy);  // keeps 12, 13; 12 becomes a base
   ASSERT_TRUE(removed.is_ok()) << removed.status().to_string();
   Catalog catalog = (*store)->catalog_snapshot();
   EXPECT_EQ(catalog.entries().size(), 2u);
   EXPECT_EQ(testing::restore_epoch(dir.path(), 12), expected[12]);
   EXPECT_EQ(testing::restore_epoch(dir.path(), 13), expected[13]);
+}
+
+TEST(Retention, RewritesOnlyWhenChainsWouldKeepTooManyExtraEpochs) {
+  TempDir dir;
+  auto store = Store::open(dir.path());
+  ASSERT_TRUE(store.is_ok());
+  GuestModel model(64, 48);
+  write_chain(**store, model, 30);  // timestamps: now
+  // Everything is young enough to keep: a long keep-seconds window never needs a rewrite.
+  RetentionPolicy window{std::nullopt, 0, {}, /*rewrite_above=*/5};
+  auto removed = (*store)->apply_retention(window);
+  ASSERT_TRUE(removed.is_ok());
+  EXPECT_EQ(*removed, 0u);
+  EXPECT_EQ((*store)->catalog_snapshot().entries().at(20).meta->header.kind, EpochKind::kDelta);
+  // Keep 21..30: their chain needs 0..20, 21 epochs kept only for it: above 5, so 21 becomes a base.
+  RetentionPolicy last{10, std::nullopt, {}, /*rewrite_above=*/5};
+  removed = (*store)->apply_retention(last);
+  ASSERT_TRUE(removed.is_ok());
+  EXPECT_EQ(*removed, 21u);
+  EXPECT_EQ((*store)->catalog_snapshot().entries().begin()->second.meta->header.kind, EpochKind::kBase);
+}
+
+TEST(Retention, AnUnreadableKeptEpochKeepsEverythingBelowIt) {
+  TempDir dir;
+  std::map<uint64_t, std::vector<uint8_t>> expected;
+  {
+    auto store = Store::open(dir.path());
+    ASSERT_TRUE(store.is_ok());
+    GuestModel model(64, 49);
+    expected = write_chain(**store, model, 10);
+  }
+  auto bytes = testing::read_file(dir.sub(epoch_file_name(8)));
+  bytes[0] ^= 1;  // its header: the epoch's metadata cannot be read, so its chain is unknown
+  testing::write_file(dir.sub(epoch_file_name(8)), bytes);
+  auto store = Store::open(dir.path());
+  ASSERT_TRUE(store.is_ok());
+  auto removed = (*store)->apply_retention(RetentionPolicy{3, std::nullopt, {}, std::nullopt});
+  ASSERT_TRUE(removed.is_ok());
+  EXPECT_EQ(*removed, 0u);  // 8 is kept and may need any of 0..7
+  for (uint64_t e = 0; e <= 7; ++e) EXPECT_EQ(testing::restore_epoch(dir.path(), e), expected[e]);
 }
 
 // Lowers the soft limit on open files for the test's duration.
@@ -189,7 +230,7 @@ TEST(Maintenance, RebaseRunsWhileEpochsAreWritten) {
     expected.insert(more.begin(), more.end());
   });
   for (uint64_t k = 10; k <= 50; k += 10) EXPECT_TRUE((*store)->rebase(k).is_ok());
-  auto retention = (*store)->apply_retention(RetentionPolicy{60, std::nullopt, {}, false});
+  auto retention = (*store)->apply_retention(RetentionPolicy{60, std::nullopt, {}, std::nullopt});
   writer.join();
   ASSERT_TRUE(retention.is_ok());
   Catalog catalog = (*store)->catalog_snapshot();
@@ -200,6 +241,36 @@ TEST(Maintenance, RebaseRunsWhileEpochsAreWritten) {
   auto report = verify_store((*store)->fs(), dir.path());
   ASSERT_TRUE(report.is_ok());
   EXPECT_TRUE(report->ok());
+}
+
+TEST(Maintenance, RetentionWithRewritesKeepsEpochsCommittedMeanwhile) {
+  TempDir dir;
+  auto store = Store::open(dir.path());
+  ASSERT_TRUE(store.is_ok());
+  GuestModel model(256, 50);
+  auto expected = write_chain(**store, model, 20);
+  std::atomic<bool> done{false};
+  std::thread writer([&] {
+    auto more = write_chain(**store, model, 150, 3);
+    expected.insert(more.begin(), more.end());
+    done = true;
+  });
+  int runs = 0;
+  while (!done) {  // each run rewrites its oldest kept epoch while new epochs commit
+    auto removed = (*store)->apply_retention(RetentionPolicy{10, std::nullopt, {}, 0});
+    ASSERT_TRUE(removed.is_ok()) << removed.status().to_string();
+    ++runs;
+  }
+  writer.join();
+  EXPECT_GT(runs, 2);
+  Catalog catalog = (*store)->catalog_snapshot();
+  EXPECT_EQ(catalog.newest(), 170u);
+  for (const auto& [epoch, entry] : catalog.entries()) {
+    EXPECT_EQ(testing::restore_epoch(dir.path(), epoch), expected[epoch]) << epoch;
+  }
+  auto report = verify_store((*store)->fs(), dir.path());
+  ASSERT_TRUE(report.is_ok());
+  EXPECT_TRUE(report->ok()) << report->problems.front().status.to_string();
 }
 
 TEST(Maintenance, AReaderNoticesAFileReplacedUnderIt) {

@@ -72,6 +72,8 @@ TEST_F(RestoreToFile, RefusesATargetInsideTheStore) {
     EXPECT_EQ(restored.status().code(), StatusCode::kInvalidArgument);
     EXPECT_NE(restored.status().message().find("is inside the store"), std::string::npos);
   }
+  std::filesystem::create_directory_symlink(store_dir_.path(), out_.sub("link"));  // another path to the store
+  EXPECT_FALSE(restore(out_.sub("link/image.raw")).is_ok());
   std::filesystem::create_directory(store_dir_.sub("sub"));
   EXPECT_FALSE(restore(store_dir_.sub("sub/image.raw")).is_ok());
   EXPECT_EQ(testing::read_file(base), before);
