@@ -158,11 +158,19 @@ ensure_host_packages() {
 
 kernel_ready() { [ -f "$1/.harness-ready" ]; }
 
+# The Debian mirror the host's apt already uses: the URI of its bookworm main repository (from its sources, as apt
+# itself reads them). Backports comes from the same mirror.
+host_debian_mirror() {
+	apt-get indextargets --format '$(RELEASE) $(COMPONENT) $(REPO_URI)' 2>/dev/null |
+		awk '$1 == "bookworm" && $2 == "main" {print $3; exit}'
+}
+
 # The backports kernel comes through a private apt state in the cache: the host's sources stay untouched, and the
 # index download (~0.4 MB) happens only when that series is provisioned.
 backports_apt_opts() {
 	local dir=$cache/apt-backports
-	local mirror=${KVM_HARNESS_DEBIAN_MIRROR:-http://deb.debian.org/debian}
+	local mirror=${KVM_HARNESS_DEBIAN_MIRROR:-$(host_debian_mirror)}
+	[ -n "$mirror" ] || die "the host's apt sources name no bookworm main repository to take bookworm-backports from; set KVM_HARNESS_DEBIAN_MIRROR"
 	mkdir -p "$dir/lists/partial" "$dir/archives/partial"
 	echo "deb [signed-by=$DEBIAN_KEYRING] $mirror bookworm-backports main" >"$dir/sources.list"
 	apt_opts=(-o "Dir::Etc::SourceList=$dir/sources.list" -o "Dir::Etc::SourceParts=/nonexistent"
