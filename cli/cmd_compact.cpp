@@ -2,8 +2,6 @@
 // base and removes them. Without --store the running daemon does it (live; --to-epoch becomes its compact command,
 // the keep options its retention command). With --store it runs offline; it takes the store's writer lock, so it
 // fails (busy) while a daemon writes to the store.
-#include <time.h>
-
 #include <algorithm>
 #include <cctype>
 #include <cstdio>
@@ -51,12 +49,6 @@ Result<uint64_t> parse_duration(const std::string& text) {
   return seconds;
 }
 
-uint64_t now_ns() {
-  timespec ts{};
-  clock_gettime(CLOCK_REALTIME, &ts);
-  return static_cast<uint64_t>(ts.tv_sec) * 1'000'000'000ull + static_cast<uint64_t>(ts.tv_nsec);
-}
-
 int run_offline(const CompactArgs& args, std::optional<uint64_t> keep_newer_than_s) {
   // A missing directory is a typo'd path, not a new store to create (the daemon's writer would).
   snap::StoreOptions options;
@@ -71,10 +63,7 @@ int run_offline(const CompactArgs& args, std::optional<uint64_t> keep_newer_than
   } else {
     snap::RetentionPolicy policy;
     policy.keep_last = args.keep_last;
-    if (keep_newer_than_s) {
-      uint64_t now = now_ns();
-      policy.keep_newer_than_ns = now - std::min<uint64_t>(now, *keep_newer_than_s * 1'000'000'000ull);
-    }
+    if (keep_newer_than_s) policy.keep_newer_than_ns = snap::timestamp_seconds_ago(*keep_newer_than_s);
     auto removed = (*store)->apply_retention(policy);
     if (!removed.is_ok()) return report_error("compact", removed.status(), args.json);
   }

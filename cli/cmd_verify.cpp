@@ -16,13 +16,13 @@ namespace {
 
 int run_verify(const std::string& dir, std::optional<uint64_t> epoch, bool json) {
   auto fs = open_read_fs();
-  auto present = load_catalog(*fs, dir);
-  if (!present.is_ok()) return report_error("verify", present.status(), json);
   snap::VerifyOptions options;
   options.epoch = epoch;
   if (!json) options.progress = terminal_progress("verify");
+  // verify_store reads the catalog itself (every epoch's metadata): no second load just to see the store is there.
   auto report = snap::verify_store(*fs, dir, options);
   if (!report.is_ok()) return report_error("verify", report.status(), json);
+  if (report->epochs_checked == 0) return report_error("verify", not_found(dir + " holds no committed epochs"), json);
   if (json) {
     nlohmann::json problems = nlohmann::json::array();
     for (const auto& p : report->problems) {

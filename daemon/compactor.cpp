@@ -1,7 +1,5 @@
 #include "daemon/compactor.h"
 
-#include <time.h>
-
 #include <algorithm>
 
 #include "common/log.h"
@@ -12,12 +10,6 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 constexpr auto kRetryAfterFailure = std::chrono::seconds(10);
-
-uint64_t realtime_ns() {
-  timespec ts{};
-  clock_gettime(CLOCK_REALTIME, &ts);
-  return static_cast<uint64_t>(ts.tv_sec) * 1000000000ull + static_cast<uint64_t>(ts.tv_nsec);
-}
 
 // Below this much delta data a restore reads so little that rewriting a base would gain nothing: an idle guest's
 // deltas (metadata and vCPU state, ~1 KiB each) would otherwise outweigh its nearly empty base within a few epochs.
@@ -101,7 +93,7 @@ CompactionStats Compactor::stats() const {
 
 void Compactor::loop() {
   name_this_thread("ckpt-compact");
-  refresh_stats(head_());  // status shows the store as it is from the start, not zeros until the first pass
+  record_chain(chain_shape(head_()));  // status shows the chain from the start, not zeros until the first pass
   std::unique_lock lock(mu_);
   for (;;) {
     // Retention also runs on a timer, so an idle store (epochs paused) still sheds what ages out.
@@ -141,23 +133,21 @@ void Compactor::maintain() {
   }
   auto history = hold_history();
   std::optional<uint64_t> head = head_();
-  if (head) {
-    Result<snap::ChainShape> shape = store_.chain_shape(*head);
-    if (shape.is_ok() && rebase_due(*shape, s) && Clock::now() >= retry_rebase_after_) {
-      Clock::time_point t0 = Clock::now();
-      Status rebased = store_.rebase(*head, &interrupt_);
-      double seconds = std::chrono::duration<double>(Clock::now() - t0).count();
-      if (rebased.is_ok()) {
-        Result<snap::ChainShape> after = store_.chain_shape(*head);
-        std::lock_guard lock(mu_);
-        ++stats_.rebases;
-        stats_.rebase_bytes_written += after.is_ok() ? after->base_bytes : 0;
-        stats_.last_rebase_seconds = seconds;
-      } else if (rebased.code() != StatusCode::kAborted) {
-        retry_rebase_after_ = Clock::now() + kRetryAfterFailure;
-        report(rebased.with_context("rebase epoch " + std::to_string(*head) + " (a chain of " +
-                                       std::to_string(shape->links) + " epochs)"));
-      }
+  std::optional<snap::ChainShape> shape = chain_shape(head);
+  if (head && shape && rebase_due(*shape, s) && Clock::now() >= retry_rebase_after_) {
+    Clock::time_point t0 = Clock::now();
+    Status rebased = store_.rebase(*head, &interrupt_);
+    double seconds = std::chrono::duration<double>(Clock::now() - t0).count();
+    if (rebased.is_ok()) {
+      shape = chain_shape(head);
+      std::lock_guard lock(mu_);
+      ++stats_.rebases;
+      stats_.rebase_bytes_written += shape ? shape->base_bytes : 0;
+      stats_.last_rebase_seconds = seconds;
+    } else if (rebased.code() != StatusCode::kAborted) {
+      retry_rebase_after_ = Clock::now() + kRetryAfterFailure;
+      report(rebased.with_context("rebase epoch " + std::to_string(*head) + " (a chain of " +
+                                  std::to_string(shape->links) + " epochs)"));
     }
   }
   size_t epochs = store_.epoch_count();
@@ -168,10 +158,7 @@ void Compactor::maintain() {
     last_retention_ = Clock::now();
     snap::RetentionPolicy policy;
     if (s.keep_last) policy.keep_last = s.keep_last;
-    if (s.keep_seconds) {
-      uint64_t now = realtime_ns();
-      policy.keep_newer_than_ns = now - std::min(s.keep_seconds, now / 1000000000) * 1000000000;
-    }
+    if (s.keep_seconds) policy.keep_newer_than_ns = snap::timestamp_seconds_ago(s.keep_seconds);
     if (head) policy.also_keep.insert(*head);
     // Removing only what no kept epoch needs leaves at most about max-chain epochs that stay only because a kept
     // chain needs them, when the chain policy rebases every max-chain deltas. A store that arrived with longer
@@ -183,24 +170,28 @@ void Compactor::maintain() {
     Result<uint64_t> removed = store_.apply_retention(policy);
     if (!removed.is_ok() && removed.status().code() != StatusCode::kAborted) {
       report(removed.status().with_context("apply retention"));
-    } else if (removed.is_ok()) {
+    } else if (removed.is_ok() && *removed) {
+      shape = chain_shape(head);  // a rewrite may have shortened the running chain too
       std::lock_guard lock(mu_);
       stats_.epochs_removed += *removed;
     }
     epochs_after_retention_ = store_.epoch_count();
   }
-  refresh_stats(head);
+  record_chain(shape);
 }
 
-void Compactor::refresh_stats(std::optional<uint64_t> head) {
-  Result<snap::ChainShape> shape = head ? store_.chain_shape(*head) : Result<snap::ChainShape>(snap::ChainShape{});
+std::optional<snap::ChainShape> Compactor::chain_shape(std::optional<uint64_t> head) const {
+  if (!head) return std::nullopt;
+  Result<snap::ChainShape> shape = store_.chain_shape(*head);
+  if (!shape.is_ok()) return std::nullopt;
+  return *shape;
+}
+
+void Compactor::record_chain(const std::optional<snap::ChainShape>& shape) {
+  if (!shape) return;
   std::lock_guard lock(mu_);
-  if (shape.is_ok()) {
-    stats_.chain_length = shape->links;
-    stats_.read_amplification = shape->read_amplification();
-  }
-  stats_.store_epochs = store_.epoch_count();
-  stats_.store_bytes = store_.total_bytes();
+  stats_.chain_length = shape->links;
+  stats_.read_amplification = shape->read_amplification();
 }
 
 }  // namespace ckpt::daemon

@@ -59,7 +59,8 @@ class Compactor {
  private:
   void loop();
   void maintain();  // one pass of the policy
-  void refresh_stats(std::optional<uint64_t> head);
+  std::optional<snap::ChainShape> chain_shape(std::optional<uint64_t> head) const;
+  void record_chain(const std::optional<snap::ChainShape>& shape);
   void report(const Status& s);
 
   snap::Store& store_;

@@ -145,13 +145,7 @@ Reply handle_retention(Session& session, const Request& r) {
   if (!keep_seconds.is_ok()) return error_reply(keep_seconds.status());
   snap::RetentionPolicy policy;
   policy.keep_last = *keep_last;
-  if (*keep_seconds) {
-    uint64_t now_ns = static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(
-                                                std::chrono::system_clock::now().time_since_epoch())
-                                                .count());
-    uint64_t seconds = std::min<uint64_t>(**keep_seconds, now_ns / 1000000000ull);  // no overflow: at most "since 1970"
-    policy.keep_newer_than_ns = now_ns - seconds * 1000000000ull;
-  }
+  if (*keep_seconds) policy.keep_newer_than_ns = snap::timestamp_seconds_ago(**keep_seconds);
   Result<uint64_t> removed = session.apply_retention(policy);
   if (!removed.is_ok()) return error_reply(removed.status());
   return Reply::success({{"removed_epochs", *removed}});

@@ -161,14 +161,14 @@ Status Store::rewrite_as_base(uint64_t k, uint64_t floor, const std::atomic<bool
     const BlockRef& block = meta.blocks[task.block];
     CKPT_ASSIGN_OR_RETURN(auto file, files.get(paths[task.link], meta));
     CKPT_RETURN_IF_ERROR(read_block(*file, meta, task.block, decompressor, scratch, raw.data()));
-    uint32_t data_index = 0;
-    for (const PageRun& run : block.runs) {
-      if (run.zero) continue;
-      for (uint32_t i = 0; i < run.count; ++i, ++data_index) {
-        if (!(task.wanted >> data_index & 1)) continue;
-        CKPT_RETURN_IF_ERROR(writer->add_page(run.first_gfn + i, raw.data() + size_t{data_index} * f::kPageSize));
-      }
-    }
+    CKPT_RETURN_IF_ERROR(for_each_wanted_run(block, task.wanted, raw.data(),
+                                             [&](uint64_t gfn, uint32_t count, const uint8_t* pages) -> Status {
+                                               for (uint32_t i = 0; i < count; ++i) {
+                                                 CKPT_RETURN_IF_ERROR(
+                                                     writer->add_page(gfn + i, pages + size_t{i} * f::kPageSize));
+                                               }
+                                               return Status::ok();
+                                             }));
   }
   for (const StateBlob& s : target.states) CKPT_RETURN_IF_ERROR(writer->add_state(s.name, s.data));
   CKPT_ASSIGN_OR_RETURN(auto committed, writer->commit());

@@ -73,26 +73,6 @@ class FileSink final : public PageSink {
   std::string path_;
 };
 
-// Hands the wanted pages of one decoded block to the sink, in runs of consecutive gfns.
-Status deliver(const BlockRef& block, uint64_t wanted, const uint8_t* raw, PageSink& sink) {
-  uint32_t data_index = 0;
-  for (const PageRun& run : block.runs) {
-    if (run.zero) continue;
-    uint32_t i = 0;
-    while (i < run.count) {
-      if (!(wanted >> (data_index + i) & 1)) {
-        ++i;
-        continue;
-      }
-      uint32_t start = i;
-      while (i < run.count && (wanted >> (data_index + i) & 1)) ++i;
-      CKPT_RETURN_IF_ERROR(sink.put(run.first_gfn + start, i - start, raw + size_t{data_index + start} * f::kPageSize));
-    }
-    data_index += run.count;
-  }
-  return Status::ok();
-}
-
 // `sink_pages` is what the destination holds. Every gfn is bounds-checked against the epoch's guest size when its
 // metadata is decoded, so the two must agree: a store whose epochs differ in size cannot make a restore write past
 // the destination.
@@ -135,7 +115,11 @@ Result<RestoreStats> restore(FileSystem& fs, const Catalog& catalog, uint64_t ep
     Result<std::shared_ptr<const ReadableFile>> file = files.get(paths[task.link], meta);
     Status s = file.status();
     if (s.is_ok()) s = read_block(**file, meta, task.block, w.decompressor, w.scratch, w.raw.data());
-    if (s.is_ok()) s = deliver(block, task.wanted, w.raw.data(), sink);
+    if (s.is_ok()) {
+      s = for_each_wanted_run(block, task.wanted, w.raw.data(), [&](uint64_t gfn, uint32_t count, const uint8_t* pages) {
+        return sink.put(gfn, count, pages);
+      });
+    }
     std::lock_guard lock(mutex);
     if (!s.is_ok()) {
       if (error.is_ok()) error = s;

@@ -54,4 +54,24 @@ Result<RestorePlan> plan_restore(const std::vector<std::shared_ptr<const EpochMe
 }
 
 
+Status for_each_wanted_run(const BlockRef& block, uint64_t wanted, const uint8_t* raw,
+                           const std::function<Status(uint64_t gfn, uint32_t count, const uint8_t* pages)>& put) {
+  uint32_t data_index = 0;
+  for (const PageRun& run : block.runs) {
+    if (run.zero) continue;
+    uint32_t i = 0;
+    while (i < run.count) {
+      if (!(wanted >> (data_index + i) & 1)) {
+        ++i;
+        continue;
+      }
+      uint32_t start = i;
+      while (i < run.count && (wanted >> (data_index + i) & 1)) ++i;
+      CKPT_RETURN_IF_ERROR(put(run.first_gfn + start, i - start, raw + size_t{data_index + start} * format::kPageSize));
+    }
+    data_index += run.count;
+  }
+  return Status::ok();
+}
+
 }  // namespace ckpt::snap

@@ -4,6 +4,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <utility>
 #include <vector>
@@ -31,5 +32,10 @@ struct RestorePlan {
 // first, so the first claim of a gfn is the content it had at the target epoch. Tasks come oldest epoch first and in
 // file order within an epoch, so that files are read front to back. Fails naming a gfn no link holds.
 Result<RestorePlan> plan_restore(const std::vector<std::shared_ptr<const EpochMeta>>& chain, uint64_t guest_pages);
+
+// Calls put(first gfn, count, pages) for each run of consecutive gfns of `block` that `wanted` selects (bit i = data
+// page i), `raw` being the block's decoded data pages, in run order. Stops at the first error put returns.
+Status for_each_wanted_run(const BlockRef& block, uint64_t wanted, const uint8_t* raw,
+                           const std::function<Status(uint64_t gfn, uint32_t count, const uint8_t* pages)>& put);
 
 }  // namespace ckpt::snap

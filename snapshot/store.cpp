@@ -25,6 +25,11 @@ bool ends_with(const std::string& s, std::string_view suffix) {
 
 }  // namespace
 
+uint64_t timestamp_seconds_ago(uint64_t seconds) {
+  uint64_t now = now_ns();
+  return now - std::min<uint64_t>(seconds, now / 1'000'000'000ull) * 1'000'000'000ull;
+}
+
 Result<std::unique_ptr<Store>> Store::open(const std::string& dir, StoreOptions options) {
   std::unique_ptr<Store> store(new Store());
   store->dir_ = dir;

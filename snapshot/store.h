@@ -55,6 +55,10 @@ struct RetentionPolicy {
   const std::atomic<bool>* cancel = nullptr;
 };
 
+// The keep_newer_than_ns that keeps epochs younger than `seconds`: now (CLOCK_REALTIME) minus that, never before
+// 1970 (so any number of seconds is safe).
+uint64_t timestamp_seconds_ago(uint64_t seconds);
+
 class Store {
  public:
   // Creates `dir` if needed, takes the writer lock, deletes temp files left by an interrupted writer and epochs made

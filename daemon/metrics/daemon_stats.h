@@ -50,7 +50,7 @@ struct CompactionStats {
   uint64_t errors = 0;                // failed background rebases and retention runs (also in errors_total)
   uint64_t chain_length = 0;          // epochs in the running VM's chain, base included
   double read_amplification = 0;      // of that chain
-  uint64_t store_epochs = 0;
+  uint64_t store_epochs = 0;          // the store now (filled by Session::stats from the store itself)
   uint64_t store_bytes = 0;
 };
 

@@ -23,16 +23,10 @@ class Compaction : public ::testing::Test {
     set_log_level(LogLevel::kWarn);
     char tmpl[] = "/tmp/ckptd-compaction-XXXXXX";
     dir_ = ::mkdtemp(tmpl);
-    config_.backend = vmm::Backend::kSoftware;
-    config_.machine.memory_bytes = 16ull << 20;
+    config_ = in_process_config(dir_);
     config_.machine.vcpus = 1;
-    config_.machine.workload.kind = vmm::guest::WorkloadKind::kRandomWriter;
     config_.machine.workload.delay_loops = 2000;
-    config_.store_dir = dir_ + "/store";
-    config_.record_digests = dir_ + "/digests";
     config_.epoch_ms = 2;
-    config_.staging_bytes = 4ull << 20;
-    config_.resume = true;
   }
   void TearDown() override { std::filesystem::remove_all(dir_); }
 
@@ -52,9 +46,7 @@ class Compaction : public ::testing::Test {
 
   // Every epoch in the store restores to the digest recorded at its pause.
   void expect_every_epoch_restores() {
-    DaemonProcess reader;  // only for its digest-file parser
-    std::filesystem::copy_file(config_.record_digests, reader.digests());
-    auto digests = reader.read_digests()["epoch"];
+    auto digests = read_digest_file(config_.record_digests)["epoch"];
     auto fs = snap::make_posix_file_system();
     auto catalog = snap::Catalog::load(*fs, config_.store_dir);
     ASSERT_TRUE(catalog.is_ok());

@@ -105,24 +105,8 @@ TEST(CrashConsistency, KillNineAtRandomMomentsLosesNoCommittedEpoch) {
   EXPECT_GT(t.checked, kills / 2);
 }
 
-DaemonConfig in_process_config(const std::string& dir) {
-  DaemonConfig c;
-  c.backend = vmm::Backend::kSoftware;
-  c.machine.memory_bytes = 16ull << 20;
-  c.machine.workload.kind = vmm::guest::WorkloadKind::kRandomWriter;
-  c.machine.workload.delay_loops = 200;
-  c.store_dir = dir + "/store";
-  c.record_digests = dir + "/digests";
-  c.epoch_ms = 15;
-  c.staging_bytes = 4ull << 20;
-  c.resume = true;
-  return c;
-}
-
 std::map<uint64_t, uint64_t> epoch_digests(const std::string& dir) {
-  DaemonProcess reader;  // only for its digest-file parser
-  std::filesystem::copy_file(dir + "/digests", reader.digests());
-  return reader.read_digests()["epoch"];
+  return read_digest_file(dir + "/digests")["epoch"];
 }
 
 // Runs a session on `fs` for `run_for`, then asks it to stop; returns what run() returned.

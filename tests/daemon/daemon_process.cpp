@@ -141,12 +141,30 @@ std::string DaemonProcess::log() const {
 }
 
 std::map<std::string, std::map<uint64_t, uint64_t>> DaemonProcess::read_digests() const {
+  return read_digest_file(digests());
+}
+
+std::map<std::string, std::map<uint64_t, uint64_t>> read_digest_file(const std::string& path) {
   std::map<std::string, std::map<uint64_t, uint64_t>> out;
-  std::ifstream in(digests());
+  std::ifstream in(path);
   std::string event, hex;
   uint64_t epoch = 0;
   while (in >> event >> epoch >> hex) out[event][epoch] = std::stoull(hex, nullptr, 16);
   return out;
+}
+
+DaemonConfig in_process_config(const std::string& dir) {
+  DaemonConfig c;
+  c.backend = vmm::Backend::kSoftware;
+  c.machine.memory_bytes = 16ull << 20;
+  c.machine.workload.kind = vmm::guest::WorkloadKind::kRandomWriter;
+  c.machine.workload.delay_loops = 200;
+  c.store_dir = dir + "/store";
+  c.record_digests = dir + "/digests";
+  c.epoch_ms = 15;
+  c.staging_bytes = 4ull << 20;
+  c.resume = true;
+  return c;
 }
 
 Result<uint64_t> restored_digest(const std::string& store, uint64_t epoch) {

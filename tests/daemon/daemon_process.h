@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "common/status.h"
+#include "daemon/config.h"
 #include "daemon/control/message.h"
 
 namespace ckpt::daemon::testing {
@@ -60,6 +61,13 @@ class DaemonProcess {
   std::string dir_;
   pid_t pid_ = -1;
 };
+
+// "epoch N HEX" / "loaded N HEX" lines of a digest file (record-digests): event -> epoch -> digest.
+std::map<std::string, std::map<uint64_t, uint64_t>> read_digest_file(const std::string& path);
+
+// Settings of an in-process Session under `dir` (store/, digests): software backend, 16 MiB, random writer,
+// 15 ms epochs, a 4 MiB staging area, resume on, every pause's memory digested.
+DaemonConfig in_process_config(const std::string& dir);
 
 // XXH3 of the whole guest memory at `epoch`, restored offline from `store`.
 Result<uint64_t> restored_digest(const std::string& store, uint64_t epoch);

@@ -40,6 +40,18 @@ size_t chain_length(const Store& store, uint64_t epoch) {
   return chain.is_ok() ? chain->size() : 0;
 }
 
+// Every epoch the store holds restores to the memory it had, and the store verifies clean.
+void expect_every_epoch_restores(Store& store, const std::string& dir,
+                                 std::map<uint64_t, std::vector<uint8_t>>& expected) {
+  Catalog catalog = store.catalog_snapshot();
+  for (const auto& [epoch, entry] : catalog.entries()) {
+    EXPECT_EQ(testing::restore_epoch(dir, epoch), expected[epoch]) << epoch;
+  }
+  auto report = verify_store(store.fs(), dir);
+  ASSERT_TRUE(report.is_ok());
+  EXPECT_TRUE(report->ok()) << report->problems.front().status.to_string();
+}
+
 TEST(Rebase, RewritesADeltaAsABaseAndKeepsEveryEpoch) {
   TempDir dir;
   auto store = Store::open(dir.path());
@@ -233,14 +245,8 @@ TEST(Maintenance, RebaseRunsWhileEpochsAreWritten) {
   auto retention = (*store)->apply_retention(RetentionPolicy{60, std::nullopt, {}, std::nullopt});
   writer.join();
   ASSERT_TRUE(retention.is_ok());
-  Catalog catalog = (*store)->catalog_snapshot();
-  for (const auto& [epoch, entry] : catalog.entries()) {
-    EXPECT_EQ(testing::restore_epoch(dir.path(), epoch), expected[epoch]) << epoch;
-  }
-  EXPECT_EQ(catalog.newest(), 150u);
-  auto report = verify_store((*store)->fs(), dir.path());
-  ASSERT_TRUE(report.is_ok());
-  EXPECT_TRUE(report->ok());
+  EXPECT_EQ((*store)->newest(), 150u);
+  expect_every_epoch_restores(**store, dir.path(), expected);
 }
 
 TEST(Maintenance, RetentionWithRewritesKeepsEpochsCommittedMeanwhile) {
@@ -263,14 +269,8 @@ TEST(Maintenance, RetentionWithRewritesKeepsEpochsCommittedMeanwhile) {
   }
   writer.join();
   EXPECT_GT(runs, 2);
-  Catalog catalog = (*store)->catalog_snapshot();
-  EXPECT_EQ(catalog.newest(), 170u);
-  for (const auto& [epoch, entry] : catalog.entries()) {
-    EXPECT_EQ(testing::restore_epoch(dir.path(), epoch), expected[epoch]) << epoch;
-  }
-  auto report = verify_store((*store)->fs(), dir.path());
-  ASSERT_TRUE(report.is_ok());
-  EXPECT_TRUE(report->ok()) << report->problems.front().status.to_string();
+  EXPECT_EQ((*store)->newest(), 170u);
+  expect_every_epoch_restores(**store, dir.path(), expected);
 }
 
 TEST(Maintenance, AReaderNoticesAFileReplacedUnderIt) {
