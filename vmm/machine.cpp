@@ -14,7 +14,40 @@ constexpr std::pair<std::string_view, guest::WorkloadKind> kWorkloads[] = {
     {"sweep", guest::WorkloadKind::kSweep},
     {"idle", guest::WorkloadKind::kIdle},
 };
+constexpr std::pair<std::string_view, GuestKind> kGuests[] = {
+    {"builtin", GuestKind::kBuiltin},
+    {"linux", GuestKind::kLinux},
+};
+constexpr std::pair<std::string_view, GuestStopReason> kStopReasons[] = {
+    {"running", GuestStopReason::kNone},
+    {"triple-fault", GuestStopReason::kTripleFault},
+    {"reset", GuestStopReason::kReset},
+};
+
+// The name of `value` in `table`, or "unknown".
+template <typename T, size_t N>
+std::string_view name_in(const std::pair<std::string_view, T> (&table)[N], T value) {
+  for (const auto& [name, v] : table) {
+    if (v == value) return name;
+  }
+  return "unknown";
+}
+
+template <typename T, size_t N>
+bool parse_in(const std::pair<std::string_view, T> (&table)[N], std::string_view text, T* out) {
+  for (const auto& [name, v] : table) {
+    if (name == text) {
+      *out = v;
+      return true;
+    }
+  }
+  return false;
+}
 }  // namespace
+
+std::string_view guest_kind_name(GuestKind kind) { return name_in(kGuests, kind); }
+bool parse_guest_kind(std::string_view text, GuestKind* out) { return parse_in(kGuests, text, out); }
+std::string_view guest_stop_reason_name(GuestStopReason reason) { return name_in(kStopReasons, reason); }
 
 std::string_view workload_kind_name(guest::WorkloadKind kind) {
   for (const auto& [name, k] : kWorkloads) {

@@ -40,7 +40,21 @@ struct WorkloadConfig {
   uint64_t max_iterations = 0;  // 0 = forever
 };
 
+// What runs in the VM: the built-in workload loops (vmm/guest/), or a Linux kernel booted through the x86 64-bit
+// boot protocol (KVM backend only; docs/guest.md).
+enum class GuestKind { kBuiltin, kLinux };
+std::string_view guest_kind_name(GuestKind kind);  // "builtin", "linux"
+bool parse_guest_kind(std::string_view text, GuestKind* out);
+
+struct LinuxGuestConfig {
+  std::string kernel;   // bzImage (or an uncompressed x86-64 ELF vmlinux)
+  std::string initrd;   // empty: none
+  std::string cmdline;  // the kernel command line
+};
+
 struct MachineConfig {
+  GuestKind guest = GuestKind::kBuiltin;
+  LinuxGuestConfig linux_guest;  // guest == kLinux only
   uint64_t memory_bytes = 256ull << 20;
   unsigned vcpus = 1;
   TrackingMode tracking = TrackingMode::kAuto;
@@ -52,6 +66,27 @@ struct MachineConfig {
 struct StateBlob {
   std::string name;
   std::vector<uint8_t> data;
+};
+
+// Receives what the guest writes to its serial console. Called on vCPU threads, possibly several at once; must not
+// block for long (the writing vCPU waits).
+class ConsoleSink {
+ public:
+  virtual ~ConsoleSink() = default;
+  virtual void console_output(std::span<const uint8_t> bytes) = 0;
+};
+
+// Why a guest stopped running on its own (not an error of the VMM): the daemon takes no further epochs from it.
+enum class GuestStopReason {
+  kNone,         // running (or never started)
+  kTripleFault,  // KVM_EXIT_SHUTDOWN: a triple fault; also how Linux reboots with reboot=t (e.g. after panic=-1)
+  kReset,        // the guest asked for a reset (i8042 pulse on port 0x64, or port 0xcf9)
+};
+std::string_view guest_stop_reason_name(GuestStopReason reason);  // "running", "triple-fault", "reset"
+
+struct GuestStop {
+  GuestStopReason reason = GuestStopReason::kNone;
+  std::string detail;  // where it happened (vCPU, registers), for status and logs
 };
 
 // Counters for status and tests.
@@ -93,6 +128,16 @@ class Machine {
   virtual Status load_state(const std::vector<StateBlob>& state) = 0;
   // The first error a vCPU thread hit (a failed KVM_RUN, an unexpected exit); ok while all is well.
   virtual Status vcpu_error() const = 0;
+  // Whether the guest stopped on its own (triple fault, reset request); its vCPUs are then parked for good.
+  virtual GuestStop guest_stop() const { return {}; }
+
+  // The guest's serial console (COM1), where it has one (a Linux guest). The sink gets every byte the guest sends
+  // from then on; nullptr detaches. Any thread; the sink must outlive the machine or be detached first.
+  virtual bool has_console() const { return false; }
+  virtual void set_console_sink(ConsoleSink* sink) { (void)sink; }
+  // Queues bytes typed at the console for the guest to read; returns how many were accepted (the queue is bounded;
+  // the rest should be offered again later). Any thread.
+  virtual size_t console_input(std::span<const uint8_t> bytes) { (void)bytes; return 0; }
   virtual MachineStats stats() const = 0;
 };
 
