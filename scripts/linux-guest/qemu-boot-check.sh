@@ -53,8 +53,11 @@ cp -L /usr/share/seabios/bios-256k.bin "$b/share/"
 [ -f "$b/lib/ld-linux-x86-64.so.2" ] || die "ldd named no ld-linux-x86-64.so.2 for qemu-system-x86_64"
 
 # L1 needs the guest's memory plus QEMU's and the bundle (unpacked into L1's RAM): 1 GiB covers a 384 MiB guest.
-exec "$REPO/scripts/kvm-harness/run-in-nested-kvm.sh" --kernel-series "$series" --smp 2 --mem 1G --timeout 400 \
+# Not exec'ed: the EXIT trap must remove the bundle (about 60 MB) afterwards.
+rc=0
+"$REPO/scripts/kvm-harness/run-in-nested-kvm.sh" --kernel-series "$series" --smp 2 --mem 1G --timeout 400 \
 	"${keep[@]}" --extra-file "$b:/b" \
 	--env "L2_SMP=$smp" --env "L2_MEM=$mem" --env "L2_TIMEOUT=300" --env L2_SHELL_CHECK=1 \
 	--env "L2_APPEND=memcheck.mib=$mib memcheck.rounds=$rounds memcheck.interval_ms=0 memcheck.then=reboot" \
-	-- "$HERE/l1-qemu-boot.sh"
+	-- "$HERE/l1-qemu-boot.sh" || rc=$?
+exit "$rc"
