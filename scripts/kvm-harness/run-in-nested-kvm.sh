@@ -14,12 +14,14 @@ readonly HARNESS_FAILURE=125
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 readonly HERE
 readonly HOST_PACKAGES=(qemu-system-x86 busybox-static cpio xz-utils zstd kmod)
+readonly PROVISION_PACKAGES=(kmod) # --print-kernel-path: depmod only (dpkg-deb and apt are there)
 readonly DEBIAN_KEYRING=/usr/share/keyrings/debian-archive-keyring.gpg
 readonly APT_LOCK=/run/lock/ckptd-kvm-harness.apt.lock
 
 usage() {
 	cat <<'EOF'
 Usage: run-in-nested-kvm.sh [options] -- BINARY [ARGS...]
+       run-in-nested-kvm.sh [--kernel-series S] [--cache DIR] [--refresh] --print-kernel-path
 
 Runs BINARY (statically linked x86-64 preferred; a dynamic one gets its libraries copied in) with ARGS inside a
 QEMU TCG guest that has kvm_amd loaded, streams its stdout/stderr, and exits with its exit status.
@@ -44,6 +46,8 @@ Options (environment variable in brackets):
   --show-dmesg          print the guest kernel log after the test
   --keep                keep the run's temporary directory (it is always kept on harness failure)
   --refresh             resolve and download the newest kernel of the series again
+  --print-kernel-path   provision the series' kernel into the cache (as a run would) and print the path of its
+                        vmlinuz; runs nothing (scripts/linux-guest/kernel.sh boots it as a guest)
   -h, --help            this text
 EOF
 }
@@ -69,6 +73,7 @@ append=""
 show_dmesg=0
 keep=0
 refresh=0
+print_kernel_path=0
 modules=(kvm_amd)
 extra_files=()
 envs=()
@@ -93,12 +98,17 @@ while [ $# -gt 0 ]; do
 	--show-dmesg) show_dmesg=1; shift ;;
 	--keep) keep=1; shift ;;
 	--refresh) refresh=1; shift ;;
+	--print-kernel-path) print_kernel_path=1; shift ;;
 	-h | --help) usage; exit 0 ;;
 	--) shift; break ;;
 	-*) die "unknown option $opt (see --help)" ;;
 	*) break ;;
 	esac
 done
+if [ "$print_kernel_path" = 1 ]; then
+	[ $# -eq 0 ] || die "--print-kernel-path runs no test binary; drop '$1'"
+	set -- /dev/null # the binary checks below pass; it is never used
+fi
 [ $# -ge 1 ] || { usage >&2; die "no test binary given"; }
 binary=$1
 shift
@@ -113,7 +123,7 @@ for f in "${extra_files[@]}"; do
 	[[ "$f" == *:/* ]] || die "--extra-file needs SRC:/ABSOLUTE/DEST, not '$f'"
 	[ -e "${f%:*}" ] || die "--extra-file source ${f%:*} does not exist"
 done
-[ -f "$binary" ] || die "test binary $binary not found"
+[ "$print_kernel_path" = 1 ] || [ -f "$binary" ] || die "test binary $binary not found"
 
 # --- host packages -------------------------------------------------------------------------------------------------
 # Serializes apt among concurrent harness runs (apt's own locks fail instead of waiting).
@@ -142,9 +152,9 @@ install_packages() {
 	rm -f "$out"
 }
 
-ensure_host_packages() {
+ensure_host_packages() { # PACKAGE...
 	local missing=() p
-	for p in "${HOST_PACKAGES[@]}"; do is_installed "$p" || missing+=("$p"); done
+	for p in "$@"; do is_installed "$p" || missing+=("$p"); done
 	[ ${#missing[@]} -eq 0 ] && return 0
 	[ "$(id -u)" = 0 ] || die "missing host packages: ${missing[*]}; install them or run as root"
 	with_apt_lock install_packages "${missing[@]}" || exit "$HARNESS_FAILURE" # the reason is printed already
@@ -505,7 +515,13 @@ report() {
 
 t_start=$(now)
 command -v apt-get >/dev/null || die "this harness needs a Debian-like host with apt-get"
-ensure_host_packages
+if [ "$print_kernel_path" = 1 ]; then
+	ensure_host_packages "${PROVISION_PACKAGES[@]}"
+	ensure_kernel
+	echo "$ktree/boot/vmlinuz-$(stamp_get kver)"
+	exit 0
+fi
+ensure_host_packages "${HOST_PACKAGES[@]}"
 ensure_kernel
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/kvm-harness.XXXXXX")
 trap cleanup EXIT
