@@ -2,6 +2,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "common/base64.h"
 #include "common/log.h"
 #include "daemon/control/epoch_json.h"
 #include "daemon/control/protocol.h"
@@ -155,6 +156,44 @@ Reply simple(Status s, json result) { return s.is_ok() ? Reply::success(std::mov
 
 }  // namespace
 
+// Input first, so that a read in the same request can already see the guest's echo of it.
+Reply handle_console(Console* console, const Request& r) {
+  if (!console) return Reply::error(code::kNotFound, "this guest has no console (only a Linux guest has one)");
+  Result<std::optional<uint64_t>> after = u64_arg(r.args, "after");
+  Result<std::optional<uint64_t>> max = u64_arg(r.args, "max");
+  Result<std::optional<uint64_t>> wait_ms = u64_arg(r.args, "wait_ms");
+  for (const Status& s : {after.status(), max.status(), wait_ms.status()}) {
+    if (!s.is_ok()) return error_reply(s);
+  }
+  uint64_t max_bytes = max->value_or(control::kConsoleReadDefault);
+  if (max_bytes > control::kConsoleReadMax) {
+    return Reply::error(code::kBadRequest, "'max' must be 0.." + std::to_string(control::kConsoleReadMax));
+  }
+  uint64_t wait = wait_ms->value_or(0);
+  if (wait > control::kConsoleWaitMaxMs) {
+    return Reply::error(code::kBadRequest, "'wait_ms' must be 0.." + std::to_string(control::kConsoleWaitMaxMs));
+  }
+  size_t accepted = 0;
+  if (auto it = r.args.find("input"); it != r.args.end() && !it->is_null()) {
+    if (!it->is_string()) return Reply::error(code::kBadRequest, "'input' must be a base64 string");
+    Result<std::vector<uint8_t>> bytes = base64_decode(it->get_ref<const std::string&>());
+    if (!bytes.is_ok()) return Reply::error(code::kBadRequest, "'input': " + bytes.status().message());
+    if (!bytes->empty()) {
+      Result<size_t> typed = console->write_input(*bytes);
+      if (!typed.is_ok()) return error_reply(typed.status());
+      accepted = *typed;
+    }
+  }
+  Result<ConsoleRead> read = console->read(*after, max_bytes, std::chrono::milliseconds(wait));
+  if (!read.is_ok()) return error_reply(read.status());
+  return Reply::success({{"start", read->start},
+                         {"data", base64_encode(read->data)},
+                         {"next", read->next},
+                         {"lost", read->lost},
+                         {"input_accepted", accepted},
+                         {"stopping", read->stopping}});
+}
+
 std::map<std::string, control::ControlServer::Handler> make_handlers(Session& session,
                                                                      std::function<void()> shutdown) {
   using P = control::PeerCredentials;
@@ -168,6 +207,7 @@ std::map<std::string, control::ControlServer::Handler> make_handlers(Session& se
       {"resume", [s](const Request&, const P&) { return simple(s->resume_epochs(), {{"epochs_paused", false}}); }},
       {"compact", [s](const Request& r, const P&) { return handle_compact(*s, r); }},
       {"retention", [s](const Request& r, const P&) { return handle_retention(*s, r); }},
+      {"console", [s](const Request& r, const P&) { return handle_console(s->console(), r); }},
       {"shutdown",
        [shutdown](const Request&, const P& peer) {
          CKPT_LOG(kInfo) << "shutdown requested over the control socket by pid " << peer.pid << " uid " << peer.uid;

@@ -17,7 +17,9 @@ Session::Session(DaemonConfig config, std::unique_ptr<StoreWorker> worker, Stagi
   stats_.staging_capacity_bytes = staging_.capacity_bytes();
 }
 
-Session::~Session() = default;
+Session::~Session() {
+  detach_console();  // the machine goes before the console (member order), but stops using it first
+}
 
 CompactionSettings compaction_settings(const DaemonConfig& config) {
   CompactionSettings s;
@@ -68,6 +70,11 @@ Result<std::unique_ptr<Session>> Session::create(const DaemonConfig& config, std
         return self->parent_;
       },
       [self](const Status& s) { self->record_error(s); });
+  if (machine->has_console()) {
+    ConsoleOptions console_options;
+    console_options.log_dir = config.store_dir;
+    session->console_ = std::make_unique<Console>(std::move(console_options));
+  }
   CKPT_RETURN_IF_ERROR(session->adopt_machine(std::move(machine), newest));
   if (newest) {
     {
@@ -92,8 +99,10 @@ Status Session::adopt_machine(std::unique_ptr<vmm::Machine> machine, std::option
   if (loaded_epoch && digests_.enabled()) {
     CKPT_RETURN_IF_ERROR(digests_.record("loaded", *loaded_epoch, DigestLog::digest(machine->host_memory())));
   }
+  detach_console();  // the machine being replaced is destroyed below
   machine_ = std::move(machine);
   machine_paused_ = true;
+  attach_console();
   std::lock_guard lock(mu_);
   stats_.backend = machine_->backend_name();
   stats_.tracking = vmm::tracking_mode_name(machine_->tracking_mode());
@@ -103,6 +112,21 @@ Status Session::adopt_machine(std::unique_ptr<vmm::Machine> machine, std::option
   in_flight_.clear();  // every epoch of the machine it replaces was written before (restore waits for its save)
   failure_ = Status::ok();
   return Status::ok();
+}
+
+// The console outlives machines: each adopted machine feeds it and takes its input; a machine is detached before it
+// is destroyed (set_input_target waits out a write_input still calling into it).
+void Session::attach_console() {
+  if (!console_ || !machine_->has_console()) return;
+  machine_->set_console_sink(console_.get());
+  vmm::Machine* machine = machine_.get();
+  console_->set_input_target([machine](std::span<const uint8_t> bytes) { return machine->console_input(bytes); });
+}
+
+void Session::detach_console() {
+  if (!console_) return;
+  console_->set_input_target({});
+  if (machine_) machine_->set_console_sink(nullptr);
 }
 
 Status Session::run() {
@@ -244,6 +268,7 @@ void Session::request_shutdown() {
     shutdown_ = true;
   }
   cv_.notify_all();
+  if (console_) console_->stop_waiting();  // long-polling console readers return now, not after their wait
 }
 
 void Session::reload(const DaemonConfig& config) {

@@ -23,6 +23,7 @@
 #include "common/status.h"
 #include "daemon/compactor.h"
 #include "daemon/config.h"
+#include "daemon/console.h"
 #include "daemon/digest_log.h"
 #include "daemon/metrics/daemon_stats.h"
 #include "daemon/staging_area.h"
@@ -87,6 +88,10 @@ class Session {
   DaemonStats stats() const;
   SessionInfo info() const;
 
+  // The guest's serial console (a Linux guest's), or nullptr when the machine has none (the built-in guests).
+  // Created with the session and kept across live restores (its offsets and console.log continue); any thread.
+  Console* console() const { return console_.get(); }
+
  private:
   struct EpochJob;
   using Clock = std::chrono::steady_clock;
@@ -110,6 +115,8 @@ class Session {
   Result<RestoreOutcome> restore_on_loop(uint64_t epoch);
   Status adopt_machine(std::unique_ptr<vmm::Machine> machine, std::optional<uint64_t> loaded_epoch);
   Status start_machine();
+  void attach_console();
+  void detach_console();
   Status start_or_resume();
 
   // Worker thread.
@@ -130,6 +137,7 @@ class Session {
   std::unique_ptr<Compactor> compactor_;  // after worker_: stopped before the store goes
   StagingArea staging_;
   DigestLog digests_;
+  std::unique_ptr<Console> console_;       // before machine_: outlives every machine that feeds it
   std::unique_ptr<vmm::Machine> machine_;  // loop thread only
   bool machine_paused_ = true;             // loop thread only
   // Epochs handed to the worker and maybe not yet written, oldest first (loop thread only): where their pages sit

@@ -6,6 +6,7 @@
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
 #include <string_view>
 
 namespace ckpt::control {
@@ -18,6 +19,12 @@ inline constexpr size_t kMaxReplyBytes = 4 * 1024 * 1024;
 // Epochs per `list` reply, at most: a page of epoch summaries (each well under 1 KiB, a 256-byte tag included)
 // stays far below kMaxReplyBytes however long the store; clients page with `after`.
 inline constexpr size_t kListPageMax = 1000;
+// The `console` command: bytes of output per reply, at most (base64 makes 1.4 MB of them, far below
+// kMaxReplyBytes), the default, and the longest a read may wait for new output. The wait stays short so a
+// long-polling client never holds its connection near the idle timeout and a stopping daemon is not held up.
+inline constexpr size_t kConsoleReadMax = 1024 * 1024;
+inline constexpr size_t kConsoleReadDefault = 64 * 1024;
+inline constexpr uint64_t kConsoleWaitMaxMs = 2000;
 inline constexpr const char* kDefaultSocketPath = "/run/ckptd/ckptd.sock";
 
 // Error codes carried in error.code. Stable: scripts match on them.
