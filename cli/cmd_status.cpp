@@ -32,8 +32,12 @@ void print_human(const json& s) {
   std::string state = text_field(s, "state");
   if (state == "epochs-paused") state += " (no periodic epochs until 'ckpt resume'; the guest runs)";
   if (state == "failed") state += " (dirty tracking broke: no more periodic epochs; see last error)";
+  if (state == "guest-stopped") state += " (no more epochs; 'ckpt restore EPOCH' brings back a running guest)";
   row("state", state);
-  row("vm", text_field(vm, "backend") + " backend, " + text_field(vm, "tracking") + " tracking, " +
+  const json& stop = field(s, "guest_stop");
+  if (stop.is_object()) row("guest stop", text_field(stop, "reason") + ": " + text_field(stop, "detail"));
+  std::string guest = field(vm, "guest").is_string() ? text_field(vm, "guest") + " guest, " : "";
+  row("vm", guest + text_field(vm, "backend") + " backend, " + text_field(vm, "tracking") + " tracking, " +
                 human_bytes(count_field(vm, "memory_bytes")) + ", " + std::to_string(count_field(vm, "vcpus")) +
                 " vCPUs");
   row("store", text_field(s, "store"));

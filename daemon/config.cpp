@@ -66,6 +66,7 @@ constexpr uint64_t kMaxU64 = ~uint64_t{0};
 constexpr uint64_t kMaxMemoryMib = vmm::guest::kMaxMemoryBytes >> 20;
 constexpr uint64_t kMinMemoryMib = 2;
 static_assert((kMinMemoryMib << 20) > vmm::guest::kWorkloadGpa && kMaxMemoryMib % 2 == 0);
+constexpr uint64_t kMaxLinuxMemoryMib = 3072;
 
 const Setting kSettings[] = {
     {"store", "/var/lib/ckptd", "Store directory (created if missing)", false, false, CKPT_TEXT_SETTING(store_dir)},
@@ -99,6 +100,19 @@ const Setting kSettings[] = {
        c.machine.dirty_ring_entries = static_cast<uint32_t>(n);
        return Status::ok();
      }},
+    {"guest", "auto", "What the VM runs: builtin (the workload loops below), linux (needs kernel) or auto (linux when "
+     "kernel is set)", false, false,
+     [](const std::string& t, DaemonConfig& c) -> Status {
+       c.guest_setting = t;
+       vmm::GuestKind kind;
+       if (t == "auto" || vmm::parse_guest_kind(t, &kind)) return Status::ok();
+       return invalid_argument("unknown guest '" + t + "' (builtin, linux or auto)");
+     }},
+    {"kernel", "", "Linux guest: the kernel to boot, a bzImage (or an uncompressed x86-64 vmlinux)", false, false,
+     CKPT_TEXT_SETTING(machine.linux_guest.kernel)},
+    {"initrd", "", "Linux guest: the initramfs (empty: none)", false, false, CKPT_TEXT_SETTING(machine.linux_guest.initrd)},
+    {"cmdline", "console=ttyS0 reboot=t panic=-1", "Linux guest: the kernel command line", false, false,
+     CKPT_TEXT_SETTING(machine.linux_guest.cmdline)},
     {"workload", "hot-set", "Built-in guest workload: random-writer, hot-set, sweep or idle", false, false,
      [](const std::string& t, DaemonConfig& c) -> Status {
        return vmm::parse_workload_kind(t, &c.machine.workload.kind) ? Status::ok()
@@ -229,6 +243,7 @@ std::string setting_place(const Setting& s, const std::string& text,
 // the user gave is refused here, with the range that would fit.
 Status check_workload_fits(DaemonConfig& config, const std::map<std::string, std::string>& where) {
   vmm::MachineConfig& m = config.machine;
+  if (m.guest != vmm::GuestKind::kBuiltin) return Status::ok();
   uint64_t region = vmm::guest::region_pages_each(m.memory_bytes, m.vcpus);
   if (m.workload.hot_pages <= region) return Status::ok();
   auto given = where.find("workload-hot-pages");
@@ -243,6 +258,61 @@ Status check_workload_fits(DaemonConfig& config, const std::map<std::string, std
   return invalid_argument(place + ": the hot set must fit in each vCPU's region, which is " + std::to_string(region) +
                           " pages here ((memory-mib " + std::to_string(m.memory_bytes >> 20) + " - 1 MiB) / 4 KiB / " +
                           std::to_string(m.vcpus) + " vCPUs): allowed 1.." + std::to_string(region));
+}
+
+// A regular file this process can read (the kernel and initrd are read only when the VM is made).
+Status check_readable_file(const std::string& path) {
+  UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+  if (!fd.valid()) return Status::from_errno(errno, "open");
+  struct stat st {};
+  if (::fstat(fd.get(), &st) != 0) return Status::from_errno(errno, "fstat");
+  if (!S_ISREG(st.st_mode)) return invalid_argument("not a regular file");
+  return Status::ok();
+}
+
+// guest = auto means linux when a kernel is set. A Linux guest needs the KVM backend and, for now, fits below the
+// 32-bit MMIO hole (the LAPIC and IOAPIC at 0xfec00000 and up; guest memory is one run from address 0).
+Status resolve_guest(DaemonConfig& config, const std::map<std::string, std::string>& where) {
+  vmm::MachineConfig& m = config.machine;
+  const std::string& kernel = m.linux_guest.kernel;
+  if (config.guest_setting == "auto") {
+    m.guest = kernel.empty() ? vmm::GuestKind::kBuiltin : vmm::GuestKind::kLinux;
+  } else {
+    vmm::parse_guest_kind(config.guest_setting, &m.guest);
+  }
+  auto place = [&](const char* key) {
+    auto it = where.find(key);
+    return it == where.end() ? std::string(key) : it->second;
+  };
+  if (m.guest == vmm::GuestKind::kBuiltin) {
+    for (const char* key : {"kernel", "initrd"}) {
+      if (where.count(key)) {
+        return invalid_argument(place(key) + ": a " + key + " is set but guest = builtin (the built-in loops boot no "
+                                "kernel): remove one of them");
+      }
+    }
+    return Status::ok();
+  }
+  if (kernel.empty()) return invalid_argument(place("guest") + ": guest = linux needs a kernel (--kernel FILE)");
+  if (config.backend == vmm::Backend::kSoftware) {
+    return invalid_argument(place("backend") + ": a Linux guest needs the KVM backend, not software");
+  }
+  for (const auto& [key, given] : where) {
+    if (key.starts_with("workload")) {
+      return invalid_argument(given + ": " + key + " is a setting of the built-in guest, and this one is linux");
+    }
+  }
+  for (const auto& [key, path] : {std::pair<const char*, std::string>{"kernel", kernel}, {"initrd", m.linux_guest.initrd}}) {
+    if (path.empty()) continue;
+    Status readable = check_readable_file(path);
+    if (!readable.is_ok()) return readable.with_context(place(key) + " " + path);
+  }
+  if (m.memory_bytes > (kMaxLinuxMemoryMib << 20)) {
+    return invalid_argument(place("memory-mib") + ": a Linux guest has at most " +
+                            std::to_string(kMaxLinuxMemoryMib) + " MiB for now (memory must stay below the " +
+                            "LAPIC and IOAPIC at 3 GiB and up), not " + std::to_string(m.memory_bytes >> 20));
+  }
+  return Status::ok();
 }
 
 // Cuts the comment off a line: '#' starts one at the start of the line or after a space or tab, so a '#' inside a
@@ -302,6 +372,7 @@ Status apply_config_values(const std::map<std::string, std::string>& values, Dae
     Status st = s.apply(text, config);
     if (!st.is_ok()) return st.with_context(setting_place(s, text, where));
   }
+  CKPT_RETURN_IF_ERROR(resolve_guest(config, where));
   CKPT_RETURN_IF_ERROR(check_workload_fits(config, where));
   config.explicit_settings = where;
   return Status::ok();

@@ -28,6 +28,7 @@ struct DaemonConfig {
   // The VM.
   vmm::Backend backend = vmm::Backend::kAuto;
   vmm::MachineConfig machine = default_machine();
+  std::string guest_setting = "auto";  // the guest key as given; machine.guest is what it resolved to
   // The store and the epoch pipeline.
   std::string store_dir = "/var/lib/ckptd";
   bool resume = false;

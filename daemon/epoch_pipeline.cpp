@@ -143,6 +143,11 @@ uint64_t Session::place_in_staging(uint64_t pages) {
 Status Session::capture(std::shared_ptr<EpochJob> job, bool leave_paused) {
   Laps laps;
   CKPT_RETURN_IF_ERROR(pause_machine());
+  {
+    // Every vCPU is parked now, so a guest that stopped itself has said so: its state is not an epoch to restore.
+    std::lock_guard lock(mu_);
+    if (note_guest_stop()) return guest_stopped_error();
+  }
   laps.lap("pause");
   std::span<uint8_t> memory = machine_->host_memory();
   Result<std::vector<uint64_t>> dirty = machine_->harvest_dirty();

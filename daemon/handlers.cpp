@@ -55,7 +55,9 @@ json status_json(Session& session) {
              {"max", s.pause_max_ms},             {"last", s.last_pause_ms}};
   return {{"state", s.state},
           {"vm", {{"backend", s.backend}, {"tracking", s.tracking}, {"memory_bytes", s.memory_bytes},
-                  {"vcpus", s.vcpus}}},
+                  {"vcpus", s.vcpus}, {"guest", s.guest}}},
+          {"guest_stop", s.guest_stop.empty() ? json(nullptr)
+                                              : json{{"reason", s.guest_stop}, {"detail", s.guest_stop_detail}}},
           {"store", info.store_dir},
           {"uptime_seconds", s.uptime_seconds},
           {"epoch_ms", info.epoch_ms},

@@ -4,6 +4,7 @@
 #include <charconv>
 #include <string_view>
 
+#include "common/log.h"
 #include "vmm/machine.h"
 
 namespace ckpt::daemon {
@@ -56,6 +57,37 @@ unsigned vcpus_in_state(const std::vector<snap::StateBlob>& states) {
     if (index < vmm::guest::kMaxVcpus) count = std::max(count, index + 1);
   }
   return count;
+}
+
+Result<vmm::GuestKind> stored_guest_kind(const DaemonConfig& config, const std::vector<snap::StateBlob>& states,
+                                         const std::string& store) {
+  vmm::GuestKind kind = vmm::GuestKind::kBuiltin;
+  for (const snap::StateBlob& blob : states) {
+    if (blob.name == "guest/kind") {
+      std::string text(blob.data.begin(), blob.data.end());
+      if (!vmm::parse_guest_kind(text, &kind)) return corruption(store + ": unknown guest kind '" + text + "'");
+    }
+  }
+  std::vector<Difference> differences;
+  std::string given = config.guest_setting;
+  if (given != "auto") compare(config, "guest", std::string(vmm::guest_kind_name(kind)), given, differences);
+  if (kind == vmm::GuestKind::kLinux) {
+    for (const auto& [key, place] : config.explicit_settings) {
+      if (key.starts_with("workload")) differences.push_back({key, "unused (a Linux guest)", "set"});
+    }
+  } else if (config.machine.guest == vmm::GuestKind::kLinux && given == "auto") {
+    differences.push_back({"kernel", "unused (the built-in guest)", config.machine.linux_guest.kernel});
+  }
+  CKPT_RETURN_IF_ERROR(refuse(config, differences, store));
+  if (kind == vmm::GuestKind::kLinux) {
+    for (const char* key : {"kernel", "initrd", "cmdline"}) {
+      if (config.explicit_settings.count(key)) {
+        CKPT_LOG(kInfo) << key << " (" << config.explicit_settings.at(key) << ") is not used on resume: the "
+                        << "guest's kernel is in the memory of " << store;
+      }
+    }
+  }
+  return kind;
 }
 
 Status check_size_settings(const DaemonConfig& config, uint64_t memory_bytes, unsigned vcpus,

@@ -18,6 +18,12 @@ namespace ckpt::daemon {
 // The vCPUs that state blobs name ("kvm/vcpu3/regs", "software/vcpu0/workload"): the highest index + 1; 0 if none.
 unsigned vcpus_in_state(const std::vector<snap::StateBlob>& states);
 
+// What the epoch's VM runs: linux when its state has the "guest/kind" blob, else the built-in guest. A guest setting
+// the user gave that says otherwise is refused. kernel, initrd and cmdline only make a new guest: on resume the
+// kernel is already in the guest's memory, so they are ignored (with a log line).
+Result<vmm::GuestKind> stored_guest_kind(const DaemonConfig& config, const std::vector<snap::StateBlob>& states,
+                                         const std::string& store);
+
 // memory-mib and vcpus against the store's VM. `store` names the store and epoch for the message.
 Status check_size_settings(const DaemonConfig& config, uint64_t memory_bytes, unsigned vcpus,
                            const std::string& store);

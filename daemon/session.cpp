@@ -105,6 +105,10 @@ Status Session::adopt_machine(std::unique_ptr<vmm::Machine> machine, std::option
   attach_console();
   std::lock_guard lock(mu_);
   stats_.backend = machine_->backend_name();
+  stats_.guest = vmm::guest_kind_name(machine_->config().guest);
+  guest_stop_ = {};
+  stats_.guest_stop.clear();
+  stats_.guest_stop_detail.clear();
   stats_.tracking = vmm::tracking_mode_name(machine_->tracking_mode());
   stats_.memory_bytes = machine_->config().memory_bytes;
   stats_.vcpus = machine_->config().vcpus;
@@ -142,6 +146,14 @@ Status Session::run() {
   }
   loop();
   compactor_->stop();  // cancels a rebase under way: the final epoch should not wait for it
+  {
+    std::lock_guard lock(mu_);
+    if (note_guest_stop()) {
+      loop_running_ = false;
+      CKPT_LOG(kInfo) << "no final epoch: " << guest_stopped_error().message();
+      return Status::ok();
+    }
+  }
   Result<EpochCommitted> final_epoch = take_final_epoch();
   {
     std::lock_guard lock(mu_);
@@ -196,8 +208,12 @@ void Session::loop() {
   Clock::time_point next = Clock::now() + std::chrono::milliseconds(config_.epoch_ms);
   for (;;) {
     auto woken = [&] { return shutdown_ || !commands_.empty() || reschedule_; };
-    if (epochs_paused_ || !failure_.is_ok()) cv_.wait(lock, woken);
-    else cv_.wait_until(lock, next, woken);
+    // Without periodic epochs the loop still looks every second whether the guest stopped, for status.
+    if (epochs_paused_ || !failure_.is_ok() || note_guest_stop()) {
+      cv_.wait_for(lock, std::chrono::seconds(1), woken);
+    } else {
+      cv_.wait_until(lock, next, woken);
+    }
     if (!commands_.empty()) {  // commands queued before a shutdown still run
       auto command = std::move(commands_.front());
       commands_.pop_front();
@@ -212,7 +228,7 @@ void Session::loop() {
       next = Clock::now() + std::chrono::milliseconds(config_.epoch_ms);
       continue;
     }
-    if (epochs_paused_ || !failure_.is_ok() || Clock::now() < next) continue;
+    if (epochs_paused_ || !failure_.is_ok() || note_guest_stop() || Clock::now() < next) continue;
     Clock::time_point started = Clock::now();
     lock.unlock();
     take_epoch("", /*leave_paused=*/false);  // its outcome is counted in stats_; nobody waits for it
@@ -236,7 +252,13 @@ R Session::on_loop(std::function<R()> command) {
 
 Result<EpochCommitted> Session::snapshot(std::string tag) {
   using Pending = std::shared_future<Result<EpochCommitted>>;
-  Result<Pending> pending = on_loop<Result<Pending>>([&]() -> Result<Pending> { return take_epoch(tag, false); });
+  Result<Pending> pending = on_loop<Result<Pending>>([&]() -> Result<Pending> {
+    {
+      std::lock_guard lock(mu_);
+      if (note_guest_stop()) return guest_stopped_error();
+    }
+    return take_epoch(tag, false);
+  });
   if (!pending.is_ok()) return pending.status();
   return pending->get();
 }
@@ -305,15 +327,22 @@ Result<RestoreOutcome> Session::restore_on_loop(uint64_t epoch) {
     auto chain = catalog.chain(epoch);
     if (!chain.is_ok()) return chain.status().with_context("restore epoch " + std::to_string(epoch));
   }
+  bool guest_stopped;
+  {
+    std::lock_guard lock(mu_);
+    guest_stopped = note_guest_stop();
+  }
   std::string tag = "before-restore-to-" + std::to_string(epoch);
-  Result<EpochCommitted> saved = take_epoch(tag, /*leave_paused=*/true).get();
+  // A guest that stopped itself has nothing worth saving (and no epoch may be taken of it).
+  Result<EpochCommitted> saved = guest_stopped ? Result<EpochCommitted>(EpochCommitted{})
+                                               : take_epoch(tag, /*leave_paused=*/true).get();
   if (!saved.is_ok()) {
     Status resumed = start_or_resume();
     (void)resumed;
     return saved.status().with_context("save the running VM before restoring epoch " + std::to_string(epoch) +
                                        " (nothing changed)");
   }
-  outcome.saved_epoch = saved->epoch;
+  if (!guest_stopped) outcome.saved_epoch = saved->epoch;
   std::unique_ptr<snap::FileSystem> fs = snap::make_posix_file_system();
   auto rebuilt = rebuild_machine(config_, *fs, worker_->store_dir(), epoch);
   if (!rebuilt.is_ok()) {
@@ -329,9 +358,29 @@ Result<RestoreOutcome> Session::restore_on_loop(uint64_t epoch) {
   }
   CKPT_RETURN_IF_ERROR(start_machine());
   outcome.seconds = std::chrono::duration<double>(Clock::now() - t0).count();
-  CKPT_LOG(kInfo) << "restored the VM to epoch " << epoch << " (the previous state is epoch " << saved->epoch
+  CKPT_LOG(kInfo) << "restored the VM to epoch " << epoch << " ("
+                  << (guest_stopped ? std::string("the previous guest had stopped")
+                                    : "the previous state is epoch " + std::to_string(saved->epoch))
                   << ") in " << outcome.seconds << " s";
   return outcome;
+}
+
+bool Session::note_guest_stop() {
+  if (guest_stop_.reason != vmm::GuestStopReason::kNone) return true;
+  vmm::GuestStop stop = machine_->guest_stop();
+  if (stop.reason == vmm::GuestStopReason::kNone) return false;
+  guest_stop_ = stop;
+  stats_.guest_stop = vmm::guest_stop_reason_name(stop.reason);
+  stats_.guest_stop_detail = stop.detail;
+  return true;
+}
+
+Status Session::guest_stopped_error() const {
+  return Status(StatusCode::kAborted,
+                "the guest stopped itself (" + std::string(vmm::guest_stop_reason_name(guest_stop_.reason)) + ": " +
+                    guest_stop_.detail + "): no epochs are taken of a stopped guest; the store holds it up to epoch " +
+                    (parent_ ? std::to_string(*parent_) : std::string("none")) +
+                    ", and 'ckpt restore EPOCH' brings back a running guest");
 }
 
 // After a failed command left the (started) machine paused.
@@ -394,6 +443,7 @@ DaemonStats Session::stats() const {
   }
   if (!failure_.is_ok()) s.state = "failed";
   else if (shutdown_) s.state = "stopping";
+  else if (guest_stop_.reason != vmm::GuestStopReason::kNone) s.state = "guest-stopped";
   else if (epochs_paused_) s.state = "epochs-paused";
   else s.state = "running";
   return s;

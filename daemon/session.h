@@ -118,6 +118,9 @@ class Session {
   void attach_console();
   void detach_console();
   Status start_or_resume();
+  // Loop thread, mu_ held: reads whether the guest stopped on its own and records it for status; true if it did.
+  bool note_guest_stop();
+  Status guest_stopped_error() const;  // mu_ held
 
   // Worker thread.
   Result<EpochCommitted> write_epoch(snap::Store& store, EpochJob& job);
@@ -166,6 +169,7 @@ class Session {
   uint64_t write_generation_ = 0;
   Status last_write_failure_;  // what bumped it last, named again by the epochs skipped for it
   Status failure_;              // dirty tracking can no longer be trusted: no more epochs
+  vmm::GuestStop guest_stop_;   // the guest stopped itself (triple fault, reset): no more epochs until a restore
   DaemonStats stats_;
   std::deque<double> recent_pauses_ms_;  // the newest kRecentPauses pause times
 };

@@ -27,6 +27,7 @@ Result<std::unique_ptr<vmm::Machine>> rebuild_machine(const DaemonConfig& config
   // The VM is the store's: its size from the epoch (settings the user gave must agree; defaults give way).
   std::string store = "store " + store_dir + " (epoch " + std::to_string(epoch) + ")";
   vmm::MachineConfig machine_config = config.machine;
+  CKPT_ASSIGN_OR_RETURN(machine_config.guest, stored_guest_kind(config, meta.states, store));
   uint64_t memory_bytes = meta.header.guest_pages * vmm::guest::kPageSize;
   unsigned vcpus = vcpus_in_state(meta.states);
   if (vcpus == 0) vcpus = machine_config.vcpus;  // no per-vCPU state: load_state below says what is missing
@@ -44,9 +45,11 @@ Result<std::unique_ptr<vmm::Machine>> rebuild_machine(const DaemonConfig& config
   if (!restored.is_ok()) return restored.status().with_context(what);
   // The workload is what the guest reads from its control blocks, now restored: the store's, whatever the settings
   // say. The machine has not run and nothing has been written, so refusing here changes nothing.
-  vmm::guest::WorkloadControl stored{};
-  std::memcpy(&stored, machine->host_memory().data() + vmm::guest::kControlGpa, sizeof stored);
-  CKPT_RETURN_IF_ERROR(check_workload_settings(config, stored, store));
+  if (machine_config.guest == vmm::GuestKind::kBuiltin) {
+    vmm::guest::WorkloadControl stored{};
+    std::memcpy(&stored, machine->host_memory().data() + vmm::guest::kControlGpa, sizeof stored);
+    CKPT_RETURN_IF_ERROR(check_workload_settings(config, stored, store));
+  }
   std::vector<vmm::StateBlob> state;
   for (const snap::StateBlob& blob : meta.states) state.push_back({blob.name, blob.data});
   Status loaded = machine->load_state(state);

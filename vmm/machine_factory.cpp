@@ -16,6 +16,7 @@ constexpr std::pair<std::string_view, Backend> kBackends[] = {
 // kAuto: uffd-wp exists only in the software backend, so asking for it chooses that backend; otherwise KVM
 // wherever /dev/kvm opens. `why` gets the reason for the software backend.
 Backend resolve_auto(const MachineConfig& config, std::string* why) {
+  if (config.guest == GuestKind::kLinux) return Backend::kKvm;  // the software backend runs only the built-in loops
   if (config.tracking == TrackingMode::kUffdWp) {
     *why = "tracking mode uffd-wp asked for";
     return Backend::kSoftware;
@@ -51,6 +52,9 @@ Result<std::unique_ptr<Machine>> create_machine(const MachineConfig& config, Bac
     case Backend::kKvm:
       return kvm::create_kvm_machine(config);
     case Backend::kSoftware:
+      if (config.guest != GuestKind::kBuiltin) {
+        return invalid_argument("the software backend runs only the built-in guest; a Linux guest needs KVM");
+      }
       return software::create_software_machine(config, software);
     case Backend::kAuto:
       break;

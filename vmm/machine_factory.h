@@ -12,7 +12,8 @@
 namespace ckpt::vmm {
 
 enum class Backend {
-  kAuto,      // KVM when /dev/kvm opens (and the tracking mode is not uffd-wp), else software, with a log line
+  kAuto,      // KVM when /dev/kvm opens (and the tracking mode is not uffd-wp), else software, with a log line;
+              // always KVM for a Linux guest
   kKvm,       // vmm/kvm: fails without /dev/kvm
   kSoftware,  // vmm/software: host threads, userfaultfd write-protect tracking
 };

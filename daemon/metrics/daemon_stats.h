@@ -60,7 +60,10 @@ struct DaemonStats {
   std::string tracking;  // tracking mode name
   uint64_t memory_bytes = 0;
   unsigned vcpus = 0;
-  std::string state;     // "running", "epochs-paused", "stopping", "failed"
+  std::string guest;     // "builtin" or "linux"
+  std::string state;     // "running", "epochs-paused", "guest-stopped", "stopping", "failed"
+  std::string guest_stop;         // why the guest stopped on its own ("triple-fault", "reset"); empty while it runs
+  std::string guest_stop_detail;  // where (vCPU, registers, port)
   double uptime_seconds = 0;
 
   // Epochs. Committed counts include the base; failed ones wrote nothing that counts (their pages are owed).

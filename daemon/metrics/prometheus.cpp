@@ -105,9 +105,12 @@ void Exposition::histogram(std::string_view name, std::string_view help, const H
 
 void render_vm(Exposition& e, const DaemonStats& s) {
   const std::string labels =
-      label("backend", s.backend) + "," + label("tracking", s.tracking) + "," + label("state", s.state);
-  e.gauge("ckptd_vm_info", "The checkpointed VM: backend, dirty tracking mode and daemon state; always 1.", "1",
-          labels);
+      label("backend", s.backend) + "," + label("tracking", s.tracking) + "," + label("state", s.state) + "," +
+      label("guest", s.guest);
+  e.gauge("ckptd_vm_info", "The checkpointed VM: backend, dirty tracking mode, daemon state and guest kind; always 1.",
+          "1", labels);
+  e.gauge("ckptd_guest_stopped", "1 when the guest stopped itself (triple fault, reset): no epochs until a restore.",
+          integer(s.guest_stop.empty() ? 0 : 1));
   e.gauge("ckptd_vm_memory_bytes", "Guest memory size in bytes.", integer(s.memory_bytes));
   e.gauge("ckptd_vm_vcpus", "Number of guest vCPUs.", integer(s.vcpus));
   e.gauge("ckptd_uptime_seconds", "Seconds since the daemon started.", number(s.uptime_seconds));

@@ -402,6 +402,10 @@ build_initramfs() {
 		*) mkdir -p "$rootfs$(dirname "$dest")" ;;
 		esac
 		cp -a "${spec%:*}" "$rootfs$dest"
+		# A dynamically linked executable (ckptd itself, say) brings its shared libraries, as the test binary does.
+		if [ -f "${spec%:*}" ] && LC_ALL=C readelf -l "${spec%:*}" 2>/dev/null | grep -q 'program interpreter'; then
+			copy_shared_libraries "${spec%:*}"
+		fi
 	done
 	write_guest_config "${names[@]}"
 	# Uncompressed: the guest unpacks it faster than it could decompress anything under TCG.

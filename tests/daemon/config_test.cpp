@@ -202,6 +202,48 @@ TEST(Config, CommandLineRefusalsExitWithTheUsageCode) {
   }
 }
 
+TEST(Config, AKernelMakesALinuxGuestAndTheBuiltinGuestStaysTheDefault) {
+  auto builtin = parse({});
+  ASSERT_TRUE(builtin.is_ok()) << builtin.status().to_string();
+  EXPECT_EQ(builtin->config.machine.guest, vmm::GuestKind::kBuiltin);
+
+  std::string kernel = write_file("not really a kernel: read only when the VM is made");
+  auto linux_guest = parse({"--kernel", kernel, "--cmdline", "console=ttyS0 quiet"});
+  ASSERT_TRUE(linux_guest.is_ok()) << linux_guest.status().to_string();
+  EXPECT_EQ(linux_guest->config.machine.guest, vmm::GuestKind::kLinux);
+  EXPECT_EQ(linux_guest->config.machine.linux_guest.kernel, kernel);
+  EXPECT_EQ(linux_guest->config.machine.linux_guest.cmdline, "console=ttyS0 quiet");
+
+  std::string file = write_file("kernel = " + kernel + "\ninitrd = " + kernel + "\n");
+  auto from_file = parse({"--config", file});
+  ASSERT_TRUE(from_file.is_ok()) << from_file.status().to_string();
+  EXPECT_EQ(from_file->config.machine.guest, vmm::GuestKind::kLinux);
+  EXPECT_EQ(from_file->config.machine.linux_guest.initrd, kernel);
+  ::unlink(file.c_str());
+  ::unlink(kernel.c_str());
+}
+
+TEST(Config, LinuxGuestSettingsThatCannotWorkAreRefused) {
+  std::string kernel = write_file("x");
+  auto expect_error = [](const Args& args, const std::string& needle) {
+    auto c = parse(args);
+    ASSERT_FALSE(c.is_ok()) << needle;
+    EXPECT_NE(c.status().message().find(needle), std::string::npos) << c.status().to_string();
+  };
+  expect_error({"--guest", "linux"}, "guest = linux needs a kernel");
+  expect_error({"--guest", "builtin", "--kernel", kernel}, "guest = builtin");
+  expect_error({"--guest", "dos"}, "unknown guest 'dos'");
+  expect_error({"--kernel", "/nonexistent/vmlinuz"}, "--kernel /nonexistent/vmlinuz");
+  expect_error({"--kernel", "/tmp"}, "not a regular file");
+  expect_error({"--kernel", kernel, "--initrd", "/nonexistent/initrd"}, "No such file");
+  expect_error({"--kernel", kernel, "--backend", "software"}, "needs the KVM backend");
+  expect_error({"--kernel", kernel, "--memory-mib", "4096"}, "at most 3072 MiB");
+  expect_error({"--kernel", kernel, "--workload", "sweep"}, "workload is a setting of the built-in guest");
+  auto fits = parse({"--kernel", kernel, "--memory-mib", "3072"});
+  EXPECT_TRUE(fits.is_ok()) << fits.status().to_string();
+  ::unlink(kernel.c_str());
+}
+
 TEST(Config, DiffSaysWhatSighupMayApply) {
   auto before = parse({"--epoch-ms", "100", "--memory-mib", "64"});
   auto after = parse({"--epoch-ms", "20", "--memory-mib", "128", "--log-level", "debug"});

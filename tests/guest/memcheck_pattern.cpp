@@ -22,8 +22,9 @@ Pattern::Pattern(const PatternConfig& config) : config_(config) {
 }
 
 uint64_t Pattern::sweep_slot(uint64_t page) const {
-  // Contiguous runs: slot s covers pages [s * pages / S, (s + 1) * pages / S).
-  return static_cast<uint64_t>(static_cast<unsigned __int128>(page) * config_.sweep_rounds / config_.pages);
+  // Contiguous runs: slot s covers pages [s * pages / S, (s + 1) * pages / S). 128-bit: page * S may not fit.
+  __extension__ using Wide = unsigned __int128;
+  return static_cast<uint64_t>(static_cast<Wide>(page) * config_.sweep_rounds / config_.pages);
 }
 
 bool Pattern::written_in(uint64_t round, uint64_t page) const {

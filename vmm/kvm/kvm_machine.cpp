@@ -11,14 +11,21 @@
 #include "vmm/kvm/kvm_api.h"
 #include "vmm/kvm/kvm_state.h"
 #include "vmm/kvm/kvm_vcpu.h"
+#include "vmm/kvm/linux_entry.h"
 #include "vmm/kvm/long_mode.h"
+#include "vmm/kvm/platform_io.h"
+#include "vmm/kvm/vcpu_cpuid.h"
+#include "vmm/x86/linux_loader.h"
 
 namespace ckpt::vmm::kvm {
 namespace {
 
 constexpr uint64_t kTssGpa = 0xfffbd000;  // three pages KVM needs for real-mode emulation on Intel
 
-class KvmMachine final : public Machine {
+// A state blob that marks a Linux guest's epochs; the built-in guest's have none (and older epochs are built-in).
+constexpr const char* kGuestKindBlob = "guest/kind";
+
+class KvmMachine final : public Machine, private VcpuExitHandler {
  public:
   explicit KvmMachine(const MachineConfig& config) : config_(config) {}
   ~KvmMachine() override { stop_threads(); }
@@ -44,11 +51,29 @@ class KvmMachine final : public Machine {
     return control_.error;
   }
   MachineStats stats() const override { return MachineStats{tracker_->ring_full_exits()}; }
+  GuestStop guest_stop() const override {
+    std::lock_guard lock(control_.mutex);
+    return guest_stop_;
+  }
+  bool has_console() const override { return platform_ != nullptr; }
+  void set_console_sink(ConsoleSink* sink) override {
+    if (platform_) platform_->set_console_sink(sink);
+  }
+  size_t console_input(std::span<const uint8_t> bytes) override {
+    return platform_ ? platform_->console_input(bytes) : 0;
+  }
 
  private:
+  // VcpuExitHandler, on vCPU threads.
+  bool on_io(kvm_run& run) override;
+  bool on_mmio(kvm_run& run) override;
+  bool on_shutdown(unsigned vcpu, const std::string& where) override;
+  void stop_guest(GuestStopReason reason, const std::string& detail);
+  Status load_linux_guest();
+
   Status create_vm();
   Status add_slots();
-  Status create_vcpu(unsigned index, size_t run_size, const std::vector<uint8_t>& cpuid);
+  Status create_vcpu(unsigned index, size_t run_size, const CpuidEntries& supported);
   Status require_paused(const char* what) const;
   void stop_threads();
 
@@ -60,6 +85,9 @@ class KvmMachine final : public Machine {
   // Reused by every harvest: a fresh bitmap (32 KiB per GiB of guest) costs page faults inside the pause.
   DirtyBitmap harvested_;
   mutable VcpuControl control_;
+  GuestStop guest_stop_;  // guarded by control_.mutex
+  std::unique_ptr<PlatformIo> platform_;  // a Linux guest's devices; none for the built-in guest
+  CpuidEntries host_cpuid_;               // what KVM supports, for checking a saved guest's CPUID
   std::vector<std::unique_ptr<KvmVcpu>> vcpus_;
   bool started_ = false;
   bool paused_ = true;  // not running guest code: before start, or after pause()
@@ -79,10 +107,15 @@ Status KvmMachine::init() {
   CKPT_RETURN_IF_ERROR(add_slots());
   CKPT_RETURN_IF_ERROR(tracker_->on_vm_ready(vm_.get()));
   CKPT_ASSIGN_OR_RETURN(int run_size, kvm_->vcpu_mmap_size());
-  CKPT_ASSIGN_OR_RETURN(std::vector<uint8_t> cpuid, kvm_->supported_cpuid());
+  CKPT_ASSIGN_OR_RETURN(host_cpuid_, host_supported_cpuid(*kvm_));
+  if (config_.guest == GuestKind::kLinux) {
+    platform_ = std::make_unique<PlatformIo>(vm_.get(), [this](const std::string& how) {
+      stop_guest(GuestStopReason::kReset, how);
+    });
+  }
   install_kick_signal();
   for (unsigned i = 0; i < config_.vcpus; ++i) {
-    CKPT_RETURN_IF_ERROR(create_vcpu(i, static_cast<size_t>(run_size), cpuid));
+    CKPT_RETURN_IF_ERROR(create_vcpu(i, static_cast<size_t>(run_size), host_cpuid_));
   }
   CKPT_LOG(kInfo) << "kvm machine: " << (config_.memory_bytes >> 20) << " MiB, " << config_.vcpus
                   << " vCPUs, tracking " << tracking_mode_name(tracker_->mode());
@@ -95,6 +128,7 @@ Status KvmMachine::create_vm() {
   if (config_.memory_bytes <= kTssGpa) CKPT_RETURN_IF_ERROR(KVM_CALL_VALUE(vm, KVM_SET_TSS_ADDR, kTssGpa).status());
   CKPT_RETURN_IF_ERROR(KVM_CALL_VALUE(vm, KVM_CREATE_IRQCHIP, 0).status());
   kvm_pit_config pit{};
+  pit.flags = KVM_PIT_SPEAKER_DUMMY;  // port 0x61 answered in the kernel: Linux reads it to calibrate the TSC
   return KVM_CALL(vm, KVM_CREATE_PIT2, &pit).status();
 }
 
@@ -112,21 +146,22 @@ Status KvmMachine::add_slots() {
   return Status::ok();
 }
 
-Status KvmMachine::create_vcpu(unsigned index, size_t run_size, const std::vector<uint8_t>& cpuid) {
+Status KvmMachine::create_vcpu(unsigned index, size_t run_size, const CpuidEntries& supported) {
   CKPT_ASSIGN_OR_RETURN(int fd, KVM_CALL_VALUE(vm_.get(), KVM_CREATE_VCPU, index));
   UniqueFd vcpu_fd(fd);
-  std::vector<uint8_t> cpuid_copy = cpuid;  // KVM_SET_CPUID2 takes a mutable pointer
-  CKPT_RETURN_IF_ERROR(KVM_CALL(fd, KVM_SET_CPUID2, reinterpret_cast<kvm_cpuid2*>(cpuid_copy.data())).status());
+  CKPT_ASSIGN_OR_RETURN(CpuidEntries cpuid, guest_cpuid(*kvm_, supported, index, config_.vcpus));
+  CKPT_RETURN_IF_ERROR(set_vcpu_cpuid(fd, cpuid));
   void* run = ::mmap(nullptr, run_size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
   if (run == MAP_FAILED) return Status::from_errno(errno, "mmap kvm_run of vCPU " + std::to_string(index));
   CKPT_RETURN_IF_ERROR(tracker_->on_vcpu_created(index, fd));
   vcpus_.push_back(std::make_unique<KvmVcpu>(index, std::move(vcpu_fd), static_cast<kvm_run*>(run), run_size,
-                                             *tracker_, control_));
+                                             *tracker_, control_, static_cast<VcpuExitHandler&>(*this)));
   return Status::ok();
 }
 
 Status KvmMachine::load_guest() {
   if (started_) return invalid_argument("load_guest after start");
+  if (config_.guest == GuestKind::kLinux) return load_linux_guest();
   const WorkloadConfig& w = config_.workload;
   std::vector<guest::WorkloadControl> controls = guest::split_regions(
       config_.memory_bytes, config_.vcpus, w.kind, w.seed, w.writes_per_iteration, w.hot_pages, w.delay_loops,
@@ -136,6 +171,49 @@ Status KvmMachine::load_guest() {
   CKPT_RETURN_IF_ERROR(memory_->write(0, low));
   for (const auto& vcpu : vcpus_) CKPT_RETURN_IF_ERROR(enter_long_mode(vcpu->fd(), vcpu->index()));
   return Status::ok();
+}
+
+// The kernel, initrd and boot structures go straight into guest memory: nothing has been captured yet, and the base
+// epoch takes every page that holds data.
+Status KvmMachine::load_linux_guest() {
+  x86::LinuxImage image{config_.linux_guest.kernel, config_.linux_guest.initrd, config_.linux_guest.cmdline};
+  CKPT_ASSIGN_OR_RETURN(x86::LinuxEntry entry, x86::load_linux(image, host_memory(), config_.vcpus));
+  CKPT_RETURN_IF_ERROR(enter_linux(vcpus_.front()->fd(), entry));
+  for (const auto& vcpu : vcpus_) CKPT_RETURN_IF_ERROR(wire_local_interrupts(vcpu->fd()));
+  return Status::ok();
+}
+
+bool KvmMachine::on_io(kvm_run& run) {
+  if (!platform_) return false;
+  platform_->handle_io(run);
+  return true;
+}
+
+bool KvmMachine::on_mmio(kvm_run& run) {
+  if (!platform_) return false;
+  platform_->handle_mmio(run);
+  return true;
+}
+
+// The built-in guest never faults: a triple fault there is a VMM bug and fails the vCPU. A Linux guest triple-faults
+// to reboot (reboot=t, and so after panic=-1): that is the guest's own doing.
+bool KvmMachine::on_shutdown(unsigned vcpu, const std::string& where) {
+  if (!platform_) return false;
+  stop_guest(GuestStopReason::kTripleFault, "vCPU " + std::to_string(vcpu) + where);
+  return true;
+}
+
+void KvmMachine::stop_guest(GuestStopReason reason, const std::string& detail) {
+  {
+    std::lock_guard lock(control_.mutex);
+    if (guest_stop_.reason == GuestStopReason::kNone) {
+      guest_stop_ = GuestStop{reason, detail};
+      CKPT_LOG(kWarn) << "the guest stopped: " << guest_stop_reason_name(reason) << " (" << detail << ")";
+    }
+    control_.guest_stopped = true;
+  }
+  control_.cv.notify_all();
+  for (const auto& vcpu : vcpus_) vcpu->kick();
 }
 
 Status KvmMachine::start() {
@@ -195,14 +273,33 @@ Result<std::vector<StateBlob>> KvmMachine::save_state() {
   CKPT_RETURN_IF_ERROR(require_paused("save_state"));
   std::vector<StateBlob> state;
   CKPT_RETURN_IF_ERROR(save_vm_state(vm_.get(), state));
-  for (const auto& vcpu : vcpus_) CKPT_RETURN_IF_ERROR(save_vcpu_state(*kvm_, vcpu->fd(), vcpu->index(), state));
+  for (const auto& vcpu : vcpus_) {
+    CKPT_RETURN_IF_ERROR(save_vcpu_cpuid(vcpu->fd(), vcpu->index(), state));
+    CKPT_RETURN_IF_ERROR(save_vcpu_state(*kvm_, vcpu->fd(), vcpu->index(), state));
+  }
+  if (platform_) {
+    CKPT_RETURN_IF_ERROR(platform_->irq_error());
+    platform_->save_state(state);
+    state.push_back(StateBlob{kGuestKindBlob, std::vector<uint8_t>{'l', 'i', 'n', 'u', 'x'}});
+  }
   return state;
 }
 
 Status KvmMachine::load_state(const std::vector<StateBlob>& state) {
   if (started_) return invalid_argument("load_state after start");
+  bool linux_state = false;
+  for (const StateBlob& blob : state) linux_state |= blob.name == kGuestKindBlob;
+  if (linux_state != (platform_ != nullptr)) {
+    return invalid_argument(std::string("the saved state is a ") + (linux_state ? "Linux" : "built-in") +
+                            " guest's, this machine was made for a " + (platform_ ? "Linux" : "built-in") + " one");
+  }
   CKPT_RETURN_IF_ERROR(load_vm_state(vm_.get(), state));
-  for (const auto& vcpu : vcpus_) CKPT_RETURN_IF_ERROR(load_vcpu_state(vcpu->fd(), vcpu->index(), state));
+  for (const auto& vcpu : vcpus_) {
+    // CPUID first: KVM checks MSRs and XSAVE against the vCPU's features.
+    CKPT_RETURN_IF_ERROR(load_vcpu_cpuid(vcpu->fd(), vcpu->index(), state, host_cpuid_));
+    CKPT_RETURN_IF_ERROR(load_vcpu_state(vcpu->fd(), vcpu->index(), state));
+  }
+  if (platform_) CKPT_RETURN_IF_ERROR(platform_->load_state(state));
   return Status::ok();
 }
 

@@ -19,6 +19,12 @@ int kick_signal() { return SIGRTMIN; }
 
 void on_kick(int) {}  // only interrupts KVM_RUN
 
+std::string hex(uint64_t value) {
+  char text[24];
+  std::snprintf(text, sizeof text, "%llx", static_cast<unsigned long long>(value));
+  return text;
+}
+
 }  // namespace
 
 void install_kick_signal() {
@@ -33,8 +39,14 @@ void install_kick_signal() {
 }
 
 KvmVcpu::KvmVcpu(unsigned index, UniqueFd fd, kvm_run* run, size_t run_size, DirtyTracker& tracker,
-                 VcpuControl& control)
-    : index_(index), fd_(std::move(fd)), run_(run), run_size_(run_size), tracker_(tracker), control_(control) {}
+                 VcpuControl& control, VcpuExitHandler& exits)
+    : index_(index),
+      fd_(std::move(fd)),
+      run_(run),
+      run_size_(run_size),
+      tracker_(tracker),
+      control_(control),
+      exits_(exits) {}
 
 KvmVcpu::~KvmVcpu() {
   join();
@@ -70,7 +82,7 @@ void KvmVcpu::thread_main() {
   bool parked = false;
   bool broken = false;  // after a failure the vCPU stays parked until the machine is destroyed
   for (;;) {
-    while ((!control_.run || broken) && !control_.stop) {
+    while ((!control_.run || broken || control_.guest_stopped) && !control_.stop) {
       if (!parked) {
         parked = true;
         ++control_.parked;
@@ -119,6 +131,15 @@ bool KvmVcpu::handle_exit(int rc, int err) {
   switch (run_->exit_reason) {
     case KVM_EXIT_INTR:
       return true;
+    case KVM_EXIT_IO:
+      if (exits_.on_io(*run_)) return true;
+      break;
+    case KVM_EXIT_MMIO:
+      if (exits_.on_mmio(*run_)) return true;
+      break;
+    case KVM_EXIT_SHUTDOWN:
+      if (exits_.on_shutdown(index_, cpu_context())) return true;
+      break;
     case KVM_EXIT_DIRTY_RING_FULL: {
       Status s = tracker_.on_ring_full(index_);
       if (s.is_ok()) return true;
@@ -126,20 +147,24 @@ bool KvmVcpu::handle_exit(int rc, int err) {
       fail(s);
       return false;
     }
-    default: {
-      std::lock_guard lock(control_.mutex);
-      std::string detail;
-      if (run_->exit_reason == KVM_EXIT_FAIL_ENTRY) {
-        detail = " (entry failed, hardware reason " +
-                 std::to_string(run_->fail_entry.hardware_entry_failure_reason) + ")";
-      } else if (run_->exit_reason == KVM_EXIT_SHUTDOWN) {
-        detail = " (KVM_EXIT_SHUTDOWN: the guest triple-faulted" + cpu_context() + ")";
-      }
-      fail(Status(StatusCode::kIoError,
-                  "KVM_RUN exited with unexpected reason " + std::to_string(run_->exit_reason) + detail));
-      return false;
-    }
+    default:
+      break;
   }
+  std::string detail;
+  if (run_->exit_reason == KVM_EXIT_FAIL_ENTRY) {
+    detail = " (entry failed, hardware reason " + std::to_string(run_->fail_entry.hardware_entry_failure_reason) +
+             ")";
+  } else if (run_->exit_reason == KVM_EXIT_SHUTDOWN) {
+    detail = " (KVM_EXIT_SHUTDOWN: the guest triple-faulted" + cpu_context() + ")";
+  } else if (run_->exit_reason == KVM_EXIT_IO) {
+    detail = " (port I/O at 0x" + hex(run_->io.port) + ": no device there)";
+  } else if (run_->exit_reason == KVM_EXIT_MMIO) {
+    detail = " (MMIO at 0x" + hex(run_->mmio.phys_addr) + ": no device there)";
+  }
+  std::lock_guard lock(control_.mutex);
+  fail(Status(StatusCode::kIoError,
+              "KVM_RUN exited with unexpected reason " + std::to_string(run_->exit_reason) + detail));
+  return false;
 }
 
 }  // namespace ckpt::vmm::kvm

@@ -21,13 +21,28 @@ struct VcpuControl {
   std::condition_variable cv;
   bool run = false;     // requested state: run the guest (true) or park (false)
   bool stop = false;    // leave the thread for good
+  bool guest_stopped = false;  // the guest shut itself down (triple fault, reset): every vCPU stays parked
   unsigned parked = 0;  // vCPU threads currently parked
   Status error;         // the first vCPU failure
 };
 
+// What a vCPU cannot handle alone: port and MMIO accesses, and a guest that shut down. Implemented by the machine;
+// called on the vCPU's own thread, without the control lock, possibly on several vCPU threads at once.
+class VcpuExitHandler {
+ public:
+  virtual ~VcpuExitHandler() = default;
+  // false: nothing is there to answer (the built-in guest does no I/O), which fails the vCPU.
+  virtual bool on_io(kvm_run& run) = 0;
+  virtual bool on_mmio(kvm_run& run) = 0;
+  // KVM_EXIT_SHUTDOWN (a triple fault); `where` gives the vCPU's registers. true: the machine recorded a guest stop
+  // (the vCPU parks like the others); false: an error.
+  virtual bool on_shutdown(unsigned vcpu, const std::string& where) = 0;
+};
+
 class KvmVcpu {
  public:
-  KvmVcpu(unsigned index, UniqueFd fd, kvm_run* run, size_t run_size, DirtyTracker& tracker, VcpuControl& control);
+  KvmVcpu(unsigned index, UniqueFd fd, kvm_run* run, size_t run_size, DirtyTracker& tracker, VcpuControl& control,
+          VcpuExitHandler& exits);
   ~KvmVcpu();  // the machine stops the thread first
   KvmVcpu(const KvmVcpu&) = delete;
   KvmVcpu& operator=(const KvmVcpu&) = delete;
@@ -52,6 +67,7 @@ class KvmVcpu {
   size_t run_size_;
   DirtyTracker& tracker_;
   VcpuControl& control_;
+  VcpuExitHandler& exits_;
   std::thread thread_;
   pthread_t handle_{};
 };

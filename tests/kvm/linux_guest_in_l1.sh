@@ -1,0 +1,177 @@
+#!/bin/sh
+# Runs inside the nested-KVM harness's guest (busybox sh; see tests/kvm/linux_guest_test.sh, which starts it):
+# ckptd boots a Linux guest whose init runs memcheck (tests/guest/), and the guest must not be able to tell that it
+# was restored.
+#
+#   linux_guest_in_l1.sh TRACKING_MODE...
+#
+# For each mode: boot; wait for memcheck rounds; snapshot A; pause periodic epochs; snapshot B; let the guest run on;
+# kill -9 ckptd; ckptd --resume (from B); live `ckpt restore A`; then crash the guest through its console
+# (sysrq-c: panic=-1 reboot=t make it triple-fault) and check that ckptd stops taking epochs and a restore of A
+# brings it back. After every restore the first new memcheck line must continue from that epoch: the same boot id
+# (no reboot), a round within the rounds printed just before and just after the epoch was taken, bad=0, and an uptime
+# no earlier than at the epoch. Last line: "linux_guest: N passed, M failed".
+set -u
+
+CKPTD=/harness/ckptd
+CKPT=/harness/ckpt
+KERNEL=/harness/guest/vmlinux
+INITRD=/harness/guest/initrd.cpio
+# memcheck keeps 192 MiB (in a 384 MiB guest) and rewrites about 12% of it every 2 s: about 12 MB/s of dirty pages,
+# which the stores (in L1's RAM) must hold for the length of a mode.
+CMDLINE="console=ttyS0 quiet panic=-1 reboot=t memcheck.mib=${MEMCHECK_MIB:-192} memcheck.interval_ms=2000"
+BOOT_TIMEOUT=${BOOT_TIMEOUT:-150}
+
+pass=0
+fail=0
+ok() { pass=$((pass + 1)); echo "PASS: $*"; }
+bad() { fail=$((fail + 1)); echo "FAIL: $*"; }
+
+# The memcheck lines of the console log, oldest first ("MEMCHECK round=R bad=B ... uptime=U boot=ID").
+# A shell prompt may share a line with them (scripts/linux-guest/README.md), so they are matched anywhere in a line.
+memcheck_lines() {
+	cat "$store/console.log.1" "$store/console.log" 2>/dev/null | tr -d '\r' | grep -o 'MEMCHECK round=.*'
+}
+field() { # field NAME LINE
+	echo "$2" | sed -n "s/.* $1=\([^ ]*\).*/\1/p"
+}
+line_count() { memcheck_lines | wc -l; }
+last_line() { memcheck_lines | tail -n 1; }
+
+# wait_for_lines N SECONDS: until the console log holds more than N memcheck lines; prints the first line after N.
+wait_for_lines() {
+	local n=$1 t=0
+	while [ "$(line_count)" -le "$n" ]; do
+		if [ "$t" -ge "$2" ]; then return 1; fi
+		sleep 1
+		t=$((t + 1))
+	done
+	memcheck_lines | sed -n "$((n + 1))p"
+}
+
+start_daemon() { # start_daemon [--resume]
+	"$CKPTD" --backend kvm --tracking "$mode" --vcpus 2 --memory-mib 384 --epoch-ms 1000 --store "$store" \
+		--socket "$sock" --kernel "$KERNEL" --initrd "$INITRD" --cmdline "$CMDLINE" --log-level warn "$@" \
+		>>"$store.daemon.log" 2>&1 &
+	daemon_pid=$!
+	local t=0
+	until "$CKPT" --socket "$sock" status --brief >/dev/null 2>&1; do
+		if ! kill -0 "$daemon_pid" 2>/dev/null || [ $t -ge 60 ]; then
+			echo "ckptd did not come up:"
+			tail -n 20 "$store.daemon.log"
+			return 1
+		fi
+		sleep 1
+		t=$((t + 1))
+	done
+}
+
+# snapshot NAME: takes an epoch; sets NAME_epoch, NAME_round_lo/_hi (rounds printed before and after) and NAME_uptime.
+snapshot() {
+	local before after out epoch
+	before=$(last_line)
+	out=$("$CKPT" --socket "$sock" snapshot --tag "$1") || { bad "$mode: snapshot $1: $out"; return 1; }
+	after=$(last_line)
+	epoch=$(echo "$out" | sed -n 's/^epoch \([0-9]*\) committed.*/\1/p')
+	eval "$1_epoch=$epoch"
+	eval "$1_round_lo=$(field round "$before")"
+	eval "$1_round_hi=$(field round "$after")"
+	eval "$1_uptime=$(field uptime "$before" | cut -d. -f1)"
+	echo "$mode: snapshot $1 = epoch $epoch (rounds $(field round "$before")..$(field round "$after"))"
+}
+
+# check_continues NAME FROM_LINE_COUNT WHAT: the first memcheck line after FROM_LINE_COUNT continues epoch NAME.
+check_continues() {
+	local name=$1 from=$2 what=$3 line round lo hi up uptime
+	line=$(wait_for_lines "$from" 90) || { bad "$mode: $what: no memcheck line within 90 s"; return 1; }
+	eval "lo=\$${name}_round_lo; hi=\$${name}_round_hi; up=\$${name}_uptime"
+	round=$(field round "$line")
+	uptime=$(field uptime "$line" | cut -d. -f1)
+	echo "$mode: $what: first line: $line"
+	if [ "$(field boot "$line")" != "$boot_id" ]; then bad "$mode: $what: boot id changed (the guest rebooted)"; return 1; fi
+	if [ "$(field bad "$line")" != 0 ]; then bad "$mode: $what: memcheck found corrupt pages: $line"; return 1; fi
+	if [ "$round" -le "$lo" ] || [ "$round" -gt $((hi + 1)) ]; then
+		bad "$mode: $what: round $round does not continue epoch $name (rounds $lo..$hi when it was taken)"
+		return 1
+	fi
+	if [ "$uptime" -lt "$up" ]; then bad "$mode: $what: uptime went back from $up to $uptime"; return 1; fi
+	ok "$mode: $what continues from its epoch (round $round, boot $boot_id, bad=0)"
+}
+
+send_console() { printf "$1" | "$CKPT" --socket "$sock" console --input - >/dev/null 2>&1; }
+
+run_mode() {
+	mode=$1
+	store=/tmp/store-$mode
+	sock=/tmp/ckptd-$mode.sock
+	rm -rf "$store" "$store.daemon.log"
+	start_daemon || { bad "$mode: ckptd did not start"; return; }
+	local t0 line
+	t0=$(date +%s)
+	line=$(wait_for_lines 1 "$BOOT_TIMEOUT") || {
+		bad "$mode: no second memcheck line within $BOOT_TIMEOUT s of boot"
+		tail -n 30 "$store/console.log"
+		kill -9 "$daemon_pid"
+		return
+	}
+	ok "$mode: booted to memcheck in $(($(date +%s) - t0)) s (indicative): $line"
+	boot_id=$(field boot "$line")
+
+	snapshot A || return
+	wait_for_lines "$(line_count)" 60 >/dev/null
+	"$CKPT" --socket "$sock" pause >/dev/null
+	snapshot B || return
+	wait_for_lines "$(line_count)" 60 >/dev/null  # the guest runs on past B; kill -9 loses that
+
+	kill -9 "$daemon_pid"
+	wait "$daemon_pid" 2>/dev/null
+	local n
+	n=$(line_count)
+	start_daemon --resume || { bad "$mode: ckptd --resume did not start"; return; }
+	check_continues B "$n" "kill -9 + --resume"
+
+	n=$(line_count)
+	if out=$("$CKPT" --socket "$sock" restore "$A_epoch" 2>&1); then
+		check_continues A "$n" "live restore of epoch $A_epoch"
+	else
+		bad "$mode: ckpt restore $A_epoch: $out"
+	fi
+
+	# The guest crashes itself: sysrq-c panics it, panic=-1 reboots, reboot=t triple-faults. Enter first: the guest's
+	# console shell starts on it.
+	send_console '\n'
+	sleep 2
+	send_console 'echo c > /proc/sysrq-trigger\n'
+	local state="" t=0
+	while [ $t -lt 60 ]; do
+		state=$("$CKPT" --socket "$sock" status --json | sed -n 's/.*"state": *"\([a-z-]*\)".*/\1/p' | head -n 1)
+		[ "$state" = guest-stopped ] && break
+		sleep 1
+		t=$((t + 1))
+	done
+	if [ "$state" = guest-stopped ]; then
+		ok "$mode: a guest that panics and triple-faults stops cleanly (status: guest-stopped)"
+	else
+		bad "$mode: after sysrq-c the daemon state is '$state', not guest-stopped"
+	fi
+	if "$CKPT" --socket "$sock" snapshot >/dev/null 2>&1; then
+		bad "$mode: a snapshot of a stopped guest was taken"
+	else
+		ok "$mode: a snapshot of a stopped guest is refused"
+	fi
+	n=$(line_count)
+	if out=$("$CKPT" --socket "$sock" restore "$A_epoch" 2>&1); then
+		check_continues A "$n" "restore of epoch $A_epoch after the crash"
+	else
+		bad "$mode: ckpt restore $A_epoch after the crash: $out"
+	fi
+
+	"$CKPT" --socket "$sock" shutdown --wait --timeout 120 >/dev/null 2>&1 || bad "$mode: shutdown failed"
+	wait "$daemon_pid" 2>/dev/null
+	if "$CKPT" verify --store "$store" >/dev/null 2>&1; then ok "$mode: the store verifies"; else bad "$mode: verify"; fi
+	rm -rf "$store"
+}
+
+for m in "$@"; do run_mode "$m"; done
+echo "linux_guest: $pass passed, $fail failed"
+[ "$fail" -eq 0 ]

@@ -1,0 +1,33 @@
+#!/bin/bash
+# ckptd boots a Linux guest (Debian's stock kernel, the test initramfs of scripts/linux-guest) on the real KVM of the
+# nested harness and checkpoints it; tests/kvm/linux_guest_in_l1.sh runs there and checks that every restore (kill -9
+# + --resume, live restore, restore after the guest crashed) is invisible to the guest.
+#
+# Usage: tests/kvm/linux_guest_test.sh BUILD_DIR [--series bookworm|backports] [--smp N] MODE...
+#   MODE: ring, clear-log or dirty-log (KVM tracking modes). Exit status: the L1 script's, or the harness's 125.
+set -Eeuo pipefail
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+repo=$here/../..
+build=${1:?usage: linux_guest_test.sh BUILD_DIR [--series S] [--smp N] MODE...}
+shift
+series=backports smp=2
+while [ $# -gt 0 ]; do
+	case "$1" in
+	--series) series=${2:?}; shift 2 ;;
+	--smp) smp=${2:?}; shift 2 ;;
+	*) break ;;
+	esac
+done
+[ $# -gt 0 ] || { echo "linux_guest_test: no tracking mode given" >&2; exit 2; }
+
+work=$(mktemp -d "${TMPDIR:-/tmp}/linux-guest-test.XXXXXX")
+trap 'rm -rf "$work"' EXIT
+kernel=$("$repo/scripts/linux-guest/kernel.sh" --series "$series" --vmlinux)
+"$repo/scripts/linux-guest/build-initramfs.sh" "$work/initrd.cpio" --memcheck "$build/tests/guest/guest_memcheck" \
+	>/dev/null
+
+# L1 holds the kernel (about 60 MB) and the initramfs in its RAM, the guest's 384 MiB, and the stores in tmpfs.
+"$repo/scripts/kvm-harness/run-in-nested-kvm.sh" --kernel-series "$series" --smp "$smp" --mem 3G --timeout 900 \
+	--extra-file "$build/daemon/ckptd:/harness/ckptd" --extra-file "$build/cli/ckpt:/harness/ckpt" \
+	--extra-file "$kernel:/harness/guest/vmlinux" --extra-file "$work/initrd.cpio:/harness/guest/initrd.cpio" \
+	-- "$here/linux_guest_in_l1.sh" "$@"
