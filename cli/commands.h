@@ -22,5 +22,6 @@ void add_status_command(CLI::App& app, const DaemonOptions& daemon, int* exit_co
 void add_snapshot_command(CLI::App& app, const DaemonOptions& daemon, int* exit_code);
 void add_epoch_loop_commands(CLI::App& app, const DaemonOptions& daemon, int* exit_code);  // pause, resume
 void add_shutdown_command(CLI::App& app, const DaemonOptions& daemon, int* exit_code);
+void add_console_command(CLI::App& app, const DaemonOptions& daemon, int* exit_code);  // a Linux guest's
 
 }  // namespace ckpt::cli

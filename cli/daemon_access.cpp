@@ -144,6 +144,40 @@ DaemonAnswer call_daemon(const DaemonOptions& options, std::string_view cmd, nlo
   return answer;
 }
 
+struct DaemonConnection::Impl {
+  std::optional<control::ControlClient> client;
+};
+
+DaemonConnection::DaemonConnection(const DaemonOptions& options)
+    : path_(socket_path(options)), impl_(std::make_unique<Impl>()) {}
+
+DaemonConnection::~DaemonConnection() = default;
+
+DaemonAnswer DaemonConnection::call(std::string_view cmd, nlohmann::json args, milliseconds timeout) {
+  DaemonAnswer answer;
+  transport_failure_ = false;
+  if (!impl_->client) {
+    auto client = control::ControlClient::connect(path_, kConnectTimeout);
+    if (!client.is_ok()) {
+      transport_failure_ = true;
+      answer.error = transport_error(client.status(), path_);
+      return answer;
+    }
+    impl_->client.emplace(std::move(*client));
+  }
+  auto reply = impl_->client->call(cmd, std::move(args), timeout);
+  if (!reply.is_ok()) {
+    impl_->client.reset();  // its stream position is unknown now
+    transport_failure_ = true;
+    answer.error = transport_error(reply.status(), path_);
+  } else if (!reply->ok) {
+    answer.error = reply_error(*reply, std::string(cmd), path_);
+  } else {
+    answer.result = std::move(reply->result);
+  }
+  return answer;
+}
+
 bool daemon_listening(const std::string& path) {
   auto client = control::ControlClient::connect(path, milliseconds(1000));
   return client.is_ok() || !no_listener(client.status().sys_errno());

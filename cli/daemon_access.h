@@ -5,6 +5,7 @@
 
 #include <CLI/CLI.hpp>
 #include <chrono>
+#include <memory>
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
@@ -40,6 +41,24 @@ struct DaemonAnswer {
 DaemonAnswer call_daemon(const DaemonOptions& options, std::string_view cmd,
                          nlohmann::json args = nlohmann::json::object(),
                          std::chrono::milliseconds timeout = std::chrono::milliseconds::zero());
+
+// One connection kept for many requests (console --follow polls every few seconds; a connection per poll would
+// cost the daemon a thread each time), with call_daemon's error mapping. After a transport failure the next call
+// connects again.
+class DaemonConnection {
+ public:
+  explicit DaemonConnection(const DaemonOptions& options);
+  ~DaemonConnection();
+  DaemonAnswer call(std::string_view cmd, nlohmann::json args, std::chrono::milliseconds timeout);
+  // Whether the last call's failure was in the transport (no reply), not an error the daemon replied.
+  bool last_failure_was_transport() const { return transport_failure_; }
+
+ private:
+  struct Impl;
+  std::string path_;
+  std::unique_ptr<Impl> impl_;
+  bool transport_failure_ = false;
+};
 
 // Whether anything still accepts connections on `path` (shutdown --wait polls this): false once the socket is gone
 // or refuses, true for any other outcome, so a transient error does not pass for "stopped".

@@ -17,9 +17,9 @@ namespace {
 constexpr const char* kDescription =
     "ckpt - drive ckptd, the incremental checkpoint daemon for a VM, and read its checkpoint stores.\n"
     "\n"
-    "Live commands (status, snapshot, list, restore N, pause, resume, compact, shutdown) talk to a running ckptd\n"
-    "through its control socket: start the daemon first (systemctl start ckptd), and pass --socket PATH if it does\n"
-    "not listen on the default. Offline commands (inspect, verify, repair; list, restore --to and compact with --store DIR)\n"
+    "Live commands (status, snapshot, list, restore N, pause, resume, compact, console, shutdown) talk to a running\n"
+    "ckptd through its control socket: start the daemon first (systemctl start ckptd), and pass --socket PATH if it\n"
+    "does not listen on the default. Offline commands (inspect, verify, repair; list, restore --to and compact with --store DIR)\n"
     "read a store directory and need no daemon.";
 
 constexpr const char* kFooter =
@@ -94,6 +94,7 @@ int main(int argc, char** argv) {
   ckpt::cli::add_restore_command(app, daemon, &exit_code);
   ckpt::cli::add_epoch_loop_commands(app, daemon, &exit_code);
   ckpt::cli::add_compact_command(app, daemon, &exit_code);
+  ckpt::cli::add_console_command(app, daemon, &exit_code);
   ckpt::cli::add_shutdown_command(app, daemon, &exit_code);
   ckpt::cli::add_inspect_command(app, &exit_code);
   ckpt::cli::add_verify_command(app, &exit_code);
