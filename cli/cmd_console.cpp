@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <cctype>
 #include <cerrno>
 #include <chrono>
 #include <cstdio>
@@ -44,7 +45,40 @@ struct ConsoleArgs {
   bool follow = false;
   bool attach = false;
   bool json = false;
+  std::optional<std::string> send;  // --send TEXT: type it, with C escapes, and exit
 };
+
+// --send's text with \n, \r, \t, \e, \\ and \xHH turned into their bytes: scripts type Enter and control keys.
+Result<std::vector<uint8_t>> unescape(const std::string& text) {
+  std::vector<uint8_t> out;
+  for (size_t i = 0; i < text.size(); ++i) {
+    if (text[i] != '\\') {
+      out.push_back(static_cast<uint8_t>(text[i]));
+      continue;
+    }
+    if (++i == text.size()) return invalid_argument("--send: a lone backslash at the end of '" + text + "'");
+    switch (text[i]) {
+      case 'n': out.push_back('\n'); break;
+      case 'r': out.push_back('\r'); break;
+      case 't': out.push_back('\t'); break;
+      case 'e': out.push_back(0x1b); break;
+      case '\\': out.push_back('\\'); break;
+      case 'x': {
+        auto hex = [](char c) { return std::isxdigit(static_cast<unsigned char>(c)) != 0; };
+        if (i + 2 >= text.size() || !hex(text[i + 1]) || !hex(text[i + 2])) {
+          return invalid_argument("--send: \\x needs two hex digits in '" + text + "'");
+        }
+        out.push_back(static_cast<uint8_t>(std::stoi(text.substr(i + 1, 2), nullptr, 16)));
+        i += 2;
+        break;
+      }
+      default:
+        return invalid_argument(std::string("--send: unknown escape \\") + text[i] + " in '" + text +
+                                "' (\\n \\r \\t \\e \\\\ \\xHH)");
+    }
+  }
+  return out;
+}
 
 struct Chunk {
   uint64_t start = 0, next = 0, lost = 0;
@@ -265,7 +299,16 @@ int run_attach(const DaemonOptions& daemon) {
   return kExitOk;
 }
 
+int run_send(const DaemonOptions& daemon, const std::string& text) {
+  Result<std::vector<uint8_t>> bytes = unescape(text);
+  if (!bytes.is_ok()) return report("console", {kExitUsage, std::string(code::kBadRequest), bytes.status().message()});
+  DaemonConnection conn(daemon);
+  if (std::optional<CliError> e = send_input(conn, bytes->data(), bytes->size())) return report("console", *e);
+  return kExitOk;
+}
+
 int run_console(const DaemonOptions& daemon, const ConsoleArgs& args) {
+  if (args.send) return run_send(daemon, *args.send);
   if (args.attach) {
     if (!isatty(STDIN_FILENO)) {
       return report("console", {kExitUsage, std::string(code::kBadRequest),
@@ -286,7 +329,8 @@ void add_console_command(CLI::App& app, const DaemonOptions& daemon, int* exit_c
       "  ckpt console                   the output the daemon holds (up to its last 256 KiB), then exit\n"
       "  ckpt console --follow          and go on printing new output until Ctrl-C\n"
       "  ckpt console --attach          an interactive session on this terminal; Ctrl-] detaches\n"
-      "  ckpt console --follow --json   one JSON line per chunk: {start, next, lost, data}\n");
+      "  ckpt console --follow --json   one JSON line per chunk: {start, next, lost, data}\n"
+      "  ckpt console --send 'uptime\\n' type a line into the guest's console (no output)\n");
   auto args = std::make_shared<ConsoleArgs>();
   auto* follow = cmd->add_flag("--follow,-f", args->follow, "Keep printing new output until Ctrl-C or the daemon stops");
   auto* attach = cmd->add_flag("--attach", args->attach,
@@ -294,7 +338,11 @@ void add_console_command(CLI::App& app, const DaemonOptions& daemon, int* exit_c
                                "terminal on stdin)");
   auto* json = cmd->add_flag("--json", args->json, "One JSON line per chunk of output (data as text; invalid UTF-8 "
                                                    "replaced by U+FFFD)");
+  auto* send = cmd->add_option("--send", args->send,
+                               "Type TEXT into the console and exit; \\n \\r \\t \\e \\\\ \\xHH are their bytes")
+                   ->type_name("TEXT");
   attach->excludes(follow)->excludes(json);
+  send->excludes(follow)->excludes(json)->excludes(attach);
   cmd->callback([=, &daemon] { *exit_code = run_console(daemon, *args); });
 }
 

@@ -4,7 +4,6 @@
 #include <charconv>
 #include <string_view>
 
-#include "common/log.h"
 #include "vmm/machine.h"
 
 namespace ckpt::daemon {
@@ -79,14 +78,6 @@ Result<vmm::GuestKind> stored_guest_kind(const DaemonConfig& config, const std::
     differences.push_back({"kernel", "unused (the built-in guest)", config.machine.linux_guest.kernel});
   }
   CKPT_RETURN_IF_ERROR(refuse(config, differences, store));
-  if (kind == vmm::GuestKind::kLinux) {
-    for (const char* key : {"kernel", "initrd", "cmdline"}) {
-      if (config.explicit_settings.count(key)) {
-        CKPT_LOG(kInfo) << key << " (" << config.explicit_settings.at(key) << ") is not used on resume: the "
-                        << "guest's kernel is in the memory of " << store;
-      }
-    }
-  }
   return kind;
 }
 

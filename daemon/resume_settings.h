@@ -20,7 +20,7 @@ unsigned vcpus_in_state(const std::vector<snap::StateBlob>& states);
 
 // What the epoch's VM runs: linux when its state has the "guest/kind" blob, else the built-in guest. A guest setting
 // the user gave that says otherwise is refused. kernel, initrd and cmdline only make a new guest: on resume the
-// kernel is already in the guest's memory, so they are ignored (with a log line).
+// kernel is already in the guest's memory, so they are not used (Session::create says so in the log).
 Result<vmm::GuestKind> stored_guest_kind(const DaemonConfig& config, const std::vector<snap::StateBlob>& states,
                                          const std::string& store);
 

@@ -84,6 +84,12 @@ Result<std::unique_ptr<Session>> Session::create(const DaemonConfig& config, std
       session->stats_.last_committed_epoch = newest;
     }
     CKPT_LOG(kInfo) << "resumed the VM from epoch " << *newest << " of " << config.store_dir;
+    for (const char* key : {"kernel", "initrd", "cmdline"}) {
+      auto given = config.explicit_settings.find(key);
+      if (given == config.explicit_settings.end()) continue;
+      CKPT_LOG(kInfo) << key << " (" << given->second << ") is not used on resume: the guest's kernel is in the "
+                      << "memory of the store";
+    }
     return session;
   }
   // The base: every page and the state, before the guest first runs.
@@ -102,6 +108,12 @@ Status Session::adopt_machine(std::unique_ptr<vmm::Machine> machine, std::option
   detach_console();  // the machine being replaced is destroyed below
   machine_ = std::move(machine);
   machine_paused_ = true;
+  if (console_ && loaded_epoch) {
+    // The guest jumps back in time here: readers of the console (and of console.log) see where, in a line of its
+    // own that the guest could never have written (it starts with "[ckptd: ").
+    std::string mark = "\r\n[ckptd: the guest continues from epoch " + std::to_string(*loaded_epoch) + "]\r\n";
+    console_->console_output({reinterpret_cast<const uint8_t*>(mark.data()), mark.size()});
+  }
   attach_console();
   std::lock_guard lock(mu_);
   stats_.backend = machine_->backend_name();

@@ -32,6 +32,9 @@ Options (environment variable in brackets):
   --kernel-series S     bookworm (Debian 12 kernel 6.1, default) or backports (bookworm-backports, 6.12)
                         [KVM_HARNESS_KERNEL_SERIES]
   --smp N               guest vCPUs (default 2)                     [KVM_HARNESS_SMP]
+  --tcg-thread T        multi (a host thread per guest vCPU, default) or single (one host thread runs them all:
+                        slower, but free of multi-threaded TCG's cross-CPU code-patching races, see README)
+                        [KVM_HARNESS_TCG_THREAD]
   --mem SIZE            guest memory, QEMU syntax (default 1G)      [KVM_HARNESS_MEM]
   --timeout SECONDS     limit for boot + test (default 600)         [KVM_HARNESS_TIMEOUT]
   --cache DIR           kernel cache (default $XDG_CACHE_HOME/ckptd-kvm-harness or ~/.cache/ckptd-kvm-harness)
@@ -63,6 +66,7 @@ elapsed() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.1f", b - a }'; }
 # --- options -----------------------------------------------------------------------------------------------------
 series=${KVM_HARNESS_KERNEL_SERIES:-bookworm}
 smp=${KVM_HARNESS_SMP:-2}
+tcg_thread=${KVM_HARNESS_TCG_THREAD:-multi}
 mem=${KVM_HARNESS_MEM:-1G}
 timeout_s=${KVM_HARNESS_TIMEOUT:-600}
 cache=${KVM_HARNESS_CACHE:-${XDG_CACHE_HOME:-${HOME:-/root}/.cache}/ckptd-kvm-harness}
@@ -85,6 +89,7 @@ while [ $# -gt 0 ]; do
 	--*=*) set -- "${opt%%=*}" "${opt#*=}" "${@:2}"; continue ;;
 	--kernel-series) need_arg "$@"; series=$2; shift 2 ;;
 	--smp) need_arg "$@"; smp=$2; shift 2 ;;
+	--tcg-thread) need_arg "$@"; tcg_thread=$2; shift 2 ;;
 	--mem) need_arg "$@"; mem=$2; shift 2 ;;
 	--timeout) need_arg "$@"; timeout_s=$2; shift 2 ;;
 	--cache) need_arg "$@"; cache=$2; shift 2 ;;
@@ -116,6 +121,7 @@ test_args=("$@")
 
 case "$series" in bookworm | backports) ;; *) die "--kernel-series must be bookworm or backports, not '$series'" ;; esac
 [[ "$smp" =~ ^[1-9][0-9]*$ ]] || die "--smp needs a positive integer, not '$smp'"
+case "$tcg_thread" in single | multi) ;; *) die "--tcg-thread must be single or multi, not '$tcg_thread'" ;; esac
 [[ "$timeout_s" =~ ^[1-9][0-9]*$ ]] || die "--timeout needs a positive number of seconds, not '$timeout_s'"
 [[ "$mem" =~ ^[1-9][0-9]*[MG]?$ ]] || die "--mem needs a size like 1G or 512M, not '$mem'"
 for e in "${envs[@]}"; do [[ "$e" =~ ^[A-Za-z_][A-Za-z0-9_]*= ]] || die "--env needs NAME=VALUE, not '$e'"; done
@@ -463,7 +469,7 @@ boot_guest() {
 	: >"$tmp/console.log"
 	booted=1
 	timeout --kill-after=10 "$timeout_s" qemu-system-x86_64 \
-		-accel tcg -cpu "$cpu" -smp "$smp" -m "$mem" \
+		-accel tcg,thread="$tcg_thread" -cpu "$cpu" -smp "$smp" -m "$mem" \
 		-nodefaults -no-user-config -display none -no-reboot \
 		-kernel "$ktree/boot/vmlinuz-$(stamp_get kver)" -initrd "$tmp/initramfs.cpio" -append "$cmdline" \
 		-serial "file:$tmp/console.log" -serial stdio \

@@ -80,25 +80,49 @@ snapshot() {
 	echo "$mode: snapshot $1 = epoch $epoch (rounds $(field round "$before")..$(field round "$after"))"
 }
 
-# check_continues NAME FROM_LINE_COUNT WHAT: the first memcheck line after FROM_LINE_COUNT continues epoch NAME.
+# The console after ckptd's last "[ckptd: the guest continues from epoch N]" line (written at every resume and
+# restore): what the restored guest printed.
+after_mark() {
+	cat "$store/console.log.1" "$store/console.log" 2>/dev/null | tr -d '\r' |
+		awk -v mark="[ckptd: the guest continues from epoch $1]" '$0 == mark { n = NR; out = "" } n { out = out $0 "\n" }
+			END { if (n) printf "%s", out; else exit 1 }'
+}
+
+# check_continues NAME WHAT: the first memcheck line the guest printed after it was restored to epoch NAME continues
+# that epoch.
 check_continues() {
-	local name=$1 from=$2 what=$3 line round lo hi up uptime
-	line=$(wait_for_lines "$from" 90) || { bad "$mode: $what: no memcheck line within 90 s"; return 1; }
-	eval "lo=\$${name}_round_lo; hi=\$${name}_round_hi; up=\$${name}_uptime"
+	local name=$1 what=$2 line="" round lo hi up uptime epoch t=0
+	eval "epoch=\$${name}_epoch; lo=\$${name}_round_lo; hi=\$${name}_round_hi; up=\$${name}_uptime"
+	while [ -z "$line" ]; do
+		line=$(after_mark "$epoch" | grep -o 'MEMCHECK round=.*' | head -n 1)
+		[ -n "$line" ] && break
+		if [ $t -ge 90 ]; then
+			bad "$mode: $what: no memcheck line after the restore mark for epoch $epoch within 90 s; console since:"
+			after_mark "$epoch" | tail -n 20
+			"$CKPT" --socket "$sock" status | head -n 4
+			return 1
+		fi
+		sleep 1
+		t=$((t + 1))
+	done
 	round=$(field round "$line")
 	uptime=$(field uptime "$line" | cut -d. -f1)
 	echo "$mode: $what: first line: $line"
 	if [ "$(field boot "$line")" != "$boot_id" ]; then bad "$mode: $what: boot id changed (the guest rebooted)"; return 1; fi
 	if [ "$(field bad "$line")" != 0 ]; then bad "$mode: $what: memcheck found corrupt pages: $line"; return 1; fi
 	if [ "$round" -le "$lo" ] || [ "$round" -gt $((hi + 1)) ]; then
-		bad "$mode: $what: round $round does not continue epoch $name (rounds $lo..$hi when it was taken)"
+		bad "$mode: $what: round $round does not continue epoch $epoch (rounds $lo..$hi when it was taken)"
 		return 1
 	fi
 	if [ "$uptime" -lt "$up" ]; then bad "$mode: $what: uptime went back from $up to $uptime"; return 1; fi
+	if after_mark "$epoch" | grep -q 'CKPT-GUEST: init\|MEMCHECK-START'; then
+		bad "$mode: $what: the guest started again (init or memcheck restarted)"
+		return 1
+	fi
 	ok "$mode: $what continues from its epoch (round $round, boot $boot_id, bad=0)"
 }
 
-send_console() { printf "$1" | "$CKPT" --socket "$sock" console --input - >/dev/null 2>&1; }
+send_console() { "$CKPT" --socket "$sock" console --send "$1"; }
 
 run_mode() {
 	mode=$1
@@ -125,14 +149,12 @@ run_mode() {
 
 	kill -9 "$daemon_pid"
 	wait "$daemon_pid" 2>/dev/null
-	local n
-	n=$(line_count)
 	start_daemon --resume || { bad "$mode: ckptd --resume did not start"; return; }
-	check_continues B "$n" "kill -9 + --resume"
+	check_continues B "kill -9 + --resume"
 
-	n=$(line_count)
 	if out=$("$CKPT" --socket "$sock" restore "$A_epoch" 2>&1); then
-		check_continues A "$n" "live restore of epoch $A_epoch"
+		check_continues A "live restore of epoch $A_epoch"
+		[ -n "${DEBUG_TWICE:-}" ] && "$CKPT" --socket "$sock" restore "$A_epoch" && check_continues A "again"
 	else
 		bad "$mode: ckpt restore $A_epoch: $out"
 	fi
@@ -159,13 +181,19 @@ run_mode() {
 	else
 		ok "$mode: a snapshot of a stopped guest is refused"
 	fi
-	n=$(line_count)
 	if out=$("$CKPT" --socket "$sock" restore "$A_epoch" 2>&1); then
-		check_continues A "$n" "restore of epoch $A_epoch after the crash"
+		check_continues A "restore of epoch $A_epoch after the crash"
 	else
 		bad "$mode: ckpt restore $A_epoch after the crash: $out"
 	fi
 
+	wait_for_lines "$(line_count)" 60 >/dev/null
+	if cat "$store/console.log.1" "$store/console.log" 2>/dev/null | grep -q 'MEMCHECK-BAD\|bad=[1-9]'; then
+		bad "$mode: memcheck reported corrupt pages:"
+		cat "$store/console.log.1" "$store/console.log" 2>/dev/null | grep 'MEMCHECK-BAD\|bad=[1-9]' | head -n 5
+	else
+		ok "$mode: no memcheck round in the whole console log found a corrupt page"
+	fi
 	"$CKPT" --socket "$sock" shutdown --wait --timeout 120 >/dev/null 2>&1 || bad "$mode: shutdown failed"
 	wait "$daemon_pid" 2>/dev/null
 	if "$CKPT" verify --store "$store" >/dev/null 2>&1; then ok "$mode: the store verifies"; else bad "$mode: verify"; fi

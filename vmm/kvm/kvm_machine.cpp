@@ -14,6 +14,7 @@
 #include "vmm/kvm/linux_entry.h"
 #include "vmm/kvm/long_mode.h"
 #include "vmm/kvm/platform_io.h"
+#include "vmm/kvm/tsc_state.h"
 #include "vmm/kvm/vcpu_cpuid.h"
 #include "vmm/x86/linux_loader.h"
 
@@ -75,6 +76,11 @@ class KvmMachine final : public Machine, private VcpuExitHandler {
   Status add_slots();
   Status create_vcpu(unsigned index, size_t run_size, const CpuidEntries& supported);
   Status require_paused(const char* what) const;
+  std::vector<int> vcpu_fds() const {
+    std::vector<int> fds;
+    for (const auto& vcpu : vcpus_) fds.push_back(vcpu->fd());
+    return fds;
+  }
   void stop_threads();
 
   MachineConfig config_;
@@ -277,6 +283,7 @@ Result<std::vector<StateBlob>> KvmMachine::save_state() {
     CKPT_RETURN_IF_ERROR(save_vcpu_cpuid(vcpu->fd(), vcpu->index(), state));
     CKPT_RETURN_IF_ERROR(save_vcpu_state(*kvm_, vcpu->fd(), vcpu->index(), state));
   }
+  CKPT_RETURN_IF_ERROR(save_tsc_pairing(vm_.get(), vcpu_fds(), state));
   if (platform_) {
     CKPT_RETURN_IF_ERROR(platform_->irq_error());
     platform_->save_state(state);
@@ -299,6 +306,7 @@ Status KvmMachine::load_state(const std::vector<StateBlob>& state) {
     CKPT_RETURN_IF_ERROR(load_vcpu_cpuid(vcpu->fd(), vcpu->index(), state, host_cpuid_));
     CKPT_RETURN_IF_ERROR(load_vcpu_state(vcpu->fd(), vcpu->index(), state));
   }
+  CKPT_RETURN_IF_ERROR(load_tsc_pairing(vm_.get(), vcpu_fds(), state));  // after kvmclock and IA32_TSC
   if (platform_) CKPT_RETURN_IF_ERROR(platform_->load_state(state));
   return Status::ok();
 }

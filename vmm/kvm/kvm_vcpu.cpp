@@ -102,10 +102,34 @@ void KvmVcpu::thread_main() {
     int rc = ::ioctl(fd_.get(), KVM_RUN, 0);
     int err = errno;
     bool ok = handle_exit(rc, err);
+    bool access_pending = ok && rc == 0 && (run_->exit_reason == KVM_EXIT_IO || run_->exit_reason == KVM_EXIT_MMIO);
     lock.lock();
+    if (access_pending && (!control_.run || control_.stop || control_.guest_stopped)) {
+      lock.unlock();  // about to park: the state saved while parked must show the access done
+      ok = complete_pending_io();
+      lock.lock();
+    }
     if (!ok) broken = true;
   }
   if (parked) --control_.parked;
+}
+
+// A port or MMIO exit is finished by KVM only at the next KVM_RUN (the IN's value reaches the register, the
+// instruction is skipped); until then the vCPU's registers show the instruction not yet done, and a state saved
+// then would make a restored guest run it again: a second IIR read that finds its interrupt already acknowledged,
+// a console byte written twice. So a vCPU about to park re-enters with immediate_exit set, which completes the
+// access and returns -EINTR before any guest instruction runs (Documentation/virt/kvm/api.rst, KVM_RUN); a running
+// one completes the access on its next KVM_RUN anyway.
+bool KvmVcpu::complete_pending_io() {
+  while (run_->exit_reason == KVM_EXIT_IO || run_->exit_reason == KVM_EXIT_MMIO) {
+    __atomic_store_n(&run_->immediate_exit, 1, __ATOMIC_SEQ_CST);
+    int rc = ::ioctl(fd_.get(), KVM_RUN, 0);
+    int err = errno;
+    if (rc < 0 && (err == EINTR || err == EAGAIN)) return true;  // done, and no guest instruction ran
+    // Otherwise the access went on (the next chunk of a rep ins/outs): handle it like any exit, then finish that.
+    if (!handle_exit(rc, err)) return false;
+  }
+  return true;
 }
 
 // Where the vCPU stood, for an error message: read on the vCPU's own thread, after KVM_RUN returned.

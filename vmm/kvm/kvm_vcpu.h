@@ -58,6 +58,8 @@ class KvmVcpu {
   void thread_main();
   // Handles one KVM_RUN return; false when the vCPU must stop running (error recorded).
   bool handle_exit(int rc, int err);
+  // After a port or MMIO exit, before parking: lets KVM finish the access without running the guest further.
+  bool complete_pending_io();
   std::string cpu_context() const;
   void fail(Status s);
 
