@@ -7,7 +7,7 @@ CMAKE_FLAGS ?= -DCMAKE_BUILD_TYPE=RelWithDebInfo
 # in $(BUILD_DIR)/sanitize-asan; docs/testing.md, "Sanitizers"). SANITIZE= skips that step.
 SANITIZE ?= asan
 
-.PHONY: all deps build test run bench clean
+.PHONY: all deps build test run run-linux bench clean
 
 all: build
 
@@ -22,8 +22,14 @@ test: build
 	cd $(BUILD_DIR) && ctest --output-on-failure -j $(JOBS)
 	$(if $(SANITIZE),JOBS=$(JOBS) scripts/sanitize.sh --ci $(SANITIZE) $(BUILD_DIR)/sanitize-$(SANITIZE))
 
+# The main job: a Linux guest where /dev/kvm works, else the software backend's demo (built-in workload).
 run: build
-	@scripts/run-demo.sh $(BUILD_DIR)
+	@if [ -r /dev/kvm ] && [ -w /dev/kvm ]; then scripts/run-linux-demo.sh $(BUILD_DIR); \
+	else scripts/run-demo.sh $(BUILD_DIR); fi
+
+# A Linux guest under ckptd: here where /dev/kvm works, else inside the nested KVM (scripts/kvm-harness).
+run-linux: build
+	@scripts/run-linux-demo.sh $(BUILD_DIR)
 
 bench: build
 	@bench/run.sh $(BUILD_DIR)

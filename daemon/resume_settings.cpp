@@ -62,7 +62,7 @@ Result<vmm::GuestKind> stored_guest_kind(const DaemonConfig& config, const std::
                                          const std::string& store) {
   vmm::GuestKind kind = vmm::GuestKind::kBuiltin;
   for (const snap::StateBlob& blob : states) {
-    if (blob.name == "guest/kind") {
+    if (blob.name == vmm::kGuestKindStateBlob) {
       std::string text(blob.data.begin(), blob.data.end());
       if (!vmm::parse_guest_kind(text, &kind)) return corruption(store + ": unknown guest kind '" + text + "'");
     }

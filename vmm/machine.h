@@ -46,6 +46,10 @@ enum class GuestKind { kBuiltin, kLinux };
 std::string_view guest_kind_name(GuestKind kind);  // "builtin", "linux"
 bool parse_guest_kind(std::string_view text, GuestKind* out);
 
+// The state blob that marks a Linux guest's epochs (its data: the guest kind's name); the built-in guest's epochs,
+// and every epoch written before Linux guests existed, have none.
+inline constexpr const char* kGuestKindStateBlob = "guest/kind";
+
 struct LinuxGuestConfig {
   std::string kernel;   // bzImage (or an uncompressed x86-64 ELF vmlinux)
   std::string initrd;   // empty: none

@@ -98,7 +98,8 @@ for field in state vm store uptime epochs "last epoch" pause "dirty pages" bytes
   expect_text "$dir/out" "^$field +[^ ]" "status shows $field"
 done
 expect_text "$dir/out" "^state +running" "status says running"
-expect_text "$dir/out" "^vm +software backend, .* 64.0 MiB, 2 vCPUs" "status names the backend, memory and vCPUs"
+expect_text "$dir/out" "^vm +builtin guest, software backend, .* 64.0 MiB, 2 vCPUs" \
+  "status names the guest, backend, memory and vCPUs"
 expect_text "$dir/out" "^bytes +.* raw, .* written to the store \(ratio ([0-9.]+x|-)\)" \
   "status shows raw and stored bytes and their ratio"
 expect_rc 0 "status --json" -- "${C[@]}" status --json

@@ -226,6 +226,7 @@ DaemonStats busy_stats() {
   DaemonStats s;
   s.backend = "kvm";
   s.tracking = "dirty-ring";
+  s.guest = "linux";
   s.memory_bytes = 1ull << 30;
   s.vcpus = 2;
   s.state = "running";
@@ -309,9 +310,23 @@ TEST(PrometheusRender, BackPressureVmAndUptime) {
   EXPECT_DOUBLE_EQ(p.find("ckptd_uptime_seconds")->value, 12.5);
   EXPECT_EQ(p.find("ckptd_vm_memory_bytes")->value_text, std::to_string(1ull << 30));
   EXPECT_EQ(p.find("ckptd_vm_vcpus")->value_text, "2");
-  const Sample* info = p.find("ckptd_vm_info", {{"backend", "kvm"}, {"tracking", "dirty-ring"}, {"state", "running"}});
+  const Sample* info = p.find("ckptd_vm_info", {{"backend", "kvm"}, {"tracking", "dirty-ring"}, {"state", "running"},
+                                                {"guest", "linux"}});
   ASSERT_NE(info, nullptr);
   EXPECT_EQ(info->value_text, "1");
+  EXPECT_EQ(p.find("ckptd_guest_stopped")->value_text, "0");
+}
+
+TEST(PrometheusRender, AGuestThatStoppedItselfShows) {
+  DaemonStats s = busy_stats();
+  s.state = "guest-stopped";
+  s.guest_stop = "triple-fault";
+  s.guest_stop_detail = "vCPU 0";
+  const Parsed p = parse_exposition(render_prometheus(s));
+  EXPECT_EQ(p.find("ckptd_guest_stopped")->value_text, "1");
+  EXPECT_NE(p.find("ckptd_vm_info", {{"backend", "kvm"}, {"tracking", "dirty-ring"}, {"state", "guest-stopped"},
+                                     {"guest", "linux"}}),
+            nullptr);
 }
 
 TEST(PrometheusRender, EscapesLabelValues) {
@@ -322,7 +337,8 @@ TEST(PrometheusRender, EscapesLabelValues) {
   EXPECT_NE(text.find(R"(backend="a\"b\\c\nd")"), std::string::npos) << text;
   expect_well_formed(text);
   const Parsed p = parse_exposition(text);
-  EXPECT_NE(p.find("ckptd_vm_info", {{"backend", s.backend}, {"tracking", "dirty-ring"}, {"state", s.state}}),
+  EXPECT_NE(p.find("ckptd_vm_info",
+                   {{"backend", s.backend}, {"tracking", "dirty-ring"}, {"state", s.state}, {"guest", "linux"}}),
             nullptr);
 }
 

@@ -23,9 +23,6 @@ namespace {
 
 constexpr uint64_t kTssGpa = 0xfffbd000;  // three pages KVM needs for real-mode emulation on Intel
 
-// A state blob that marks a Linux guest's epochs; the built-in guest's have none (and older epochs are built-in).
-constexpr const char* kGuestKindBlob = "guest/kind";
-
 class KvmMachine final : public Machine, private VcpuExitHandler {
  public:
   explicit KvmMachine(const MachineConfig& config) : config_(config) {}
@@ -287,7 +284,8 @@ Result<std::vector<StateBlob>> KvmMachine::save_state() {
   if (platform_) {
     CKPT_RETURN_IF_ERROR(platform_->irq_error());
     platform_->save_state(state);
-    state.push_back(StateBlob{kGuestKindBlob, std::vector<uint8_t>{'l', 'i', 'n', 'u', 'x'}});
+    std::string_view kind = guest_kind_name(GuestKind::kLinux);
+    state.push_back(StateBlob{kGuestKindStateBlob, std::vector<uint8_t>(kind.begin(), kind.end())});
   }
   return state;
 }
@@ -295,7 +293,7 @@ Result<std::vector<StateBlob>> KvmMachine::save_state() {
 Status KvmMachine::load_state(const std::vector<StateBlob>& state) {
   if (started_) return invalid_argument("load_state after start");
   bool linux_state = false;
-  for (const StateBlob& blob : state) linux_state |= blob.name == kGuestKindBlob;
+  for (const StateBlob& blob : state) linux_state |= blob.name == kGuestKindStateBlob;
   if (linux_state != (platform_ != nullptr)) {
     return invalid_argument(std::string("the saved state is a ") + (linux_state ? "Linux" : "built-in") +
                             " guest's, this machine was made for a " + (platform_ ? "Linux" : "built-in") + " one");
