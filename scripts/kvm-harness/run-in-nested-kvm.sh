@@ -35,6 +35,8 @@ Options (environment variable in brackets):
   --tcg-thread T        multi (a host thread per guest vCPU, default) or single (one host thread runs them all:
                         slower, but free of multi-threaded TCG's cross-CPU code-patching races, see README)
                         [KVM_HARNESS_TCG_THREAD]
+  --emulator-retries N  runs of a test that failed while the guest kernel oopsed in its int3 handler (an emulator
+                        defect, README) to repeat, saying so (default 1)  [KVM_HARNESS_EMULATOR_RETRIES]
   --mem SIZE            guest memory, QEMU syntax (default 1G)      [KVM_HARNESS_MEM]
   --timeout SECONDS     limit for boot + test (default 600)         [KVM_HARNESS_TIMEOUT]
   --cache DIR           kernel cache (default $XDG_CACHE_HOME/ckptd-kvm-harness or ~/.cache/ckptd-kvm-harness)
@@ -67,6 +69,7 @@ elapsed() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.1f", b - a }'; }
 series=${KVM_HARNESS_KERNEL_SERIES:-bookworm}
 smp=${KVM_HARNESS_SMP:-2}
 tcg_thread=${KVM_HARNESS_TCG_THREAD:-multi}
+emulator_retries=${KVM_HARNESS_EMULATOR_RETRIES:-1}
 mem=${KVM_HARNESS_MEM:-1G}
 timeout_s=${KVM_HARNESS_TIMEOUT:-600}
 cache=${KVM_HARNESS_CACHE:-${XDG_CACHE_HOME:-${HOME:-/root}/.cache}/ckptd-kvm-harness}
@@ -90,6 +93,7 @@ while [ $# -gt 0 ]; do
 	--kernel-series) need_arg "$@"; series=$2; shift 2 ;;
 	--smp) need_arg "$@"; smp=$2; shift 2 ;;
 	--tcg-thread) need_arg "$@"; tcg_thread=$2; shift 2 ;;
+	--emulator-retries) need_arg "$@"; emulator_retries=$2; shift 2 ;;
 	--mem) need_arg "$@"; mem=$2; shift 2 ;;
 	--timeout) need_arg "$@"; timeout_s=$2; shift 2 ;;
 	--cache) need_arg "$@"; cache=$2; shift 2 ;;
@@ -122,6 +126,7 @@ test_args=("$@")
 case "$series" in bookworm | backports) ;; *) die "--kernel-series must be bookworm or backports, not '$series'" ;; esac
 [[ "$smp" =~ ^[1-9][0-9]*$ ]] || die "--smp needs a positive integer, not '$smp'"
 case "$tcg_thread" in single | multi) ;; *) die "--tcg-thread must be single or multi, not '$tcg_thread'" ;; esac
+[[ "$emulator_retries" =~ ^[0-9]+$ ]] || die "--emulator-retries needs a whole number, not '$emulator_retries'"
 [[ "$timeout_s" =~ ^[1-9][0-9]*$ ]] || die "--timeout needs a positive number of seconds, not '$timeout_s'"
 [[ "$mem" =~ ^[1-9][0-9]*[MG]?$ ]] || die "--mem needs a size like 1G or 512M, not '$mem'"
 for e in "${envs[@]}"; do [[ "$e" =~ ^[A-Za-z_][A-Za-z0-9_]*= ]] || die "--env needs NAME=VALUE, not '$e'"; done
@@ -496,6 +501,16 @@ boot_guest() {
 	qpid=""
 }
 
+# The run is void when the guest kernel (L1) oopsed in its int3 handler: its own code patching, broken by TCG's
+# handling of cross-CPU code modification (README, "Limits"). Seen in about one run in four with -smp 2 and a
+# nested guest, and at L1 boot before any test ran. A test that passed anyway stands.
+emulator_failed() {
+	local line
+	line=$(cat "$tmp/result" 2>/dev/null || true)
+	[[ "$line" =~ ^@@HARNESS-EXIT:$nonce\ 0@@$ ]] && return 1
+	grep -q "Oops: int3" "$tmp/console.log"
+}
+
 report() {
 	local line rc reason
 	line=$(cat "$tmp/result" 2>/dev/null || true)
@@ -542,7 +557,16 @@ trap cleanup EXIT
 trap on_signal INT TERM HUP
 nonce=$(od -An -tx1 -N8 /dev/urandom | tr -d ' \n')
 build_initramfs
-t_boot=$(now)
-boot_guest
-t_end=$(now)
+attempt=0
+while :; do
+	t_boot=$(now)
+	boot_guest
+	t_end=$(now)
+	emulator_failed && [ "$attempt" -lt "$emulator_retries" ] || break
+	attempt=$((attempt + 1))
+	log "the guest kernel oopsed in its int3 handler (code patching under TCG: an emulator defect, not the" \
+		"test's); $(grep -m1 'RIP:' "$tmp/console.log" | tr -d '\r' || true); running the test again" \
+		"($attempt of $emulator_retries)"
+	rm -f "$tmp/out.fifo" "$tmp/result" "$tmp/test.out"
+done
 report
