@@ -266,6 +266,11 @@ bool wait_for_iterations(Machine& m, uint64_t iterations, std::chrono::seconds l
     bool all = true;
     for (unsigned v = 0; v < m.config().vcpus; ++v) all &= status_of(m, v) >= iterations;
     if (all) return true;
+    // A failed vCPU (a triple fault in the nested emulator, say) never gets there: say so now, not at the timeout.
+    if (Status e = m.vcpu_error(); !e.is_ok()) {
+      std::printf("vCPU failed while waiting: %s\n", e.to_string().c_str());
+      return false;
+    }
     std::this_thread::sleep_for(10ms);
   }
   return false;

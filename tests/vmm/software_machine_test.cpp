@@ -572,6 +572,11 @@ bool wait_for_iterations(Machine& m, uint64_t iterations, std::chrono::seconds l
     unsigned done = 0;
     for (unsigned v = 0; v < m.config().vcpus; ++v) done += status_of(m, v) >= iterations;
     if (done == m.config().vcpus || (any && done > 0)) return true;
+    // A failed vCPU (a triple fault in the nested emulator, say) never gets there: say so now, not at the timeout.
+    if (Status e = m.vcpu_error(); !e.is_ok()) {
+      std::printf("vCPU failed while waiting: %s\n", e.to_string().c_str());
+      return false;
+    }
     std::this_thread::sleep_for(2ms);
   }
   return false;
