@@ -49,38 +49,9 @@ std::string_view guest_kind_name(GuestKind kind) { return name_in(kGuests, kind)
 bool parse_guest_kind(std::string_view text, GuestKind* out) { return parse_in(kGuests, text, out); }
 std::string_view guest_stop_reason_name(GuestStopReason reason) { return name_in(kStopReasons, reason); }
 
-std::string_view workload_kind_name(guest::WorkloadKind kind) {
-  for (const auto& [name, k] : kWorkloads) {
-    if (k == kind) return name;
-  }
-  return "unknown";
-}
-
-bool parse_workload_kind(std::string_view text, guest::WorkloadKind* out) {
-  for (const auto& [name, k] : kWorkloads) {
-    if (name == text) {
-      *out = k;
-      return true;
-    }
-  }
-  return false;
-}
-
-std::string_view tracking_mode_name(TrackingMode mode) {
-  for (const auto& [name, m] : kModes) {
-    if (m == mode) return name;
-  }
-  return "unknown";
-}
-
-bool parse_tracking_mode(std::string_view text, TrackingMode* out) {
-  for (const auto& [name, m] : kModes) {
-    if (name == text) {
-      *out = m;
-      return true;
-    }
-  }
-  return false;
-}
+std::string_view workload_kind_name(guest::WorkloadKind kind) { return name_in(kWorkloads, kind); }
+bool parse_workload_kind(std::string_view text, guest::WorkloadKind* out) { return parse_in(kWorkloads, text, out); }
+std::string_view tracking_mode_name(TrackingMode mode) { return name_in(kModes, mode); }
+bool parse_tracking_mode(std::string_view text, TrackingMode* out) { return parse_in(kModes, text, out); }
 
 }  // namespace ckpt::vmm
