@@ -114,19 +114,48 @@ std::string error_code_of(const json& reply) {
   return reply["error"].value("code", "");
 }
 
-// Runs `fn` in a forked child with the given credentials; returns its exit code (-1 if it died of a signal).
-// Children _exit: gtest's state and the server's threads belong to the parent.
-int run_as(uid_t uid, gid_t gid, const std::vector<gid_t>& groups, const std::function<int()>& fn) {
-  pid_t pid = ::fork();
-  if (pid == 0) {
-    ::alarm(20);  // a hung child must not hang the suite
-    if (::setgroups(groups.size(), groups.data()) != 0 || ::setgid(gid) != 0 || ::setuid(uid) != 0) ::_exit(100);
-    ::_exit(fn());
+// A child process that runs `fn` with other credentials. It is forked when constructed, which must be before the
+// server starts: a child forked from a process with running threads can inherit a lock (the allocator's, the log's)
+// that no thread of the child will ever release, and hang. The child waits for run(), then drops privileges and
+// calls fn; run() returns its exit code (-1 if it died of a signal, e.g. the alarm of a hung child). Children _exit:
+// gtest's state belongs to the parent.
+class PeerAs {
+ public:
+  PeerAs(uid_t uid, gid_t gid, std::vector<gid_t> groups, std::function<int()> fn) {
+    int fds[2];
+    if (::pipe(fds) != 0) return;
+    pid_ = ::fork();
+    if (pid_ == 0) {
+      ::close(fds[1]);
+      char go = 0;
+      if (::read(fds[0], &go, 1) != 1) ::_exit(101);  // the parent never said go
+      ::alarm(20);                                      // a hung child must not hang the suite
+      if (::setgroups(groups.size(), groups.data()) != 0 || ::setgid(gid) != 0 || ::setuid(uid) != 0) ::_exit(100);
+      ::_exit(fn());
+    }
+    ::close(fds[0]);
+    go_ = UniqueFd(fds[1]);
   }
-  int status = 0;
-  if (pid < 0 || ::waitpid(pid, &status, 0) != pid) return -2;
-  return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-}
+  PeerAs(const PeerAs&) = delete;
+  PeerAs& operator=(const PeerAs&) = delete;
+  ~PeerAs() {
+    go_.reset();  // a child never told to go exits on EOF
+    if (pid_ > 0) ::waitpid(pid_, nullptr, 0);
+  }
+
+  int run() {
+    if (pid_ <= 0 || ::write(go_.get(), "g", 1) != 1) return -2;
+    int status = 0;
+    pid_t waited = ::waitpid(pid_, &status, 0);
+    pid_ = -1;
+    if (waited < 0) return -2;
+    return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  }
+
+ private:
+  pid_t pid_ = -1;
+  UniqueFd go_;
+};
 
 class ControlTest : public ::testing::Test {
  protected:
@@ -755,10 +784,7 @@ TEST_F(ControlTest, ClientWithoutADaemon) {
 
 TEST_F(ControlTest, PeerOutsideThePolicyIsRefused) {
   if (!is_root()) GTEST_SKIP() << "needs root to fork children as other users";
-  start();
-  ASSERT_EQ(::chmod(path_.c_str(), 0666), 0);  // let the file mode through so the peer check is what refuses
-  testing::internal::CaptureStderr();
-  int code = run_as(kNobody, kNogroup, {}, [&] {
+  PeerAs nobody(kNobody, kNogroup, {}, [&] {
     auto c = ControlClient::connect(path_, 5s);
     if (!c.is_ok()) return 10;
     auto reply = c->call("status", json::object(), 5s);
@@ -767,6 +793,10 @@ TEST_F(ControlTest, PeerOutsideThePolicyIsRefused) {
     if (reply->message.find("uid 65534") == std::string::npos) return 13;
     return 0;
   });
+  start();
+  ASSERT_EQ(::chmod(path_.c_str(), 0666), 0);  // let the file mode through so the peer check is what refuses
+  testing::internal::CaptureStderr();
+  int code = nobody.run();
   std::string log = testing::internal::GetCapturedStderr();
   EXPECT_EQ(code, 0);
   EXPECT_NE(log.find("refused pid"), std::string::npos) << log;
@@ -776,8 +806,7 @@ TEST_F(ControlTest, PeerOutsideThePolicyIsRefused) {
 
 TEST_F(ControlTest, SocketModeKeepsOthersOut) {
   if (!is_root()) GTEST_SKIP() << "needs root to fork children as other users";
-  start();  // 0660, root's group
-  int code = run_as(kNobody, kNogroup, {}, [&] {
+  PeerAs nobody(kNobody, kNogroup, {}, [&] {
     UniqueFd fd = raw_connect(path_);
     if (fd.valid() || errno != EACCES) return 10;
     auto c = ControlClient::connect(path_, 5s);
@@ -785,14 +814,12 @@ TEST_F(ControlTest, SocketModeKeepsOthersOut) {
     if (c.status().code() != StatusCode::kPermission || c.status().sys_errno() != EACCES) return 12;
     return 0;
   });
-  EXPECT_EQ(code, 0);
+  start();  // 0660, root's group
+  EXPECT_EQ(nobody.run(), 0);
 }
 
 TEST_F(ControlTest, GroupMembersAreAllowed) {
   if (!is_root()) GTEST_SKIP() << "needs root to fork children as other users";
-  ServerOptions o = options();
-  o.group = "1";
-  start(std::move(o));
   auto check = [&] {
     auto c = ControlClient::connect(path_, 5s);
     if (!c.is_ok()) return 10;
@@ -802,9 +829,15 @@ TEST_F(ControlTest, GroupMembersAreAllowed) {
     if (reply->result["uid"] != kNobody) return 13;
     return 0;
   };
-  EXPECT_EQ(run_as(kNobody, 1, {}, check), 0) << "primary group";
-  EXPECT_EQ(run_as(kNobody, kNogroup, {1}, check), 0) << "supplementary group";
-  EXPECT_EQ(run_as(kNobody, kNogroup, {4242}, check), 10) << "other group: the file mode refuses it";
+  PeerAs primary(kNobody, 1, {}, check);
+  PeerAs supplementary(kNobody, kNogroup, {1}, check);
+  PeerAs other(kNobody, kNogroup, {4242}, check);
+  ServerOptions o = options();
+  o.group = "1";
+  start(std::move(o));
+  EXPECT_EQ(primary.run(), 0) << "primary group";
+  EXPECT_EQ(supplementary.run(), 0) << "supplementary group";
+  EXPECT_EQ(other.run(), 10) << "other group: the file mode refuses it";
 }
 
 }  // namespace

@@ -74,17 +74,28 @@ Status DaemonProcess::start(const std::vector<std::string>& extra, const std::ma
 Status DaemonProcess::spawn(const std::vector<std::string>& extra, const std::map<std::string, std::string>& env) {
   std::vector<std::string> args{CKPTD_PATH, "--config", config_path()};
   args.insert(args.end(), extra.begin(), extra.end());
+  // Everything the child needs is built here: between fork and exec it may only make async-signal-safe calls
+  // (another thread of the test may hold the allocator's lock at the fork).
+  std::vector<std::string> environment;
+  for (char** e = environ; *e != nullptr; ++e) {
+    std::string entry = *e;
+    if (!env.contains(entry.substr(0, entry.find('=')))) environment.push_back(std::move(entry));
+  }
+  for (const auto& [k, v] : env) environment.push_back(k + "=" + v);
+  std::vector<char*> argv;
+  for (std::string& a : args) argv.push_back(a.data());
+  argv.push_back(nullptr);
+  std::vector<char*> envp;
+  for (std::string& e : environment) envp.push_back(e.data());
+  envp.push_back(nullptr);
+  std::string log_file = log_path();
   pid_ = ::fork();
   if (pid_ < 0) return Status::from_errno(errno, "fork");
   if (pid_ == 0) {
-    int log = ::open(log_path().c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
+    int log = ::open(log_file.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
     ::dup2(log, 1);
     ::dup2(log, 2);
-    for (const auto& [k, v] : env) ::setenv(k.c_str(), v.c_str(), 1);
-    std::vector<char*> argv;
-    for (std::string& a : args) argv.push_back(a.data());
-    argv.push_back(nullptr);
-    ::execv(argv[0], argv.data());
+    ::execve(argv[0], argv.data(), envp.data());
     ::_exit(127);
   }
   return Status::ok();
