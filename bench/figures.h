@@ -23,6 +23,8 @@ struct Config {
   std::string engine = "auto";
   int level = snap::StoreOptions{}.compression_level;  // the store's zstd level (the daemon's default)
   bool keep = false;
+  std::string images;  // a directory of raw memory images (*.img, name order): the first is the base, each next one
+                       // a delta of the pages that differ; replaces the synthetic image (size, seed, dirty fraction)
 };
 
 // One timed step.
@@ -58,6 +60,7 @@ struct RestoreFigures {
 struct Results {
   std::string dir;
   uint64_t image_pages = 0;
+  std::vector<std::string> image_files;  // --images: the files, base first
   std::vector<double> class_fractions;  // of the newest epoch, indexed by PageClass
   double structured_ratio = 0;
   BaseFigures base;

@@ -28,9 +28,23 @@ std::string time_and_rate(double bytes, double seconds) {
   return format_fixed(seconds, 3) + " s = " + format_rate(bytes, seconds);
 }
 
+std::string image_description(const Config& config, const Results& r) {
+  const std::vector<double>& c = r.class_fractions;
+  std::string mib = format_fixed(static_cast<double>(r.image_pages * kPageSize) / (1 << 20), 0);
+  if (!r.image_files.empty()) {
+    return "- Image: " + std::to_string(r.image_files.size()) + " captured memory images of " + mib + " MiB (" +
+           std::to_string(r.image_pages) + " pages) from " + config.images + " (the first is the base, each next one " +
+           "a delta of the pages it changed); newest epoch " + format_fixed(100 * c[0], 1) + "% zero pages.";
+  }
+  return "- Image: " + mib + " MiB (" + std::to_string(r.image_pages) + " pages), seed " +
+         std::to_string(config.seed) + "; newest epoch " + format_fixed(100 * c[0], 1) + "% zero / " +
+         format_fixed(100 * c[1], 1) + "% structured / " + format_fixed(100 * c[2], 1) +
+         "% random pages; structured pages compress " + format_fixed(r.structured_ratio, 2) +
+         "x with zstd -1 in 256 KiB frames.";
+}
+
 void print_setting(std::ostream& out, const Config& config, const Results& r) {
   MachineInfo m = describe_machine(r.dir);
-  const std::vector<double>& c = r.class_fractions;
   out << "- Machine: " << m.cpus << " CPUs (" << m.cpu_model << "), " << m.kernel << "; bench directory on "
       << m.file_system << "; zstd CLI " << m.zstd_version << ".\n"
       << "- Other load: besides this benchmark and its zstd children, the machine was busy with "
@@ -41,10 +55,7 @@ void print_setting(std::ostream& out, const Config& config, const Results& r) {
       << "- Store: " << r.base.engine << " writes, zstd level " << config.level
       << " in blocks of up to 64 data pages, one compression "
       << "worker per CPU.\n"
-      << "- Image: " << config.size_mib << " MiB (" << r.image_pages << " pages), seed " << config.seed
-      << "; newest epoch " << format_fixed(100 * c[0], 1) << "% zero / " << format_fixed(100 * c[1], 1)
-      << "% structured / " << format_fixed(100 * c[2], 1) << "% random pages; structured pages compress "
-      << format_fixed(r.structured_ratio, 2) << "x with zstd -1 in 256 KiB frames.\n"
+      << image_description(config, r) << "\n"
       << "- Base epoch: " << r.base.stats.data_pages << " data pages, " << r.base.stats.zero_pages << " zero pages, "
       << r.base.stats.block_count << " blocks (" << r.base.raw_blocks << " stored raw).\n"
       << "- Restore: " << r.restore.stats.epochs_in_chain << " epochs in the chain, " << r.restore.stats.blocks_read
@@ -66,7 +77,7 @@ void print_goals(std::ostream& out, const Config& config, const Results& r) {
       << "| base output size | " << format_mib(static_cast<double>(r.base.store_bytes)) << " | "
       << format_mib(static_cast<double>(r.base.zstd_bytes)) << " | " << format_fixed(size_ratio, 3) << "x | <= 1.05x | "
       << verdict(size_ratio <= 1.05) << " |\n"
-      << "| restore of the newest epoch (base + " << config.deltas << " deltas), durable | "
+      << "| restore of the newest epoch (base + " << r.deltas.size() << " deltas), durable | "
       << time_and_rate(bytes, store_r) << " | " << time_and_rate(bytes, zstd_r) << " | "
       << format_fixed(restore_ratio, 2) << "x | >= 1.0x | " << verdict(restore_ratio >= 1.0) << " |\n\n";
 }

@@ -18,7 +18,9 @@
 #include <zstd.h>
 
 #include <CLI/CLI.hpp>
+#include <algorithm>
 #include <cstring>
+#include <filesystem>
 #include <iostream>
 #include <memory>
 #include <string>
@@ -112,22 +114,58 @@ Status write_raw_image(const GuestImage& image, const std::string& path) {
   return Status::ok();
 }
 
+// The *.img files of `dir` in name order: at least one, all of one size, a whole number of pages.
+Result<std::vector<std::string>> list_images(const std::string& dir) {
+  std::error_code ec;
+  std::vector<std::string> files;
+  for (const auto& entry : std::filesystem::directory_iterator(dir, ec)) {
+    if (entry.path().extension() == ".img") files.push_back(entry.path().string());
+  }
+  if (ec) return Status::from_errno(ec.value(), "list " + dir);
+  std::sort(files.begin(), files.end());
+  if (files.empty()) return not_found("--images " + dir + " holds no *.img file (bench/linux_guest_images.sh makes them)");
+  CKPT_ASSIGN_OR_RETURN(uint64_t size, file_size(files.front()));
+  if (size == 0 || size % kPageSize != 0) {
+    return invalid_argument(files.front() + " is " + std::to_string(size) + " bytes, not a whole number of pages");
+  }
+  for (const std::string& f : files) {
+    CKPT_ASSIGN_OR_RETURN(uint64_t other, file_size(f));
+    if (other != size) {
+      return invalid_argument(f + " is " + std::to_string(other) + " bytes, " + files.front() + " " +
+                              std::to_string(size));
+    }
+  }
+  return files;
+}
+
 Result<std::unique_ptr<GuestImage>> prepare_image(const Config& config, const Paths& paths, ThreadPool& pool,
                                                   Results* results) {
   Stopwatch watch;
-  uint64_t pages = config.size_mib * (1024 * 1024 / kPageSize);
-  CKPT_ASSIGN_OR_RETURN(auto image, GuestImage::create(pages));
-  Rng rng(mix_seed(config.seed, 0));
-  std::vector<ClassRun> runs;
-  plan_class_runs(rng, 0, pages, &runs);
-  image->fill(runs, config.seed, 0, pool);
-  std::vector<double> classes = image->class_fractions();
-  results->image_pages = pages;
-  results->structured_ratio = structured_ratio(*image);
-  std::cout << "image: " << pages << " pages generated in " << format_fixed(watch.seconds(), 2) << " s: zero "
-            << format_fixed(100 * classes[0], 1) << "%, structured " << format_fixed(100 * classes[1], 1)
-            << "%, random " << format_fixed(100 * classes[2], 1) << "%; structured pages zstd -1 ratio "
-            << format_fixed(results->structured_ratio, 2) << std::endl;
+  std::unique_ptr<GuestImage> image;
+  if (!config.images.empty()) {
+    CKPT_ASSIGN_OR_RETURN(results->image_files, list_images(config.images));
+    CKPT_ASSIGN_OR_RETURN(uint64_t size, file_size(results->image_files.front()));
+    CKPT_ASSIGN_OR_RETURN(image, GuestImage::create(size / kPageSize));
+    CKPT_RETURN_IF_ERROR(image->load(results->image_files.front(), nullptr));
+    results->image_pages = image->pages();
+    std::cout << "image: " << results->image_files.front() << ", " << image->pages() << " pages loaded in "
+              << format_fixed(watch.seconds(), 2) << " s: zero " << format_fixed(100 * image->class_fractions()[0], 1)
+              << "%; " << results->image_files.size() - 1 << " more images give the deltas" << std::endl;
+  } else {
+    uint64_t pages = config.size_mib * (1024 * 1024 / kPageSize);
+    CKPT_ASSIGN_OR_RETURN(image, GuestImage::create(pages));
+    Rng rng(mix_seed(config.seed, 0));
+    std::vector<ClassRun> runs;
+    plan_class_runs(rng, 0, pages, &runs);
+    image->fill(runs, config.seed, 0, pool);
+    std::vector<double> classes = image->class_fractions();
+    results->image_pages = pages;
+    results->structured_ratio = structured_ratio(*image);
+    std::cout << "image: " << pages << " pages generated in " << format_fixed(watch.seconds(), 2) << " s: zero "
+              << format_fixed(100 * classes[0], 1) << "%, structured " << format_fixed(100 * classes[1], 1)
+              << "%, random " << format_fixed(100 * classes[2], 1) << "%; structured pages zstd -1 ratio "
+              << format_fixed(results->structured_ratio, 2) << std::endl;
+  }
   CKPT_RETURN_IF_ERROR(write_raw_image(*image, paths.raw()));
   return image;
 }
@@ -245,17 +283,24 @@ Result<DeltaFigures> write_delta(Store& store, const GuestImage& image, const st
   return figures;
 }
 
-// Dirties a fraction of the image (outside the timing: that is the guest's work) and writes each delta.
-Result<std::vector<DeltaFigures>> measure_deltas(const Config& config, const std::string& store_dir,
+// Makes each delta's dirty set outside the timing (that is the guest's work): the next captured image's changed
+// pages, or a fraction of the synthetic image rewritten. Then writes the delta.
+Result<std::vector<DeltaFigures>> measure_deltas(const Config& config, const Results& results,
                                                  GuestImage& image, const StoreOptions& options, ThreadPool& pool,
                                                  CpuWatch& cpu) {
-  CKPT_ASSIGN_OR_RETURN(auto store, Store::open(store_dir, options));
+  CKPT_ASSIGN_OR_RETURN(auto store, Store::open(results.base.store_dir, options));
   auto target = static_cast<uint64_t>(static_cast<double>(image.pages()) * config.dirty_fraction + 0.5);
+  size_t deltas = results.image_files.empty() ? config.deltas : results.image_files.size() - 1;
   std::vector<DeltaFigures> all;
-  for (unsigned d = 1; d <= config.deltas; ++d) {
-    Rng rng(mix_seed(config.seed, d, 0xde17a));
-    std::vector<uint64_t> dirty = choose_dirty_pages(rng, image.pages(), target);
-    image.fill(plan_rewrite(rng, dirty), config.seed, d, pool);
+  for (unsigned d = 1; d <= deltas; ++d) {
+    std::vector<uint64_t> dirty;
+    if (!results.image_files.empty()) {
+      CKPT_RETURN_IF_ERROR(image.load(results.image_files[d], &dirty));
+    } else {
+      Rng rng(mix_seed(config.seed, d, 0xde17a));
+      dirty = choose_dirty_pages(rng, image.pages(), target);
+      image.fill(plan_rewrite(rng, dirty), config.seed, d, pool);
+    }
     CKPT_ASSIGN_OR_RETURN(DeltaFigures figures, write_delta(*store, image, dirty, cpu));
     std::cout << "  delta " << figures.epoch << ": " << figures.dirty_pages << " pages in "
               << format_fixed(figures.step.seconds * 1e3, 1) << " ms (commit "
@@ -351,10 +396,13 @@ Status run(const Config& config) {
   std::cout << "base write (" << config.warmup << " warm-up + " << config.repeats << " alternating repeats):"
             << std::endl;
   CKPT_ASSIGN_OR_RETURN(results.base, measure_base(config, paths, *image, options, results.base_cpu));
-  std::cout << config.deltas << " deltas of " << format_fixed(100 * config.dirty_fraction, 1) << "% dirty pages:"
-            << std::endl;
-  CKPT_ASSIGN_OR_RETURN(results.deltas,
-                        measure_deltas(config, results.base.store_dir, *image, options, pool, results.delta_cpu));
+  if (results.image_files.empty()) {
+    std::cout << config.deltas << " deltas of " << format_fixed(100 * config.dirty_fraction, 1) << "% dirty pages:"
+              << std::endl;
+  } else {
+    std::cout << results.image_files.size() - 1 << " deltas, the pages each next image changed:" << std::endl;
+  }
+  CKPT_ASSIGN_OR_RETURN(results.deltas, measure_deltas(config, results, *image, options, pool, results.delta_cpu));
   std::cout << "restore of the newest epoch (" << config.warmup << " warm-up + " << config.repeats
             << " alternating repeats):" << std::endl;
   CKPT_ASSIGN_OR_RETURN(results.restore,
@@ -390,6 +438,10 @@ int main(int argc, char** argv) {
   app.add_option("--level", config.level, "the store's zstd level (the zstd CLI runs -1 regardless)")
       ->capture_default_str();
   app.add_flag("--keep", config.keep, "keep the bench directory and its files");
+  app.add_option("--images", config.images,
+                 "directory of raw memory images (*.img, name order; bench/linux_guest_images.sh): the first is "
+                 "the base, each next one a delta of the pages it changed; replaces the synthetic image")
+      ->check(CLI::ExistingDirectory);
   CLI11_PARSE(app, argc, argv);
 
   ckpt::set_log_level(ckpt::LogLevel::kWarn);

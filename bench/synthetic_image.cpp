@@ -1,12 +1,17 @@
 #include "bench/synthetic_image.h"
 
+#include <fcntl.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <array>
 #include <cerrno>
 #include <cstring>
 #include <string_view>
+
+#include "common/unique_fd.h"
 
 namespace ckpt::bench {
 
@@ -227,6 +232,35 @@ Result<std::unique_ptr<GuestImage>> GuestImage::create(uint64_t pages) {
 }
 
 GuestImage::~GuestImage() { ::munmap(base_, bytes()); }
+
+Status GuestImage::load(const std::string& path, std::vector<uint64_t>* changed) {
+  UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+  if (!fd.valid()) return Status::from_errno(errno, "open " + path);
+  struct stat st{};
+  if (::fstat(fd.get(), &st) != 0) return Status::from_errno(errno, "stat " + path);
+  if (static_cast<uint64_t>(st.st_size) != bytes()) {
+    return invalid_argument(path + " is " + std::to_string(st.st_size) + " bytes; the image is " +
+                            std::to_string(bytes()));
+  }
+  static const std::vector<uint8_t> zero(kPageSize, 0);
+  std::vector<uint8_t> chunk(8u << 20);
+  for (uint64_t at = 0; at < bytes();) {
+    ssize_t n = ::pread(fd.get(), chunk.data(), std::min<uint64_t>(chunk.size(), bytes() - at), static_cast<off_t>(at));
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return Status::from_errno(n < 0 ? errno : EIO, "read " + path + " at " + std::to_string(at));
+    if (n % kPageSize != 0) return Status(StatusCode::kIoError, "short read of " + path + " at " + std::to_string(at));
+    for (size_t off = 0; off < static_cast<size_t>(n); off += kPageSize) {
+      uint64_t gfn = (at + off) / kPageSize;
+      uint8_t* page = base_ + gfn * kPageSize;
+      if (std::memcmp(page, chunk.data() + off, kPageSize) == 0) continue;
+      std::memcpy(page, chunk.data() + off, kPageSize);
+      classes_[gfn] = std::memcmp(page, zero.data(), kPageSize) == 0 ? PageClass::kZero : PageClass::kStructured;
+      if (changed != nullptr) changed->push_back(gfn);
+    }
+    at += static_cast<uint64_t>(n);
+  }
+  return Status::ok();
+}
 
 void GuestImage::fill_run(const ClassRun& run, uint64_t run_seed) {
   uint8_t* out = base_ + run.first_gfn * kPageSize;

@@ -9,6 +9,7 @@
 #include <cstdint>
 #include <memory>
 #include <span>
+#include <string>
 #include <vector>
 
 #include "common/status.h"
@@ -76,6 +77,9 @@ class GuestImage {
 
   // Writes fresh content into every run, in parallel on `pool`. `generation` distinguishes rewrites of a page.
   void fill(const std::vector<ClassRun>& runs, uint64_t seed, uint64_t generation, ThreadPool& pool);
+  // Replaces the image with the raw memory image at `path` (exactly bytes() long), appending the gfns whose content
+  // changed to `changed` (ascending). Loaded pages count as zero or structured: their real class is unknown.
+  Status load(const std::string& path, std::vector<uint64_t>* changed);
   // Fraction of pages per class, indexed by PageClass.
   std::vector<double> class_fractions() const;
 
