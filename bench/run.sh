@@ -3,7 +3,8 @@
 # run, written to bench/RESULTS.md (machine, load, commands, figures). `make bench` runs it with $(BUILD_DIR).
 # Usage: bench/run.sh [BUILD_DIR] [--quick] [--only NAMES] [--out FILE]
 #   --quick       smaller sample counts and store image (a smoke run of ~5 minutes; figures are noisier)
-#   --only NAMES  comma-separated subset of: pause,rate,memory,micro,store,long,profile
+#   --only NAMES  comma-separated subset of: pause,rate,memory,micro,store,linux,long,profile; also nested (not in
+#                 the default set: bench/nested_compare.sh, ckptd against QEMU in the nested KVM, ~10 minutes)
 #   --out FILE    where the report goes (default bench/RESULTS.md)
 # Environment: STORE_BENCH_ARGS replaces the store benchmark's options (the suite's default: 512 MiB + 10 deltas).
 # Builds the benchmark targets first (Release flags come from BUILD_DIR's configuration; a fresh BUILD_DIR is
@@ -14,7 +15,7 @@ build=build
 if [[ $# -gt 0 && "$1" != --* ]]; then build=$1; shift; fi
 [[ "$build" = /* ]] || build="$root/$build"
 quick=0
-only="pause,rate,memory,micro,store,long,profile"
+only="pause,rate,memory,micro,store,linux,long,profile"
 out="$root/bench/RESULTS.md"
 while [[ $# -gt 0 ]]; do
   case "$1" in
@@ -31,7 +32,7 @@ command -v zstd >/dev/null || { echo "bench/run.sh: the zstd CLI is missing (scr
 if [[ ! -f "$build/CMakeCache.txt" ]]; then
   cmake -S "$root" -B "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
 fi
-targets=(store_bench pause_bench epoch_rate_bench ckptd ckpt extend_store)
+targets=(store_bench pause_bench epoch_rate_bench ckptd ckpt extend_store guest_memcheck)
 grep -q "^benchmark_DIR:.*-NOTFOUND" "$build/CMakeCache.txt" 2>/dev/null || targets+=(micro_bench)
 echo "bench/run.sh: building ${targets[*]} in $build" >&2
 cmake --build "$build" -j "$(nproc)" --target "${targets[@]}" >/dev/null
@@ -43,6 +44,7 @@ if [[ $quick = 1 ]]; then
   long_args=(2000 20000)
   micro_args=(--benchmark_min_time=0.1 --benchmark_repetitions=3)
   store_args=(--size-mib 512 --deltas 5 --repeats 3)
+  linux_images=6
 else
   pause_args=()
   rate_args=()
@@ -53,6 +55,7 @@ else
   # took 4 minutes under load) keeps the suite within ~15 minutes; the ratios hardly depend on the size.
   # STORE_BENCH_ARGS="--size-mib 2048 --deltas 20" runs the documented one.
   store_args=(--size-mib 512 --deltas 10)
+  linux_images=11
 fi
 if [[ -n "${STORE_BENCH_ARGS:-}" ]]; then read -r -a store_args <<<"$STORE_BENCH_ARGS"; fi
 
@@ -111,6 +114,23 @@ if wants store; then
   }
   run_part store "Store vs zstd CLI" store
 fi
+if wants linux; then
+  linux() {
+    local images="$logs/linux-images"
+    "$root/bench/linux_guest_images.sh" "$images" --images "$linux_images" >&2
+    "$build/bench/store_bench" --images "$images" --repeats 3 | tee "$logs/linux.out" /dev/stderr |
+      sed -n '/^## store_bench results/,$p' | sed 's/^## store_bench results/## store_bench on a Linux guest'"'"'s memory/'
+    echo
+    echo "Command: \`bench/linux_guest_images.sh DIR --images $linux_images && store_bench --images DIR --repeats 3\`: Debian's"
+    echo "stock kernel and the test initramfs booted under QEMU (TCG) on this host, 384 MiB, memcheck keeping 128 MiB;"
+    echo "the base is guest memory once memcheck has filled it, each delta the pages one more memcheck round changed."
+    rm -rf "$images"
+  }
+  run_part linux "Store vs zstd CLI on a Linux guest's memory" linux
+fi
+if wants nested; then
+  run_part nested "ckptd and QEMU in the nested KVM" "$root/bench/nested_compare.sh" "$build"
+fi
 if wants profile; then
   profile() {
     echo "## Profiles of the phases behind the missed goals"
@@ -127,7 +147,7 @@ fi
 suite_end=$(date +%s)
 mode=""
 [[ $quick = 1 ]] && mode=" --quick"
-[[ "$only" != "pause,rate,memory,micro,store,long,profile" ]] && mode+=" --only $only"
+[[ "$only" != "pause,rate,memory,micro,store,linux,long,profile" ]] && mode+=" --only $only"
 kvm_note="No /dev/kvm on this machine: every figure above is the software backend (uffd-wp + PAGEMAP_SCAN)."
 [[ -e /dev/kvm ]] && kvm_note="/dev/kvm exists here, but pause_bench and epoch_rate_bench measure the software backend only (their exactness checks read the software vCPU's state blob); KVM tracking-mode timings are not measured by this suite."
 {
@@ -148,7 +168,7 @@ kvm_note="No /dev/kvm on this machine: every figure above is the software backen
   echo "compares ckptd with its peer or floor in the same run, alternating them, and reports medians and p99s."
   echo "bench/README.md explains each benchmark and what limits the figures."
   echo
-  for name in pause rate memory micro store profile; do
+  for name in pause rate memory micro store linux long nested profile; do
     [[ -f "$parts/$name.md" ]] || continue
     cat "$parts/$name.md"
     echo

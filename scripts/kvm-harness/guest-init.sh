@@ -72,6 +72,22 @@ if [ "$H_REQUIRE_KVM" = 1 ] && [ ! -c /dev/kvm ]; then
 	fail "/dev/kvm missing after loading modules ($H_MODULES)"
 fi
 
+# Triple faults of the test's own guests (L2): on AMD, KVM resets a vCPU whose guest shut down, so the VMM can only
+# say that it happened. L1's kvm_exit tracepoint still records the guest's RIP at the fault: trace every shutdown
+# exit (SVM_EXIT_SHUTDOWN, 0x7f) and print them after the test; tests that crash a guest on purpose see theirs too.
+# Tests may read the trace themselves (tests/kvm/linux_guest_in_l1.sh prints it when a check fails).
+trace=/sys/kernel/tracing
+if mount -t tracefs nodev "$trace" 2>/dev/null && [ -d "$trace/events/kvm/kvm_exit" ]; then
+	echo 'exit_reason==127' >"$trace/events/kvm/kvm_exit/filter" && echo 1 >"$trace/events/kvm/kvm_exit/enable"
+	echo 1 >"$trace/events/kvm/kvm_inj_exception/enable" 2>/dev/null
+fi
+print_l2_shutdowns() {
+	[ -r "$trace/trace" ] || return 0
+	grep -v '^#' "$trace/trace" | grep 'kvm_exit\|kvm_inj_exception' | tail -n 20 | while IFS= read -r line; do
+		echo "kvm-harness: L2 guest event traced in L1: $(echo "$line" | sed 's/^ *//')"
+	done
+}
+
 echo "harness-init: running test"
 # From here on kernel warnings and errors reach the console log at once, so a hung or timed-out test still leaves
 # them behind (boot ran at loglevel=3; the full log is dumped by finish).
@@ -80,6 +96,7 @@ cd /tmp || fail "cannot enter /tmp"
 run_test </dev/null >"$H_OUT" 2>&1
 rc=$?
 echo "harness-init: test exited with status $rc"
+print_l2_shutdowns >"$H_OUT"
 # Stray children of the test could hold ttyS1 open; killing them makes the marker's close the last close of the
 # tty, which waits until the UART has sent everything (closing_wait) before poweroff can cut it off.
 kill -KILL -1 2>/dev/null

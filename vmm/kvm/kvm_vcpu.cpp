@@ -137,6 +137,11 @@ std::string KvmVcpu::cpu_context() const {
   kvm_regs regs{};
   kvm_sregs sregs{};
   if (::ioctl(fd_.get(), KVM_GET_REGS, &regs) != 0 || ::ioctl(fd_.get(), KVM_GET_SREGS, &sregs) != 0) return "";
+  // After a shutdown, KVM on AMD has already reset the vCPU (the VMCB is undefined after one): printing its
+  // reset-vector registers would point at the wrong place.
+  if (regs.rip == 0xfff0 && sregs.cs.selector == 0xf000 && (sregs.cr0 & 1) == 0) {
+    return "; its registers at the fault are gone: KVM reset the vCPU (AMD does so on every shutdown)";
+  }
   char text[160];
   std::snprintf(text, sizeof text, "; rip 0x%llx rsp 0x%llx cr0 0x%llx cr3 0x%llx cr4 0x%llx efer 0x%llx",
                 static_cast<unsigned long long>(regs.rip), static_cast<unsigned long long>(regs.rsp),
