@@ -102,9 +102,20 @@ INSTANTIATE_TEST_SUITE_P(Modes, DaemonOnKvm,
 }  // namespace
 }  // namespace ckpt::daemon
 
+namespace {
+
+// A hung VM must end the harness run with a failure, not its timeout. Armed per test, so that loops of the suite
+// (--gtest_repeat, docs/testing.md) are not cut off by a whole-process limit.
+class AlarmPerTest : public ::testing::EmptyTestEventListener {
+  void OnTestStart(const ::testing::TestInfo&) override { alarm(120); }
+  void OnTestEnd(const ::testing::TestInfo&) override { alarm(0); }
+};
+
+}  // namespace
+
 int main(int argc, char** argv) {
   std::setvbuf(stdout, nullptr, _IOLBF, 0);
   ::testing::InitGoogleTest(&argc, argv);
-  alarm(240);  // a hung VM must end the harness run with a failure, not its timeout
+  ::testing::UnitTest::GetInstance()->listeners().Append(new AlarmPerTest);
   return RUN_ALL_TESTS();
 }
