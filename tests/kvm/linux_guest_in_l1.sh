@@ -38,7 +38,7 @@ bad() {
 # the kernel's symbols only in its -dbg package, so the addresses stay numbers here.
 show_guest_faults() {
 	[ -r "$TRACE" ] || return 0
-	grep 'reason EXIT_SHUTDOWN\|kvm_inj_exception' "$TRACE" | tail -n 10 | sed 's/^ */  traced in L1: /'
+	grep 'reason shutdown\|reason EXIT_SHUTDOWN\|kvm_inj_exception' "$TRACE" | tail -n 10 | sed 's/^ */  traced in L1: /'
 }
 forget_guest_faults() { [ -w "$TRACE" ] && : >"$TRACE"; }
 
