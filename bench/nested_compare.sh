@@ -28,23 +28,15 @@ done
 for f in daemon/ckptd cli/ckpt tests/guest/guest_memcheck; do
 	[[ -x "$build/$f" ]] || die "$build/$f is missing: build first (make build)"
 done
-command -v qemu-system-x86_64 >/dev/null || die "qemu-system-x86_64 is missing (scripts/install-deps.sh)"
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/nested-compare.XXXXXX")
 trap 'rm -rf "$work"' EXIT
 b=$work/b
-mkdir -p "$b"/{bin,lib,share}
+"$root/scripts/linux-guest/qemu-bundle.sh" "$b"
 cp "$("$root/scripts/linux-guest/kernel.sh" --series "$series" --vmlinux)" "$b/vmlinux"
 "$root/scripts/linux-guest/build-initramfs.sh" "$b/guest.cpio" --memcheck "$build/tests/guest/guest_memcheck" >/dev/null
 strip -o "$work/ckptd" "$build/daemon/ckptd"
 strip -o "$work/ckpt" "$build/cli/ckpt"
-cp /usr/bin/qemu-system-x86_64 "$b/bin/"
-for lib in $(ldd /usr/bin/qemu-system-x86_64 | awk '{ for (i = 1; i <= NF; i++) if ($i ~ /^\//) print $i }' | sort -u); do
-	cp -L "$lib" "$b/lib/"
-done
-# SeaBIOS and the option ROMs that load a kernel for -M pc; qboot for -M microvm.
-for f in linuxboot_dma.bin linuxboot.bin pvh.bin kvmvapic.bin bios-microvm.bin; do cp -L "/usr/share/qemu/$f" "$b/share/"; done
-cp -L /usr/share/seabios/bios-256k.bin "$b/share/"
 
 log=$work/run.log
 rc=0

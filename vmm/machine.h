@@ -72,6 +72,14 @@ struct StateBlob {
   std::vector<uint8_t> data;
 };
 
+// The blob called `name` in `state`, or nullptr.
+inline const StateBlob* find_state_blob(const std::vector<StateBlob>& state, std::string_view name) {
+  for (const StateBlob& b : state) {
+    if (b.name == name) return &b;
+  }
+  return nullptr;
+}
+
 // Receives what the guest writes to its serial console. Called on vCPU threads, possibly several at once; must not
 // block for long (the writing vCPU waits).
 class ConsoleSink {

@@ -551,10 +551,8 @@ report() {
 		reason="qemu failed (exit status $qemu_rc) before the guest reached init"
 	elif ! grep -q "@@HARNESS-INIT:$nonce@@" "$tmp/console.log"; then
 		reason="boot failure: the guest kernel never started the harness init"
-	elif grep -q "Oops: int3" "$tmp/console.log"; then
-		# Seen about once in four Linux-guest runs: the guest kernel's own int3-based code patching breaks under
-		# multi-threaded TCG (docs/testing.md, "A Linux guest"). An emulator defect, not the test's.
-		reason="the guest kernel oopsed in its int3 handler (code patching under TCG: an emulator defect, not the test's)"
+	elif emulator_failed; then
+		reason=$emulator_reason
 	else
 		reason="the guest stopped before the test finished (kernel panic or crash?), qemu exit status $qemu_rc"
 	fi

@@ -38,19 +38,9 @@ kernel=$("$HERE/kernel.sh" --series "$series" "${kernel_opt[@]}")
 work=$(mktemp -d "${TMPDIR:-/tmp}/linux-guest-boot.XXXXXX")
 trap 'rm -rf "$work"' EXIT
 b=$work/bundle
-mkdir -p "$b"/{bin,lib,share}
-
+"$HERE/qemu-bundle.sh" "$b"
 "$HERE/build-initramfs.sh" "$b/guest.cpio" --memcheck "${MEMCHECK:-$REPO/build/tests/guest/guest_memcheck}"
 cp "$kernel" "$b/"
-# QEMU for L1, which has only busybox: the binary, every library ldd names (the loader among them), and the firmware
-# a -M pc boot with -kernel reads: SeaBIOS, the option ROMs that load a bzImage or a PVH ELF vmlinux, kvmvapic.
-cp /usr/bin/qemu-system-x86_64 "$b/bin/"
-for lib in $(ldd /usr/bin/qemu-system-x86_64 | awk '{ for (i = 1; i <= NF; i++) if ($i ~ /^\//) print $i }' | sort -u); do
-	cp -L "$lib" "$b/lib/"
-done
-for f in linuxboot_dma.bin linuxboot.bin pvh.bin kvmvapic.bin; do cp -L "/usr/share/qemu/$f" "$b/share/"; done
-cp -L /usr/share/seabios/bios-256k.bin "$b/share/"
-[ -f "$b/lib/ld-linux-x86-64.so.2" ] || die "ldd named no ld-linux-x86-64.so.2 for qemu-system-x86_64"
 
 # L1 needs the guest's memory plus QEMU's and the bundle (unpacked into L1's RAM): 1 GiB covers a 384 MiB guest.
 # Not exec'ed: the EXIT trap must remove the bundle (about 60 MB) afterwards.

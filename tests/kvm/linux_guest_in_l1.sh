@@ -42,10 +42,13 @@ show_guest_faults() {
 }
 forget_guest_faults() { [ -w "$TRACE" ] && : >"$TRACE"; }
 
+# The guest's console so far (console.log and the one rotation before it), without carriage returns.
+console_text() { cat "$store/console.log.1" "$store/console.log" 2>/dev/null | tr -d '\r'; }
+
 # The memcheck lines of the console log, oldest first ("MEMCHECK round=R bad=B ... uptime=U boot=ID").
 # A shell prompt may share a line with them (scripts/linux-guest/README.md), so they are matched anywhere in a line.
 memcheck_lines() {
-	cat "$store/console.log.1" "$store/console.log" 2>/dev/null | tr -d '\r' | grep -o 'MEMCHECK round=.*'
+	console_text | grep -o 'MEMCHECK round=.*'
 }
 field() { # field NAME LINE
 	echo "$2" | sed -n "s/.* $1=\([^ ]*\).*/\1/p"
@@ -98,14 +101,12 @@ snapshot() {
 # The console after ckptd's last "[ckptd: the guest continues from epoch N]" line (written at every resume and
 # restore): what the restored guest printed.
 after_mark() {
-	cat "$store/console.log.1" "$store/console.log" 2>/dev/null | tr -d '\r' |
-		awk -v mark="[ckptd: the guest continues from epoch $1]" '$0 == mark { n = NR; out = "" } n { out = out $0 "\n" }
+	console_text | awk -v mark="[ckptd: the guest continues from epoch $1]" '$0 == mark { n = NR; out = "" } n { out = out $0 "\n" }
 			END { if (n) printf "%s", out; else exit 1 }'
 }
 
 marks() { # marks EPOCH: how many times the console says the guest continued from EPOCH
-	cat "$store/console.log.1" "$store/console.log" 2>/dev/null | tr -d '\r' |
-		grep -cxF "[ckptd: the guest continues from epoch $1]"
+	console_text | grep -cxF "[ckptd: the guest continues from epoch $1]"
 }
 
 # check_continues NAME MARKS_BEFORE WHAT: the first memcheck line the guest printed after it was restored to epoch
@@ -212,9 +213,9 @@ run_mode() {
 	fi
 
 	wait_for_lines "$(line_count)" 60 >/dev/null
-	if cat "$store/console.log.1" "$store/console.log" 2>/dev/null | grep -q 'MEMCHECK-BAD\|bad=[1-9]'; then
+	if console_text | grep -q 'MEMCHECK-BAD\|bad=[1-9]'; then
 		bad "$mode: memcheck reported corrupt pages:"
-		cat "$store/console.log.1" "$store/console.log" 2>/dev/null | grep 'MEMCHECK-BAD\|bad=[1-9]' | head -n 5
+		console_text | grep 'MEMCHECK-BAD\|bad=[1-9]' | head -n 5
 	else
 		ok "$mode: no memcheck round in the whole console log found a corrupt page"
 	fi

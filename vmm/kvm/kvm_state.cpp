@@ -15,17 +15,10 @@ void put(std::vector<StateBlob>& out, std::string name, const T& value) {
   out.push_back(StateBlob{std::move(name), std::vector<uint8_t>(bytes, bytes + sizeof(T))});
 }
 
-const StateBlob* find(const std::vector<StateBlob>& state, const std::string& name) {
-  for (const StateBlob& b : state) {
-    if (b.name == name) return &b;
-  }
-  return nullptr;
-}
-
 // Copies blob `name` into `value`; a missing blob is fine when `optional`, a wrongly sized one never is.
 template <typename T>
 Result<bool> get(const std::vector<StateBlob>& state, const std::string& name, T* value, bool optional = false) {
-  const StateBlob* b = find(state, name);
+  const StateBlob* b = find_state_blob(state, name);
   if (b == nullptr) {
     if (optional) return false;
     return invalid_argument("machine state lacks " + name);
@@ -63,7 +56,7 @@ Status save_msrs(const KvmSystem& kvm, int fd, unsigned index, std::vector<State
 
 Status load_msrs(int fd, unsigned index, const std::vector<StateBlob>& state) {
   std::string name = vcpu_name(index, "msrs");
-  const StateBlob* b = find(state, name);
+  const StateBlob* b = find_state_blob(state, name);
   if (b == nullptr) return invalid_argument("machine state lacks " + name);
   if (b->data.size() < sizeof(kvm_msrs)) return invalid_argument(name + " is truncated");
   std::vector<uint8_t> buffer = b->data;  // KVM_SET_MSRS takes a mutable pointer
@@ -104,7 +97,7 @@ Status save_fpu_state(const KvmSystem& kvm, int fd, unsigned index, std::vector<
 }
 
 Status load_fpu_state(int fd, unsigned index, const std::vector<StateBlob>& state) {
-  if (const StateBlob* b = find(state, vcpu_name(index, "xsave"))) {
+  if (const StateBlob* b = find_state_blob(state, vcpu_name(index, "xsave"))) {
     if (b->data.size() < sizeof(kvm_xsave)) return invalid_argument(b->name + " is truncated");
     std::vector<uint8_t> buffer = b->data;
     CKPT_RETURN_IF_ERROR(KVM_CALL(fd, KVM_SET_XSAVE, reinterpret_cast<kvm_xsave*>(buffer.data())).status());

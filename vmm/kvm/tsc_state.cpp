@@ -66,10 +66,7 @@ Status save_tsc_pairing(int vm_fd, const std::vector<int>& vcpu_fds, std::vector
 Status load_tsc_pairing(int vm_fd, const std::vector<int>& vcpu_fds, const std::vector<StateBlob>& state) {
   std::vector<TscPairing> saved(vcpu_fds.size());
   for (size_t i = 0; i < vcpu_fds.size(); ++i) {
-    const StateBlob* blob = nullptr;
-    for (const StateBlob& b : state) {
-      if (b.name == blob_name(i)) blob = &b;
-    }
+    const StateBlob* blob = find_state_blob(state, blob_name(i));
     if (blob == nullptr) return Status::ok();  // an older epoch, or a host without the pairing: IA32_TSC stands
     if (blob->data.size() != sizeof(TscPairing)) {
       return invalid_argument(blob->name + " is " + std::to_string(blob->data.size()) + " bytes, expected " +
