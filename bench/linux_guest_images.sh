@@ -64,8 +64,8 @@ cat "$work/monitor.out" >/dev/null &
 
 # Waits until the console has more than $1 lines matching $2 (up to 600 s).
 wait_for() {
-	local t=0
-	while (($(grep -c -- "$2" "$work/console.log" 2>/dev/null || true) <= $1)); do
+	local t=0 n
+	while n=$(grep -c -- "$2" "$work/console.log" 2>/dev/null) || true; ((${n:-0} <= $1)); do
 		kill -0 "$qemu_pid" 2>/dev/null || die "QEMU exited: $(cat "$work/qemu.log") $(tail -n 5 "$work/console.log")"
 		((t++ < 6000)) || die "the guest printed no '$2' line in 600 s: $(tail -n 5 "$work/console.log")"
 		sleep 0.1
