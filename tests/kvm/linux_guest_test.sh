@@ -33,5 +33,6 @@ strip -o "$work/ckpt" "$build/cli/ckpt"
 # harness runs the test again once if the emulator breaks L1's kernel (its README, "Limits").
 "$repo/scripts/kvm-harness/run-in-nested-kvm.sh" --kernel-series "$series" --smp "$smp" --mem 3G --timeout 900 \
 	--extra-file "$work/ckptd:/harness/ckptd" --extra-file "$work/ckpt:/harness/ckpt" \
+	--extra-file /usr/bin/script:/harness/bin/script \
 	--extra-file "$kernel:/harness/guest/vmlinux" --extra-file "$work/initrd.cpio:/harness/guest/initrd.cpio" \
 	-- "$here/linux_guest_in_l1.sh" "$@"
