@@ -25,18 +25,10 @@ while [[ $# -gt 0 ]]; do
 	esac
 done
 [[ "$restores" =~ ^[0-9]+$ ]] || die "--restores must be a number, not '$restores'"
-for f in daemon/ckptd cli/ckpt tests/guest/guest_memcheck; do
-	[[ -x "$build/$f" ]] || die "$build/$f is missing: build first (make build)"
-done
-
 work=$(mktemp -d "${TMPDIR:-/tmp}/nested-compare.XXXXXX")
 trap 'rm -rf "$work"' EXIT
+"$root/scripts/linux-guest/l1-bundle.sh" "$build" "$series" "$work"
 b=$work/b
-"$root/scripts/linux-guest/qemu-bundle.sh" "$b"
-cp "$("$root/scripts/linux-guest/kernel.sh" --series "$series" --vmlinux)" "$b/vmlinux"
-"$root/scripts/linux-guest/build-initramfs.sh" "$b/guest.cpio" --memcheck "$build/tests/guest/guest_memcheck" >/dev/null
-strip -o "$work/ckptd" "$build/daemon/ckptd"
-strip -o "$work/ckpt" "$build/cli/ckpt"
 
 log=$work/run.log
 rc=0

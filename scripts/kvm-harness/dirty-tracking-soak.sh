@@ -26,18 +26,10 @@ done
 for a in $arms; do
 	case "$a" in qemu-ring | qemu-log | qemu-idle | ckptd-ring) ;; *) die "unknown arm '$a'" ;; esac
 done
-for f in daemon/ckptd cli/ckpt tests/guest/guest_memcheck; do
-	[[ -x "$build/$f" ]] || die "$build/$f is missing: build first (make build)"
-done
-
 work=$(mktemp -d "${TMPDIR:-/tmp}/dirty-tracking-soak.XXXXXX")
 trap 'rm -rf "$work"' EXIT
+"$root/scripts/linux-guest/l1-bundle.sh" "$build" "$series" "$work"
 b=$work/b
-"$root/scripts/linux-guest/qemu-bundle.sh" "$b"
-cp "$("$root/scripts/linux-guest/kernel.sh" --series "$series" --vmlinux)" "$b/vmlinux"
-"$root/scripts/linux-guest/build-initramfs.sh" "$b/guest.cpio" --memcheck "$build/tests/guest/guest_memcheck" >/dev/null
-strip -o "$work/ckptd" "$build/daemon/ckptd"
-strip -o "$work/ckpt" "$build/cli/ckpt"
 
 n_arms=$(wc -w <<<"$arms")
 "$root/scripts/kvm-harness/run-in-nested-kvm.sh" --kernel-series "$series" --smp 2 --mem 3G \
