@@ -172,11 +172,13 @@ TEST(CrashConsistency, EpochCapturedBeforeAFailedWriteIsSkippedAndLosesNoPage) {
   fs->set_delay(30ms);  // after the base: each epoch write now outlasts the next capture, whichever op fails
   Status ran;
   std::thread loop([&] { ran = (*session)->run(); });
-  // Whether a capture lands inside the failing write is up to the scheduler: inject faults until two epochs were
-  // skipped (on an idle machine about every second fault does it).
+  // A fault is injected only while the writer holds two epochs (one being written, the next queued behind it), so
+  // the next file-system operation is the older one's and the younger was captured before that write failed. On a
+  // busy machine the capture loop is slow, and a fault set blindly would mostly land between captures.
   for (int i = 0; i < 40 && (*session)->stats().epochs_skipped < 2; ++i) {
-    std::this_thread::sleep_for(150ms);
-    const uint64_t at = fs->operations() + 1;
+    std::this_thread::sleep_for(50ms);
+    for (int w = 0; w < 2000 && (*session)->stats().writer_backlog_epochs < 2; ++w) std::this_thread::sleep_for(1ms);
+    const uint64_t at = fs->operations();
     fs->fail_at(at, EIO, /*sticky=*/false);
     for (int w = 0; w < 1000 && fs->operations() <= at; ++w) std::this_thread::sleep_for(5ms);
   }
