@@ -18,9 +18,9 @@ build: deps
 	@cmake -S . -B $(BUILD_DIR) $(CMAKE_FLAGS) >/dev/null
 	@cmake --build $(BUILD_DIR) -j $(JOBS)
 
-# The Linux guest test (label linux-guest) is left out until it passes reliably: `make test-linux` runs it.
+# `make test-linux` runs only the Linux guest test (label linux-guest, about 13 minutes), which `make test` includes.
 test: build
-	cd $(BUILD_DIR) && ctest --output-on-failure -j $(JOBS) -LE linux-guest
+	cd $(BUILD_DIR) && ctest --output-on-failure -j $(JOBS)
 	$(if $(SANITIZE),JOBS=$(JOBS) scripts/sanitize.sh --ci $(SANITIZE) $(BUILD_DIR)/sanitize-$(SANITIZE))
 
 test-linux: build

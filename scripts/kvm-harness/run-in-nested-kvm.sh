@@ -50,7 +50,7 @@ Options (environment variable in brackets):
   --module NAME         also load module NAME (with its dependencies); repeatable
   --extra-file SRC:DEST copy SRC (file or directory) to DEST in the guest; repeatable
   --env NAME=VALUE      set an environment variable for the test; repeatable
-  --append ARGS         extra kernel command line arguments
+  --append ARGS         extra kernel command line arguments         [KVM_HARNESS_APPEND]
   --cpu MODEL           QEMU CPU model (default max: AuthenticAMD with svm and npt)
   --show-dmesg          print the guest kernel log after the test
   --keep                keep the run's temporary directory (it is always kept on harness failure)
@@ -81,7 +81,7 @@ cache=${KVM_HARNESS_CACHE:-${XDG_CACHE_HOME:-${HOME:-/root}/.cache}/ckptd-kvm-ha
 kvm_amd_params=${KVM_HARNESS_KVM_AMD_PARAMS:-}
 kvm_params=${KVM_HARNESS_KVM_PARAMS:-}
 cpu=max
-append=""
+append=${KVM_HARNESS_APPEND:-}
 show_dmesg=0
 keep=0
 refresh=0

@@ -15,7 +15,8 @@ set -u
 
 CKPTD=/harness/ckptd
 CKPT=/harness/ckpt
-KERNEL=/harness/guest/vmlinux
+KERNEL=/harness/guest/vmlinux   # the ELF vmlinux: it boots without decompressing itself (9 s less under TCG)
+BZIMAGE=/harness/guest/bzImage  # the same kernel as Debian ships it
 INITRD=/harness/guest/initrd.cpio
 SCRIPT=/harness/bin/script # util-linux's script(1): a terminal for `ckpt console --attach`
 # memcheck keeps 192 MiB (in a 384 MiB guest) and rewrites about 12% of it every 2 s: about 12 MB/s of dirty pages,
@@ -74,9 +75,10 @@ wait_for_lines() {
 	memcheck_lines | sed -n "$((n + 1))p"
 }
 
+kernel=$KERNEL
 start_daemon() { # start_daemon [--resume]
 	"$CKPTD" --backend kvm --tracking "$mode" --vcpus 2 --memory-mib 384 --epoch-ms 1000 --store "$store" \
-		--socket "$sock" --kernel "$KERNEL" --initrd "$INITRD" --cmdline "$CMDLINE" --log-level warn "$@" \
+		--socket "$sock" --kernel "$kernel" --initrd "$INITRD" --cmdline "$CMDLINE" --log-level warn "$@" \
 		>>"$store.daemon.log" 2>&1 &
 	daemon_pid=$!
 	local t=0
@@ -266,22 +268,60 @@ run_mode() {
 	rm -rf "$store"
 }
 
-# A mode whose guest triple-faulted on its own (L1 traced the shutdown) runs once more, saying so: in this emulator
-# L2 guests die that way now and then whatever the VMM (docs/testing.md, "A Linux guest"); twice fails.
-repeated=0
-for m in "$@"; do
-	pass0=$pass fail0=$fail l2_died=0 crash_intended=0
-	forget_guest_faults
-	run_mode "$m"
-	stop_daemon
-	if [ "$fail" -gt "$fail0" ] && [ "$l2_died" = 1 ]; then
-		echo "linux_guest: $m: the guest triple-faulted on its own (traced above); running $m once more"
-		pass=$pass0 fail=$fail0 l2_died=0 crash_intended=0 repeated=$((repeated + 1))
-		forget_guest_faults
-		run_mode "$m"
-		stop_daemon
+# The bzImage path of the boot protocol (setup header, protected-mode kernel at its load address, the kernel
+# decompressing itself), once: ckptd boots Debian's bzImage to the guest's init and shuts down cleanly.
+check_bzimage_boot() {
+	mode=ring store=/tmp/store-bzimage sock=/tmp/ckptd-bzimage.sock kernel=$BZIMAGE
+	rm -rf "$store" "$store.daemon.log"
+	if start_daemon; then
+		local t=0
+		until console_text | grep -q '^CKPT-GUEST: init kernel='; do
+			[ $t -ge "$BOOT_TIMEOUT" ] && break
+			"$CKPT" --socket "$sock" status --json 2>/dev/null | grep -q '"state": *"guest-stopped"' && break
+			sleep 1
+			t=$((t + 1))
+		done
+		if console_text | grep -q '^CKPT-GUEST: init kernel='; then
+			ok "bzImage: booted to the guest's init in $t s (indicative): $(console_text | grep -m1 '^CKPT-GUEST: init')"
+		else
+			bad "bzImage: the guest's init did not start (waited $t s); console and daemon log:"
+			console_text | tail -n 20
+			tail -n 10 "$store.daemon.log"
+		fi
+		"$CKPT" --socket "$sock" shutdown --wait --timeout 120 >/dev/null 2>&1 || bad "bzImage: shutdown failed"
+	else
+		bad "bzImage: ckptd did not start"
 	fi
-done
-[ "$repeated" -eq 0 ] || echo "linux_guest: $repeated mode(s) repeated after a triple fault of the guest"
+	stop_daemon
+	rm -rf "$store" "$store.daemon.log"
+	kernel=$KERNEL
+}
+
+# A check whose guest triple-faulted on its own (L1 traced the shutdown while crash_intended was 0) runs again, saying
+# so, up to MAX_ATTEMPTS times in all and MAX_REPEATS repeats in the whole run (each costs up to 4 minutes, and the
+# run must fit the harness's limit): in this emulator L2 guests die that way now and then whatever the VMM
+# (docs/testing.md, "A Linux guest"). Any other failure, or a guest that dies in every attempt, fails the test.
+MAX_ATTEMPTS=${MAX_ATTEMPTS:-3}
+MAX_REPEATS=${MAX_REPEATS:-3}
+repeated=0
+attempts() { # attempts NAME COMMAND...
+	local name=$1 attempt=1
+	shift
+	while :; do
+		pass0=$pass fail0=$fail l2_died=0 crash_intended=0
+		forget_guest_faults
+		"$@"
+		stop_daemon
+		{ [ "$fail" -gt "$fail0" ] && [ "$l2_died" = 1 ] && [ "$attempt" -lt "$MAX_ATTEMPTS" ] &&
+			[ "$repeated" -lt "$MAX_REPEATS" ]; } || return 0
+		attempt=$((attempt + 1))
+		echo "linux_guest: $name: the guest triple-faulted on its own (traced above); attempt $attempt of $MAX_ATTEMPTS"
+		pass=$pass0 fail=$fail0 repeated=$((repeated + 1))
+	done
+}
+
+attempts bzImage check_bzimage_boot
+for m in "$@"; do attempts "$m" run_mode "$m"; done
+[ "$repeated" -eq 0 ] || echo "linux_guest: $repeated check(s) repeated after a triple fault of the guest"
 echo "linux_guest: $pass passed, $fail failed"
 [ "$fail" -eq 0 ]

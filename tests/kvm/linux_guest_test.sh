@@ -23,6 +23,7 @@ done
 work=$(mktemp -d "${TMPDIR:-/tmp}/linux-guest-test.XXXXXX")
 trap 'rm -rf "$work"' EXIT
 kernel=$("$repo/scripts/linux-guest/kernel.sh" --series "$series" --vmlinux)
+bzimage=$("$repo/scripts/linux-guest/kernel.sh" --series "$series")
 "$repo/scripts/linux-guest/build-initramfs.sh" "$work/initrd.cpio" --memcheck "$build/tests/guest/guest_memcheck" \
 	>/dev/null
 # Stripped: L1 keeps its initramfs in RAM, and the debug info of ckptd and ckpt is 90 MB of it.
@@ -31,8 +32,9 @@ strip -o "$work/ckpt" "$build/cli/ckpt"
 
 # L1 holds the kernel (about 60 MB) and the initramfs in its RAM, the guest's 384 MiB, and the stores in tmpfs. The
 # harness runs the test again once if the emulator breaks L1's kernel (its README, "Limits").
-"$repo/scripts/kvm-harness/run-in-nested-kvm.sh" --kernel-series "$series" --smp "$smp" --mem 3G --timeout 900 \
+"$repo/scripts/kvm-harness/run-in-nested-kvm.sh" --kernel-series "$series" --smp "$smp" --mem 3G --timeout 1800 \
 	--extra-file "$work/ckptd:/harness/ckptd" --extra-file "$work/ckpt:/harness/ckpt" \
 	--extra-file /usr/bin/script:/harness/bin/script \
-	--extra-file "$kernel:/harness/guest/vmlinux" --extra-file "$work/initrd.cpio:/harness/guest/initrd.cpio" \
+	--extra-file "$kernel:/harness/guest/vmlinux" --extra-file "$bzimage:/harness/guest/bzImage" \
+	--extra-file "$work/initrd.cpio:/harness/guest/initrd.cpio" \
 	-- "$here/linux_guest_in_l1.sh" "$@"

@@ -4,6 +4,8 @@
 // (scripts/kvm-harness/).
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <bit>
 #include <chrono>
 #include <cstdlib>
 #include <cstring>
@@ -14,6 +16,7 @@
 #include "vmm/guest/workload.h"
 #include "vmm/kvm/kvm_api.h"
 #include "vmm/kvm/kvm_machine.h"
+#include "vmm/kvm/vcpu_cpuid.h"
 
 namespace ckpt::vmm {
 namespace {
@@ -316,6 +319,60 @@ TEST(KvmMachine, SaveAndRestoreIntoANewVmReachesTheSameImage) {
   }
   std::printf("saved at iteration %llu, both VMs reached %llu with identical memory\n",
               static_cast<unsigned long long>(at_save), static_cast<unsigned long long>(kFinal));
+}
+
+// A guest saved where the CPU had a feature this host's KVM lacks may use that feature at any moment after a restore:
+// loading it must fail with an error that names the feature and the vCPU. The saved CPUID of vCPU 1 is edited to claim the lowest leaf 7.0 EBX bit that KVM does not offer here; the unedited state loads.
+TEST(KvmMachine, LoadRefusesASavedGuestWithACpuFeatureThisHostLacks) {
+  SKIP_WITHOUT_KVM();
+  MachineConfig config = small_config(TrackingMode::kAuto, 2, guest::WorkloadKind::kRandomWriter);
+  auto a = make_machine(config);
+  ASSERT_TRUE(a);
+  ASSERT_TRUE(a->start().is_ok());
+  wait_for_progress(*a, 20ms);
+  ASSERT_TRUE(a->pause(5000ms).is_ok());
+  auto state = a->save_state();
+  ASSERT_TRUE(state.is_ok()) << state.status().to_string();
+
+  auto kvm = kvm::KvmSystem::open();
+  ASSERT_TRUE(kvm.is_ok()) << kvm.status().to_string();
+  auto supported = kvm::host_supported_cpuid(**kvm);
+  ASSERT_TRUE(supported.is_ok()) << supported.status().to_string();
+  auto leaf7 = std::find_if(supported->begin(), supported->end(),
+                            [](const kvm_cpuid_entry2& e) { return e.function == 7 && e.index == 0; });
+  ASSERT_NE(leaf7, supported->end()) << "KVM_GET_SUPPORTED_CPUID has no leaf 7.0";
+  ASSERT_NE(leaf7->ebx, ~0u) << "this host offers every leaf 7.0 EBX feature: nothing to claim";
+  const unsigned bit = static_cast<unsigned>(std::countr_one(leaf7->ebx));
+
+  std::vector<StateBlob> edited = *state;
+  bool found = false;
+  for (StateBlob& blob : edited) {
+    if (blob.name != "kvm/vcpu1/cpuid") continue;
+    auto entries = x86::cpuid_from_kvm_buffer(blob.data);
+    ASSERT_TRUE(entries.is_ok()) << entries.status().to_string();
+    for (kvm_cpuid_entry2& e : *entries) {
+      if (e.function == 7 && e.index == 0) e.ebx |= 1u << bit;
+    }
+    blob.data = x86::cpuid_to_kvm_buffer(*entries);
+    found = true;
+  }
+  ASSERT_TRUE(found) << "the saved state has no kvm/vcpu1/cpuid blob";
+
+  auto b = kvm::create_kvm_machine(config);
+  ASSERT_TRUE(b.is_ok()) << b.status().to_string();
+  Status refused = (*b)->load_state(edited);
+  ASSERT_FALSE(refused.is_ok()) << "a guest that saw leaf 7.0 EBX bit " << bit << " loaded on a host without it";
+  EXPECT_EQ(refused.code(), StatusCode::kUnsupported) << refused.to_string();
+  char expected[64];
+  std::snprintf(expected, sizeof expected, "leaf 0x7.0 EBX bits 0x%x (%u)", 1u << bit, bit);
+  EXPECT_NE(refused.message().find(expected), std::string::npos) << refused.to_string();
+  EXPECT_NE(refused.message().find("vCPU 1"), std::string::npos) << refused.to_string();
+  std::printf("refused: %s\n", refused.to_string().c_str());
+
+  auto c = kvm::create_kvm_machine(config);
+  ASSERT_TRUE(c.is_ok()) << c.status().to_string();
+  Status loaded = (*c)->load_state(*state);
+  EXPECT_TRUE(loaded.is_ok()) << "the unedited state: " << loaded.to_string();
 }
 
 }  // namespace
