@@ -18,7 +18,7 @@ build: deps
 	@cmake -S . -B $(BUILD_DIR) $(CMAKE_FLAGS) >/dev/null
 	@cmake --build $(BUILD_DIR) -j $(JOBS)
 
-# `make test-linux` runs only the Linux guest test (label linux-guest, about 13 minutes), which `make test` includes.
+# `make test-linux` runs only the Linux guest test (label linux-guest, about 15 minutes), which `make test` includes.
 test: build
 	cd $(BUILD_DIR) && ctest --output-on-failure -j $(JOBS)
 	$(if $(SANITIZE),JOBS=$(JOBS) scripts/sanitize.sh --ci $(SANITIZE) $(BUILD_DIR)/sanitize-$(SANITIZE))

@@ -474,9 +474,9 @@ fail_run() {
 
 # Boots the guest. The test's channel (ttyS1 -> QEMU stdout) is streamed through a FIFO; the awk filter strips the
 # tty's CRs, keeps a raw copy, and moves the harness marker (recognized by this run's nonce) into $tmp/result.
-# L1 runs without transparent huge pages: with them, the ring-mode Linux guest of kvm.linux_guest died at boot (the
-# emulator's page faults, README "Limits") in 3 of 4 runs on 2026-12-06, without them in none of 3; why is not
-# known. `--append transparent_hugepage=always` turns them back on (the last value given wins).
+# L1 runs without transparent huge pages: with them, a guest of kvm.linux_guest died (the emulator's page faults,
+# README "Limits") in 3 of 4 runs on 2026-12-06, without them in 1 of 4; why is not known. `--append
+# transparent_hugepage=always` turns them back on (the last value given wins).
 boot_guest() {
 	local cmdline="console=ttyS0 loglevel=3 panic=-1 transparent_hugepage=never $append"
 	mkfifo "$tmp/out.fifo"
