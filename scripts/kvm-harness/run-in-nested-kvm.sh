@@ -39,8 +39,9 @@ Options (environment variable in brackets):
                         page tables never changed): a page fault L1 traced in one of them (intr_info 0x80000b0e
                         at its shutdown) is the emulator's, and counts as an emulator failure below
                         [KVM_HARNESS_BUILTIN_GUESTS=1]
-  --emulator-retries N  runs of a test that failed while the guest kernel oopsed in its int3 handler (an emulator
-                        defect, README) to repeat, saying so (default 1)  [KVM_HARNESS_EMULATOR_RETRIES]
+  --emulator-retries N  runs of a test that failed while the guest kernel oopsed in its int3 handler or
+                        triple-faulted without a word (emulator defects, README) to repeat, saying so (default 1)
+                        [KVM_HARNESS_EMULATOR_RETRIES]
   --mem SIZE            guest memory, QEMU syntax (default 1G)      [KVM_HARNESS_MEM]
   --timeout SECONDS     limit for boot + test (default 600)         [KVM_HARNESS_TIMEOUT]
   --cache DIR           kernel cache (default $XDG_CACHE_HOME/ckptd-kvm-harness or ~/.cache/ckptd-kvm-harness)
