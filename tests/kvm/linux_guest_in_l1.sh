@@ -303,7 +303,7 @@ check_bzimage_boot() {
 	kernel=$KERNEL
 }
 
-# A check whose guest triple-faulted on its own (L1 traced the shutdown while crash_intended was 0) runs again, saying
+# A check whose guest died or got stuck on its own (bad() sets l2_died while crash_intended is 0) runs again, saying
 # so, up to MAX_ATTEMPTS times in all and MAX_REPEATS repeats in the whole run (each costs up to 4 minutes, and the
 # run must fit the harness's limit): in this emulator L2 guests die that way now and then whatever the VMM
 # (docs/testing.md, "A Linux guest"). Any other failure, or a guest that dies in every attempt, fails the test.
@@ -321,13 +321,13 @@ attempts() { # attempts NAME COMMAND...
 		{ [ "$fail" -gt "$fail0" ] && [ "$l2_died" = 1 ] && [ "$attempt" -lt "$MAX_ATTEMPTS" ] &&
 			[ "$repeated" -lt "$MAX_REPEATS" ]; } || return 0
 		attempt=$((attempt + 1))
-		echo "linux_guest: $name: the guest triple-faulted on its own (traced above); attempt $attempt of $MAX_ATTEMPTS"
+		echo "linux_guest: $name: the guest died or got stuck on its own (traced above); attempt $attempt of $MAX_ATTEMPTS"
 		pass=$pass0 fail=$fail0 repeated=$((repeated + 1))
 	done
 }
 
 attempts bzImage check_bzimage_boot
 for m in "$@"; do attempts "$m" run_mode "$m"; done
-[ "$repeated" -eq 0 ] || echo "linux_guest: $repeated check(s) repeated after a triple fault of the guest"
+[ "$repeated" -eq 0 ] || echo "linux_guest: $repeated check(s) repeated after the guest died or got stuck"
 echo "linux_guest: $pass passed, $fail failed"
 [ "$fail" -eq 0 ]
