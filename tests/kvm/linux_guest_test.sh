@@ -32,7 +32,7 @@ strip -o "$work/ckpt" "$build/cli/ckpt"
 
 # L1 holds the kernel (about 60 MB) and the initramfs in its RAM, the guest's 384 MiB, and the stores in tmpfs. The
 # harness runs the test again once if the emulator breaks L1's kernel (its README, "Limits").
-"$repo/scripts/kvm-harness/run-in-nested-kvm.sh" --kernel-series "$series" --smp "$smp" --mem 3G --timeout 1800 \
+"$repo/scripts/kvm-harness/run-in-nested-kvm.sh" --kernel-series "$series" --smp "$smp" --mem 3G --timeout 2400 \
 	--extra-file "$work/ckptd:/harness/ckptd" --extra-file "$work/ckpt:/harness/ckpt" \
 	--extra-file /usr/bin/script:/harness/bin/script \
 	--extra-file "$kernel:/harness/guest/vmlinux" --extra-file "$bzimage:/harness/guest/bzImage" \
