@@ -39,8 +39,9 @@ Options (environment variable in brackets):
                         page tables never changed): a page fault L1 traced in one of them (intr_info 0x80000b0e
                         at its shutdown) is the emulator's, and counts as an emulator failure below
                         [KVM_HARNESS_BUILTIN_GUESTS=1]
-  --emulator-retries N  runs of a test that failed while the guest kernel oopsed in its int3 handler or
-                        triple-faulted without a word (emulator defects, README) to repeat, saying so (default 1)
+  --emulator-retries N  runs of a test that failed while the guest kernel oopsed in its int3 handler, found its
+                        stack end corrupted or triple-faulted without a word (emulator defects, README) to
+                        repeat, saying so (default 1)
                         [KVM_HARNESS_EMULATOR_RETRIES]
   --mem SIZE            guest memory, QEMU syntax (default 1G)      [KVM_HARNESS_MEM]
   --timeout SECONDS     limit for boot + test (default 600)         [KVM_HARNESS_TIMEOUT]
@@ -515,6 +516,9 @@ boot_guest() {
 # - the guest kernel (L1) oopsed in its int3 handler: its own code patching, broken by TCG's handling of cross-CPU
 #   code modification (README, "Limits"). Seen in about one run in four with -smp 2 and a nested guest, and at L1
 #   boot before any test ran.
+# - the guest kernel (L1) panicked with "corrupted stack end detected inside scheduler": memory corruption seen in an
+#   L1 that never ran ckptd (QEMU's own guest under dirty tracking, docs/testing.md "A Linux guest") and in CI in
+#   KVM's shutdown path; a test's programs run in user space and cannot write a kernel stack.
 # - (--builtin-guests) a built-in guest (L2) shut down while a page fault was being delivered to it: those guests'
 #   page tables map all of memory and never change, so no page fault can be theirs; the one seen was at a store into
 #   a mapped page with an error code that says "read" (docs/testing.md, "A Linux guest").
@@ -527,6 +531,10 @@ emulator_failed() {
 	[[ "$line" =~ ^@@HARNESS-EXIT:$nonce\ 0@@$ ]] && return 1
 	if grep -q "Oops: int3" "$tmp/console.log"; then
 		emulator_reason="the guest kernel oopsed in its int3 handler (code patching under TCG: an emulator defect, not the test's); $(grep -m1 'RIP:' "$tmp/console.log" | tr -d '\r' || true)"
+		return 0
+	fi
+	if grep -q "corrupted stack end detected inside scheduler" "$tmp/console.log"; then
+		emulator_reason="the guest kernel panicked: corrupted stack end detected inside scheduler (memory corruption seen in this emulator without ckptd: an emulator defect, not the test's)"
 		return 0
 	fi
 	# A panic's reboot may end in a triple fault too: only a reset without a word from the kernel counts.
