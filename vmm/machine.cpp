@@ -22,6 +22,7 @@ constexpr std::pair<std::string_view, GuestStopReason> kStopReasons[] = {
     {"running", GuestStopReason::kNone},
     {"triple-fault", GuestStopReason::kTripleFault},
     {"reset", GuestStopReason::kReset},
+    {"poweroff", GuestStopReason::kPowerOff},
 };
 
 // The name of `value` in `table`, or "unknown".

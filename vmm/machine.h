@@ -92,9 +92,11 @@ class ConsoleSink {
 enum class GuestStopReason {
   kNone,         // running (or never started)
   kTripleFault,  // KVM_EXIT_SHUTDOWN: a triple fault; also how Linux reboots with reboot=t (e.g. after panic=-1)
-  kReset,        // the guest asked for a reset (i8042 pulse on port 0x64, or port 0xcf9)
+  kReset,        // the guest asked for a reset (i8042 pulse on port 0x64, or port 0xcf9, also ACPI's reset register)
+  kPowerOff,     // the guest powered off: ACPI soft off (S5), as Linux's poweroff does
 };
-std::string_view guest_stop_reason_name(GuestStopReason reason);  // "running", "triple-fault", "reset"
+// "running", "triple-fault", "reset", "poweroff"
+std::string_view guest_stop_reason_name(GuestStopReason reason);
 
 struct GuestStop {
   GuestStopReason reason = GuestStopReason::kNone;

@@ -112,9 +112,9 @@ Status KvmMachine::init() {
   CKPT_ASSIGN_OR_RETURN(int run_size, kvm_->vcpu_mmap_size());
   CKPT_ASSIGN_OR_RETURN(host_cpuid_, host_supported_cpuid(*kvm_));
   if (config_.guest == GuestKind::kLinux) {
-    platform_ = std::make_unique<PlatformIo>(vm_.get(), [this](const std::string& how) {
-      stop_guest(GuestStopReason::kReset, how);
-    });
+    platform_ = std::make_unique<PlatformIo>(
+        vm_.get(), [this](const std::string& how) { stop_guest(GuestStopReason::kReset, how); },
+        [this](const std::string& how) { stop_guest(GuestStopReason::kPowerOff, how); });
   }
   install_kick_signal();
   for (unsigned i = 0; i < config_.vcpus; ++i) {

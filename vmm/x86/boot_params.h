@@ -13,6 +13,8 @@ namespace ckpt::vmm::x86::bp {
 
 static_assert(std::endian::native == std::endian::little, "boot_params is little-endian, as is the host");
 
+constexpr uint64_t kAcpiRsdpAddr = 0x070;     // u64: the RSDP's address (zero-page.rst; kernels since 5.0 read it,
+                                              // older ones see padding and scan the BIOS area for it instead)
 constexpr uint64_t kExtRamdiskImage = 0x0c0;  // u32: bits 63..32 of ramdisk_image
 constexpr uint64_t kExtRamdiskSize = 0x0c4;
 constexpr uint64_t kExtCmdLinePtr = 0x0c8;

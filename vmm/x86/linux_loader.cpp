@@ -126,15 +126,18 @@ void write_boot_params(std::span<uint8_t> memory, const KernelImage& k, uint64_t
 
   uint8_t count = 0;
   add_e820(zp, count, 0, kEbdaGpa, bp::kE820Ram);
-  add_e820(zp, count, kEbdaGpa, kHighMemoryGpa - kEbdaGpa, bp::kE820Reserved);  // EBDA + MP table, VGA, BIOS
+  // EBDA + MP table, VGA, BIOS area + ACPI tables
+  add_e820(zp, count, kEbdaGpa, kHighMemoryGpa - kEbdaGpa, bp::kE820Reserved);
   add_e820(zp, count, kHighMemoryGpa, memory.size() - kHighMemoryGpa, bp::kE820Ram);
   zp[bp::kE820Entries] = count;
 }
 
 }  // namespace
 
-Result<LinuxEntry> load_linux(const LinuxImage& image, std::span<uint8_t> memory, unsigned vcpus) {
+Result<LinuxEntry> load_linux(const LinuxImage& image, std::span<uint8_t> memory, unsigned vcpus,
+                              std::span<const VirtioMmioDevice> virtio_mmio) {
   CKPT_RETURN_IF_ERROR(check_guest(memory, vcpus));
+  CKPT_RETURN_IF_ERROR(check_virtio_mmio_devices(virtio_mmio));
   const std::string& path = image.kernel_path;
   CKPT_ASSIGN_OR_RETURN(OpenFile kernel_file, open_file("kernel", path));
   std::vector<uint8_t> file(kernel_file.bytes);
@@ -172,6 +175,8 @@ Result<LinuxEntry> load_linux(const LinuxImage& image, std::span<uint8_t> memory
   write_boot_params(memory, k, initrd_gpa, initrd_bytes);
   const BootTables tables = write_boot_tables(memory);
   CKPT_RETURN_IF_ERROR(write_mptable(memory, vcpus));
+  CKPT_ASSIGN_OR_RETURN(uint64_t rsdp, write_acpi_tables(memory, vcpus, virtio_mmio));
+  bp::store(memory, kZeroPageGpa + bp::kAcpiRsdpAddr, rsdp);
 
   LinuxEntry entry{};
   entry.rip = k.entry;

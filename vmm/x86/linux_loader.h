@@ -1,6 +1,7 @@
 // Loads a Linux kernel for the 64-bit boot protocol (Documentation/arch/x86/boot.rst, "64-bit Boot Protocol"):
-// kernel, initrd, command line, boot_params with its e820 map, GDT, IDT, identity page tables and the MP table,
-// laid out as vmm/x86/layout.h describes. Pure memory writes; the KVM side turns LinuxEntry into vCPU registers.
+// kernel, initrd, command line, boot_params with its e820 map, GDT, IDT, identity page tables, the MP table and
+// the ACPI tables, laid out as vmm/x86/layout.h describes. Pure memory writes; the KVM side turns LinuxEntry into
+// vCPU registers.
 #pragma once
 
 #include <cstdint>
@@ -8,6 +9,7 @@
 #include <string>
 
 #include "common/status.h"
+#include "vmm/x86/acpi.h"
 
 namespace ckpt::vmm::x86 {
 
@@ -33,7 +35,11 @@ struct LinuxEntry {
 
 // Reads and validates the kernel (and initrd), then writes kernel, initrd, command line, boot_params with its e820
 // map, GDT, IDT and identity page tables into `memory` (guest physical address 0 .. memory.size(), zero-filled by
-// the caller; size a multiple of 2 MiB, at most 3 GiB), and the MP table for `vcpus` (1..32) CPUs.
-Result<LinuxEntry> load_linux(const LinuxImage& image, std::span<uint8_t> memory, unsigned vcpus);
+// the caller; size a multiple of 2 MiB, at most 3 GiB), the MP table for `vcpus` (1..32) CPUs (what a kernel
+// booted with acpi=off reads), and the ACPI tables for those CPUs and the virtio-mmio devices the guest has (none
+// by default; check_virtio_mmio_devices says which lists are refused). boot_params.acpi_rsdp_addr points at the
+// RSDP.
+Result<LinuxEntry> load_linux(const LinuxImage& image, std::span<uint8_t> memory, unsigned vcpus,
+                              std::span<const VirtioMmioDevice> virtio_mmio = {});
 
 }  // namespace ckpt::vmm::x86
