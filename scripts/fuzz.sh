@@ -19,12 +19,13 @@ for tool in clang clang++; do
 done
 
 # Each target's longest input: the protocol's line limit (kMaxMessageBytes, plus the stream target's two
-# control bytes), the seeds' size for epoch files, a generous config file. And its dictionary, if any.
+# control bytes), the seeds' size for epoch files, a generous config file, a few hundred guest actions for
+# virtio_blk. And its dictionary, if any.
 declare -A max_len=([control_request]=65536 [control_reply]=65536 [control_stream]=65538 [epoch_file]=65536
-                    [config]=8192)
+                    [config]=8192 [virtio_blk]=4096)
 declare -A dict=([control_request]=control.dict [control_reply]=control.dict [control_stream]=control.dict
                  [config]=config.dict)
-read -r -a targets <<<"${FUZZERS:-control_request control_reply control_stream epoch_file config}"
+read -r -a targets <<<"${FUZZERS:-control_request control_reply control_stream epoch_file config virtio_blk}"
 for name in "${targets[@]}"; do
   [[ -n ${max_len[$name]:-} ]] || { echo "fuzz.sh: unknown target '$name' (see tests/fuzz)" >&2; exit 2; }
 done

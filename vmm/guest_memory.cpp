@@ -46,6 +46,13 @@ Status GuestMemory::write(uint64_t gpa, std::span<const uint8_t> data) {
   return Status::ok();
 }
 
+void GuestMemory::mark_dirty(uint64_t gpa, uint64_t bytes) {
+  if (bytes == 0 || gpa >= bytes_) return;
+  uint64_t end = bytes > bytes_ - gpa ? bytes_ : gpa + bytes;
+  std::lock_guard lock(vmm_dirty_mutex_);
+  for (uint64_t gfn = gpa / 4096; gfn * 4096 < end; ++gfn) vmm_dirty_.set(gfn);
+}
+
 void GuestMemory::take_vmm_dirty(DirtyBitmap& out) {
   std::lock_guard lock(vmm_dirty_mutex_);
   out.merge(vmm_dirty_);

@@ -47,6 +47,9 @@ class GuestMemory {
   // The gfn ranges (first, count) that may hold data, ascending. Pages outside them were never touched: holes in the
   // memfd, which read as zero without costing a page fault each (SEEK_DATA/SEEK_HOLE).
   Result<std::vector<std::pair<uint64_t, uint64_t>>> data_ranges() const;
+  // Records that the VMM (a device model) wrote [gpa, gpa + bytes) through its own mapping, which KVM's dirty log
+  // does not see; the pages join the next harvest. The part outside guest memory is ignored. Any thread.
+  void mark_dirty(uint64_t gpa, uint64_t bytes);
   // Moves the VMM-dirty pages into `out` and clears them.
   void take_vmm_dirty(DirtyBitmap& out);
 

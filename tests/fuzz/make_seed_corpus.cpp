@@ -1,6 +1,6 @@
 // Writes the epoch_file fuzzer's seeds: real epoch files from the real store (snap::Store), small enough to fuzz
-// quickly (a 2 MiB guest, mostly zero pages). Every input is fixed (store id, timestamps, page contents, one
-// worker), so a rerun rewrites the same bytes.
+// quickly (a 2 MiB guest, mostly zero pages; two small disks for the format 1.1 seeds). Every input is fixed (store
+// id, timestamps, page contents, one worker), so a rerun rewrites the same bytes.
 //
 //   make_seed_corpus tests/fuzz/corpus/epoch_file
 #include <unistd.h>
@@ -21,6 +21,7 @@ namespace {
 namespace snap = ckpt::snap;
 namespace fs = std::filesystem;
 constexpr uint64_t kGuestPages = 512;  // 2 MiB
+const std::vector<snap::DiskSpec> kDisks = {{"disk0", 96, false}, {"cidata", 8, true}};  // 384 KiB, 32 KiB
 constexpr uint32_t kPage = snap::format::kPageSize;
 
 enum class Fill { kZero, kText, kRandom };
@@ -47,14 +48,35 @@ bool check(const ckpt::Status& s, const char* what) {
   return s.is_ok();
 }
 
-// Commits one epoch: `pages` lists (gfn, fill) to write; `states` adds named blobs like the VMM's.
+// A disk block to write: (disk id, block, fill).
+struct DiskWrite {
+  uint32_t disk;
+  uint64_t block;
+  Fill fill;
+};
+
+// Commits one epoch: `pages` lists (gfn, fill) to write; `states` adds named blobs like the VMM's. With `disks`,
+// the epoch has kDisks (a base holds all of their blocks: those `blocks` does not list are zero).
 bool write_epoch(snap::Store& store, bool base, const std::vector<std::pair<uint64_t, Fill>>& pages,
-                 const std::string& tag, uint64_t timestamp_ns, bool states) {
+                 const std::string& tag, uint64_t timestamp_ns, bool states, bool disks = false,
+                 const std::vector<DiskWrite>& blocks = {}) {
   snap::EpochOptions options;
   options.tag = tag;
   options.timestamp_ns = timestamp_ns;
+  if (disks) options.disks = kDisks;
   auto writer = base ? store.begin_base(kGuestPages, options) : store.begin_delta(options);
   if (!check(writer.status(), "begin epoch")) return false;
+  if (disks && base) {  // zero first, then the listed blocks over it: later content wins
+    for (uint32_t d = 0; d < kDisks.size(); ++d) {
+      if (!check((*writer)->add_disk_zero_blocks(d + 1, 0, kDisks[d].blocks), "add zero blocks")) return false;
+    }
+  }
+  for (const DiskWrite& w : blocks) {
+    if (!check((*writer)->add_disk_block(w.disk, w.block, page(w.fill, w.block * 7 + w.disk + timestamp_ns).data()),
+               "add disk block")) {
+      return false;
+    }
+  }
   auto add = [&](uint64_t gfn, Fill fill) {
     return check((*writer)->add_page(gfn, page(fill, gfn + timestamp_ns).data()), "add page");
   };
@@ -104,16 +126,27 @@ int main(int argc, char** argv) {
     // 1: a delta of three random pages (a raw block) and a page that became zero.
     // 2: a delta with more than one block (70 text pages) and no tag.
     // 3: a delta with only a zero page: a block of zero runs, no stored bytes.
+    // 4: format 1.1, a new base with two disks: text blocks (zstd) and random blocks (raw) on disk 1, a read-only
+    //    disk 2 of text, both otherwise zero, beside memory.
+    // 5: a delta of that base: disk blocks alternating between the disks (one became zero), then a memory page.
     std::vector<std::pair<uint64_t, Fill>> many;
     for (uint64_t gfn = 100; gfn < 170; ++gfn) many.push_back({gfn, Fill::kText});
+    std::vector<DiskWrite> disk_base;
+    for (uint64_t b = 10; b < 20; ++b) disk_base.push_back({1, b, Fill::kText});
+    for (uint64_t b = 90; b < 92; ++b) disk_base.push_back({1, b, Fill::kRandom});
+    for (uint64_t b = 0; b < 4; ++b) disk_base.push_back({2, b, Fill::kText});
     return write_epoch(s, true, text, "base", 1'000'000'000, true) &&
            write_epoch(s, false, {{3, Fill::kRandom}, {4, Fill::kRandom}, {5, Fill::kRandom}, {20, Fill::kZero}},
                        "random pages", 2'000'000'000, true) &&
            write_epoch(s, false, many, "", 3'000'000'000, false) &&
-           write_epoch(s, false, {{7, Fill::kZero}}, "zero page", 4'000'000'000, true);
+           write_epoch(s, false, {{7, Fill::kZero}}, "zero page", 4'000'000'000, true) &&
+           write_epoch(s, true, text, "disks", 5'000'000'000, true, true, disk_base) &&
+           write_epoch(s, false, {{30, Fill::kText}}, "disk writes", 6'000'000'000, true, true,
+                       {{1, 11, Fill::kRandom}, {2, 3, Fill::kText}, {1, 12, Fill::kZero}, {1, 95, Fill::kText}});
   }();
-  const char* names[] = {"base-zstd-state", "delta-raw", "delta-two-blocks", "delta-zero-run"};
-  for (uint64_t epoch = 0; ok && epoch < 4; ++epoch) {
+  const char* names[] = {"base-zstd-state", "delta-raw", "delta-two-blocks", "delta-zero-run", "base-disks",
+                         "delta-disks"};
+  for (uint64_t epoch = 0; ok && epoch < 6; ++epoch) {
     std::error_code ec;
     fs::copy_file(dir + "/" + snap::epoch_file_name(epoch), out + "/" + names[epoch] + ".epoch",
                   fs::copy_options::overwrite_existing, ec);
