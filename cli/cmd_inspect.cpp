@@ -1,4 +1,5 @@
-// ckpt inspect --store DIR [--epoch N] [--json]: a store's totals, or one epoch's blocks and state blobs.
+// ckpt inspect --store DIR [--epoch N] [--json]: a store's totals, or one epoch's blocks and state blobs; for a VM
+// with disks (format 1.1) each disk too. A store without disks prints exactly what it did before disks existed.
 #include <cstdio>
 #include <map>
 #include <optional>
@@ -13,6 +14,42 @@
 namespace ckpt::cli {
 
 namespace {
+
+// One disk: its layout and `stats` (one epoch's, or the store's totals).
+nlohmann::json disk_json(const snap::DiskSpace& d, const snap::DiskStats& stats) {
+  return {{"id", d.id},
+          {"name", d.name},
+          {"blocks", d.blocks},
+          {"size_bytes", d.blocks * snap::format::kPageSize},
+          {"read_only", d.read_only},
+          {"data_blocks", stats.data_blocks},
+          {"zero_blocks", stats.zero_blocks},
+          {"stored_bytes", stats.stored_bytes}};
+}
+
+// The newest readable epoch's disks, with each disk's blocks summed over every readable epoch that has a disk of
+// that id and name (a new base may change a store's disks; its chains may not).
+nlohmann::json disk_totals(const snap::Catalog& catalog) {
+  nlohmann::json disks = nlohmann::json::array();
+  const snap::EpochMeta* newest = nullptr;
+  for (auto it = catalog.entries().rbegin(); it != catalog.entries().rend() && !newest; ++it) {
+    newest = it->second.meta.get();
+  }
+  if (!newest) return disks;
+  for (const snap::DiskSpace& d : newest->disks) {
+    snap::DiskStats total;
+    for (const auto& [epoch, entry] : catalog.entries()) {
+      if (!entry.meta || d.id > entry.meta->disks.size()) continue;
+      const snap::DiskSpace& same = entry.meta->disks[d.id - 1];
+      if (same.name != d.name) continue;
+      total.data_blocks += same.stats.data_blocks;
+      total.zero_blocks += same.stats.zero_blocks;
+      total.stored_bytes += same.stats.stored_bytes;
+    }
+    disks.push_back(disk_json(d, total));
+  }
+  return disks;
+}
 
 nlohmann::json store_totals(const snap::Catalog& catalog) {
   snap::EpochStats total;
@@ -29,7 +66,7 @@ nlohmann::json store_totals(const snap::Catalog& catalog) {
     total.stored_bytes += s.stored_bytes;
     total.state_bytes += s.state_bytes;
   }
-  return {{"store", catalog.dir()},
+  nlohmann::json j{{"store", catalog.dir()},
           {"store_id", catalog.store_id()},
           {"guest_bytes", catalog.guest_pages() * snap::format::kPageSize},
           {"epochs", catalog.entries().size()},
@@ -42,6 +79,10 @@ nlohmann::json store_totals(const snap::Catalog& catalog) {
           {"stored_bytes", total.stored_bytes},
           {"compression_ratio", compression_ratio(total)},
           {"state_bytes", total.state_bytes}};
+  // Only for stores with disks: the output of stores without them stays as it was.
+  nlohmann::json disks = disk_totals(catalog);
+  if (!disks.empty()) j["disks"] = disks;
+  return j;
 }
 
 nlohmann::json epoch_detail(uint64_t epoch, const snap::CatalogEntry& entry) {
@@ -56,11 +97,36 @@ nlohmann::json epoch_detail(uint64_t epoch, const snap::CatalogEntry& entry) {
   nlohmann::json states = nlohmann::json::array();
   for (const snap::StateBlob& s : entry.meta->states) states.push_back({{"name", s.name}, {"bytes", s.data.size()}});
   j["state"] = states;
+  if (!entry.meta->disks.empty()) {
+    nlohmann::json disks = nlohmann::json::array();
+    for (const snap::DiskSpace& d : entry.meta->disks) disks.push_back(disk_json(d, d.stats));
+    j["disks"] = disks;
+  }
   return j;
+}
+
+// "disk 1             'disk0' 64.0 MiB (16384 blocks), read-write: 120 data blocks, 30 zero blocks, stored ..."
+void print_disks(const nlohmann::json& disks) {
+  for (const auto& d : disks) {
+    std::string name = printable(d["name"].get<std::string>());
+    std::string label = "disk " + std::to_string(d["id"].get<uint32_t>());
+    uint64_t stored = d["stored_bytes"].get<uint64_t>();
+    std::printf("%-18s '%s' %s (%s blocks), %s: %s data blocks, %s zero blocks, stored %s (%llu)\n", label.c_str(),
+                name.c_str(), human_bytes(d["size_bytes"].get<uint64_t>()).c_str(),
+                group_digits(d["blocks"].get<uint64_t>()).c_str(),
+                d["read_only"].get<bool>() ? "read-only" : "read-write",
+                group_digits(d["data_blocks"].get<uint64_t>()).c_str(),
+                group_digits(d["zero_blocks"].get<uint64_t>()).c_str(), human_bytes(stored).c_str(),
+                static_cast<unsigned long long>(stored));
+  }
 }
 
 void print_human(const nlohmann::json& j) {
   for (const auto& [key, value] : j.items()) {
+    if (key == "disks" && value.is_array()) {
+      print_disks(value);
+      continue;
+    }
     // Strings (the store path) escaped for the terminal; anything else as ASCII-only JSON, escaped the same way.
     std::string text = value.is_string() ? printable(value.get<std::string>())
                                          : value.dump(-1, ' ', true, nlohmann::json::error_handler_t::replace);

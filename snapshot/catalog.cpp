@@ -105,6 +105,11 @@ Result<std::vector<std::shared_ptr<const EpochMeta>>> Catalog::chain(uint64_t ep
       return corruption(it->second.path + " offset 0: epoch " + std::to_string(want) +
                         " belongs to another store or guest size than epoch " + std::to_string(epoch));
     }
+    if (!links.empty() && !same_disk_layout(meta->disks, links.front()->disks)) {
+      return corruption(it->second.path + ": epoch " + std::to_string(want) + " has " + describe_disks(meta->disks) +
+                        ", epoch " + std::to_string(epoch) + " (in its chain) has " +
+                        describe_disks(links.front()->disks) + "; a chain keeps its disks");
+    }
     links.push_back(meta);
     if (meta->header.kind == EpochKind::kBase) return links;
     want = meta->parent;  // always older (checked on load), so the walk ends

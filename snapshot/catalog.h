@@ -50,7 +50,7 @@ class Catalog {
   uint64_t store_id() const;
 
   // The epochs a restore of `epoch` reads: `epoch` first, then its parent, down to a base. Fails naming the first
-  // missing or unreadable link, a cycle, or a link to another store or guest size.
+  // missing or unreadable link, a cycle, or a link to another store, guest size or set of disks.
   Result<std::vector<std::shared_ptr<const EpochMeta>>> chain(uint64_t epoch) const;
   std::string path_of(uint64_t epoch) const;
   // The shape of `epoch`'s chain (Result of chain(), summarised).

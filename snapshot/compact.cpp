@@ -1,10 +1,10 @@
 // Maintenance of a store: rebase, compaction and retention (Store::rebase, Store::compact, Store::apply_retention).
 //
-// rebase(k) writes the memory at epoch k as a new base file under k's own name. The rename that replaces the delta is
+// rebase(k) writes the memory and disks at epoch k as a new base file under k's own name. The rename that replaces the delta is
 // the atomic commit point: before it the old chain is intact, after it epochs above k read k's pages from the new
-// base; either file holds the same content. The new base is streamed: the restore plan says which block of which
-// link holds each page, and each such block is read, checked and decoded once, its wanted pages handed straight to
-// the writer. Memory stays at a few blocks, and the epoch writer keeps committing new epochs meanwhile.
+// base; either file holds the same content. The new base is streamed, one address space (memory, then each disk)
+// after the other: the restore plan says which block of which link holds each page, and each such block is read,
+// checked and decoded once, its wanted pages handed straight to the writer. Memory stays at a few blocks, and the epoch writer keeps committing new epochs meanwhile.
 //
 // compact(k) and retention then remove epochs no remaining epoch needs, newest first, so that an interrupted removal
 // leaves every remaining chain whole (the next run finishes it).
@@ -141,34 +141,41 @@ Status Store::rewrite_as_base(uint64_t k, uint64_t floor, const std::atomic<bool
   const EpochMeta& target = *chain.front();
   if (target.header.kind == EpochKind::kBase) return Status::ok();
   uint64_t guest_pages = target.header.guest_pages;
-  CKPT_ASSIGN_OR_RETURN(RestorePlan plan, plan_restore(chain, guest_pages));
-
-  EpochOptions options{target.tag, target.timestamp_ns, std::nullopt};
+  // Every link of the chain has the target's disks (Catalog::chain checked), so the new base has them too.
+  EpochOptions options{target.tag, target.timestamp_ns, std::nullopt, disk_specs(target.disks)};
   CKPT_ASSIGN_OR_RETURN(auto writer,
                         begin(EpochKind::kBase, k, f::kNoParent, floor, guest_pages, options, /*replacing=*/true));
-  std::sort(plan.zero_runs.begin(), plan.zero_runs.end());
-  for (const auto& [gfn, count] : plan.zero_runs) CKPT_RETURN_IF_ERROR(writer->add_zero_pages(gfn, count));
-
   EpochFileCache files(*fs_, 4);  // tasks come file by file
   BlockDecompressor decompressor;
   ByteBuffer scratch(max_stored_block_size());
   ByteBuffer raw(size_t{f::kMaxDataPagesPerBlock} * f::kPageSize);
-  for (const BlockTask& task : plan.tasks) {
-    if (cancel && cancel->load(std::memory_order_relaxed)) {
-      return Status(StatusCode::kAborted, "rebase of epoch " + std::to_string(k) + " cancelled");
+  for (uint32_t space = f::kMemorySpace; space <= target.disks.size(); ++space) {
+    CKPT_ASSIGN_OR_RETURN(RestorePlan plan, plan_restore(chain, space));
+    std::sort(plan.zero_runs.begin(), plan.zero_runs.end());
+    for (const auto& [first, count] : plan.zero_runs) {
+      CKPT_RETURN_IF_ERROR(space == f::kMemorySpace ? writer->add_zero_pages(first, count)
+                                                    : writer->add_disk_zero_blocks(space, first, count));
     }
-    const EpochMeta& meta = *chain[task.link];
-    const BlockRef& block = meta.blocks[task.block];
-    CKPT_ASSIGN_OR_RETURN(auto file, files.get(paths[task.link], meta));
-    CKPT_RETURN_IF_ERROR(read_block(*file, meta, task.block, decompressor, scratch, raw.data()));
-    CKPT_RETURN_IF_ERROR(for_each_wanted_run(block, task.wanted, raw.data(),
-                                             [&](uint64_t gfn, uint32_t count, const uint8_t* pages) -> Status {
-                                               for (uint32_t i = 0; i < count; ++i) {
-                                                 CKPT_RETURN_IF_ERROR(
-                                                     writer->add_page(gfn + i, pages + size_t{i} * f::kPageSize));
-                                               }
-                                               return Status::ok();
-                                             }));
+    for (const BlockTask& task : plan.tasks) {
+      if (cancel && cancel->load(std::memory_order_relaxed)) {
+        return Status(StatusCode::kAborted, "rebase of epoch " + std::to_string(k) + " cancelled");
+      }
+      const EpochMeta& meta = *chain[task.link];
+      const BlockRef& block = meta.blocks[task.block];
+      CKPT_ASSIGN_OR_RETURN(auto file, files.get(paths[task.link], meta));
+      CKPT_RETURN_IF_ERROR(read_block(*file, meta, task.block, decompressor, scratch, raw.data()));
+      CKPT_RETURN_IF_ERROR(for_each_wanted_run(block, task.wanted, raw.data(),
+                                               [&](uint64_t first, uint32_t count, const uint8_t* pages) -> Status {
+                                                 for (uint32_t i = 0; i < count; ++i) {
+                                                   const uint8_t* page = pages + size_t{i} * f::kPageSize;
+                                                   CKPT_RETURN_IF_ERROR(
+                                                       space == f::kMemorySpace
+                                                           ? writer->add_page(first + i, page)
+                                                           : writer->add_disk_block(space, first + i, page));
+                                                 }
+                                                 return Status::ok();
+                                               }));
+    }
   }
   for (const StateBlob& s : target.states) CKPT_RETURN_IF_ERROR(writer->add_state(s.name, s.data));
   CKPT_ASSIGN_OR_RETURN(auto committed, writer->commit());

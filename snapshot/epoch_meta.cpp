@@ -39,9 +39,25 @@ std::vector<uint8_t> epoch_payload(const EpochMeta& m) {
   return p;
 }
 
+std::vector<uint8_t> disk_payload(const DiskSpace& d) {
+  std::vector<uint8_t> p;
+  p.reserve(f::kDiskRecordFixed + d.name.size());
+  append_le<uint32_t>(p, d.id);
+  append_le<uint32_t>(p, d.read_only ? f::kDiskReadOnly : 0);
+  for (uint64_t v : {d.blocks, d.stats.data_blocks, d.stats.zero_blocks, d.stats.stored_bytes}) append_le<uint64_t>(p, v);
+  append_le<uint32_t>(p, static_cast<uint32_t>(d.name.size()));
+  p.insert(p.end(), d.name.begin(), d.name.end());
+  return p;
+}
+
+// A memory block's payload (kBlock); a disk block's (kDiskBlock) is the same behind the disk id and a reserved word.
 std::vector<uint8_t> block_payload(const BlockRef& b) {
   std::vector<uint8_t> p;
-  p.reserve(f::kBlockRecordFixed + b.runs.size() * f::kRunSize);
+  p.reserve(f::kDiskBlockPrefix + f::kBlockRecordFixed + b.runs.size() * f::kRunSize);
+  if (b.space != f::kMemorySpace) {
+    append_le<uint32_t>(p, b.space);
+    append_le<uint32_t>(p, 0);
+  }
   append_le<uint64_t>(p, b.offset);
   append_le<uint32_t>(p, b.stored_len);
   append_le<uint32_t>(p, b.data_pages);
@@ -70,7 +86,6 @@ std::vector<uint8_t> state_payload(const StateBlob& s) {
 struct RecordContext {
   const std::string& path;
   uint64_t at;
-  uint64_t guest_pages;
 };
 
 Status parse_epoch(std::span<const uint8_t> p, const RecordContext& c, EpochMeta* m) {
@@ -98,8 +113,10 @@ Status parse_epoch(std::span<const uint8_t> p, const RecordContext& c, EpochMeta
   return Status::ok();
 }
 
-Status parse_runs(const uint8_t* q, uint32_t run_count, const RecordContext& c, BlockRef* b) {
+// Checks the runs against b->space's size in `m` (the disk records come before any block, so it is known).
+Status parse_runs(const uint8_t* q, uint32_t run_count, const RecordContext& c, const EpochMeta& m, BlockRef* b) {
   uint64_t data_pages = 0;
+  uint64_t size = m.space_size(b->space);
   b->runs.resize(run_count);
   for (uint32_t i = 0; i < run_count; ++i, q += f::kRunSize) {
     PageRun& r = b->runs[i];
@@ -108,9 +125,14 @@ Status parse_runs(const uint8_t* q, uint32_t run_count, const RecordContext& c, 
     uint32_t flags = load_le<uint32_t>(q + 12);
     if ((flags & ~f::kRunZero) != 0) return bad(c.path, c.at, "run with unknown flags " + std::to_string(flags));
     r.zero = (flags & f::kRunZero) != 0;
-    if (r.count == 0 || r.first_gfn >= c.guest_pages || c.guest_pages - r.first_gfn < r.count) {
-      return bad(c.path, c.at, "run of " + std::to_string(r.count) + " pages at gfn " + std::to_string(r.first_gfn) +
-                                   " lies outside guest memory of " + std::to_string(c.guest_pages) + " pages");
+    if (r.count == 0 || r.first_gfn >= size || size - r.first_gfn < r.count) {
+      if (b->space == f::kMemorySpace) {
+        return bad(c.path, c.at, "run of " + std::to_string(r.count) + " pages at gfn " + std::to_string(r.first_gfn) +
+                                     " lies outside guest memory of " + std::to_string(size) + " pages");
+      }
+      return bad(c.path, c.at, "run of " + std::to_string(r.count) + " blocks at block " +
+                                   std::to_string(r.first_gfn) + " lies outside disk " + std::to_string(b->space) +
+                                   " of " + std::to_string(size) + " blocks");
     }
     if (!r.zero) data_pages += r.count;
   }
@@ -118,10 +140,11 @@ Status parse_runs(const uint8_t* q, uint32_t run_count, const RecordContext& c, 
   return Status::ok();
 }
 
-Status parse_block(std::span<const uint8_t> p, const RecordContext& c, EpochMeta* m) {
+Status parse_block(std::span<const uint8_t> p, const RecordContext& c, uint32_t space, EpochMeta* m) {
   if (p.size() < f::kBlockRecordFixed) return bad(c.path, c.at, "block record too short");
   const uint8_t* q = p.data();
   BlockRef b;
+  b.space = space;
   b.offset = load_le<uint64_t>(q);
   b.stored_len = load_le<uint32_t>(q + 8);
   b.data_pages = load_le<uint32_t>(q + 12);
@@ -143,9 +166,61 @@ Status parse_block(std::span<const uint8_t> p, const RecordContext& c, EpochMeta
     return bad(c.path, c.at, "block stored length " + std::to_string(b.stored_len) + " inconsistent with " +
                                  std::to_string(b.data_pages) + " data pages");
   }
-  CKPT_RETURN_IF_ERROR(parse_runs(q + f::kBlockRecordFixed, run_count, c, &b));
+  CKPT_RETURN_IF_ERROR(parse_runs(q + f::kBlockRecordFixed, run_count, c, *m, &b));
   m->blocks.push_back(std::move(b));
   return Status::ok();
+}
+
+// Disk records come in id order right after the epoch record (decode_meta checks where), so a disk block record
+// always finds its disk's size.
+Status parse_disk(std::span<const uint8_t> p, const RecordContext& c, EpochMeta* m) {
+  if (m->header.minor < f::kMinorDisks) return bad(c.path, c.at, "disk record in a format 1.0 file");
+  if (p.size() < f::kDiskRecordFixed) return bad(c.path, c.at, "disk record too short");
+  const uint8_t* q = p.data();
+  DiskSpace d;
+  d.id = load_le<uint32_t>(q);
+  uint32_t flags = load_le<uint32_t>(q + 4);
+  d.blocks = load_le<uint64_t>(q + 8);
+  d.stats.data_blocks = load_le<uint64_t>(q + 16);
+  d.stats.zero_blocks = load_le<uint64_t>(q + 24);
+  d.stats.stored_bytes = load_le<uint64_t>(q + 32);
+  uint32_t name_len = load_le<uint32_t>(q + 40);
+  uint64_t expect = m->disks.size() + 1;
+  if (d.id != expect) {
+    return bad(c.path, c.at, "disk record for disk " + std::to_string(d.id) + " where disk " + std::to_string(expect) +
+                                 " belongs (ids run 1, 2, ... in order)");
+  }
+  if (d.id > f::kMaxDisks) {
+    return bad(c.path, c.at, "disk record for disk " + std::to_string(d.id) + "; an epoch has at most " +
+                                 std::to_string(f::kMaxDisks) + " disks");
+  }
+  std::string which = "disk " + std::to_string(d.id);
+  if ((flags & ~f::kDiskReadOnly) != 0) return bad(c.path, c.at, which + " has unknown flags " + std::to_string(flags));
+  d.read_only = (flags & f::kDiskReadOnly) != 0;
+  if (d.blocks == 0 || d.blocks > f::kMaxDiskBlocks) {
+    return bad(c.path, c.at, which + " size of " + std::to_string(d.blocks) + " blocks out of range");
+  }
+  if (name_len == 0 || name_len > f::kMaxDiskNameLength || p.size() != f::kDiskRecordFixed + uint64_t{name_len}) {
+    return bad(c.path, c.at, which + " name length " + std::to_string(name_len) + " does not fit the record");
+  }
+  d.name.assign(reinterpret_cast<const char*>(q + f::kDiskRecordFixed), name_len);
+  for (const DiskSpace& other : m->disks) {
+    if (other.name == d.name) return bad(c.path, c.at, which + " has the name of disk " + std::to_string(other.id));
+  }
+  m->disks.push_back(std::move(d));
+  return Status::ok();
+}
+
+Status parse_disk_block(std::span<const uint8_t> p, const RecordContext& c, EpochMeta* m) {
+  if (m->header.minor < f::kMinorDisks) return bad(c.path, c.at, "disk block record in a format 1.0 file");
+  if (p.size() < f::kDiskBlockPrefix) return bad(c.path, c.at, "disk block record too short");
+  uint32_t disk = load_le<uint32_t>(p.data());
+  if (disk == 0 || disk > m->disks.size()) {
+    return bad(c.path, c.at, "disk block record for disk " + std::to_string(disk) + "; the epoch has " +
+                                 std::to_string(m->disks.size()) + " disks");
+  }
+  if (load_le<uint32_t>(p.data() + 4) != 0) return bad(c.path, c.at, "disk block record's reserved field is not 0");
+  return parse_block(p.subspan(f::kDiskBlockPrefix), RecordContext{c.path, c.at + f::kDiskBlockPrefix}, disk, m);
 }
 
 Status parse_state(std::span<const uint8_t> p, const RecordContext& c, EpochMeta* m) {
@@ -162,10 +237,12 @@ Status parse_state(std::span<const uint8_t> p, const RecordContext& c, EpochMeta
   return Status::ok();
 }
 
-// Checks that the blocks tile the data area exactly, so that every byte of the file is covered by a checksum.
+// Checks that the blocks tile the data area exactly, so that every byte of the file is covered by a checksum, and
+// that the statistics of the epoch (all spaces) and of each disk add up.
 Status check_block_layout(const EpochMeta& m, uint64_t meta_offset, const std::string& path) {
   uint64_t expect = f::kHeaderSize;
   EpochStats sum;
+  std::vector<DiskStats> disk_sums(m.disks.size());
   for (size_t i = 0; i < m.blocks.size(); ++i) {
     const BlockRef& b = m.blocks[i];
     if (b.offset != expect) {
@@ -173,15 +250,28 @@ Status check_block_layout(const EpochMeta& m, uint64_t meta_offset, const std::s
                                      ", expected " + std::to_string(expect));
     }
     expect += b.stored_len;
+    uint64_t zero = 0;
+    for (const PageRun& r : b.runs) zero += r.zero ? r.count : 0;
     sum.data_pages += b.data_pages;
-    for (const PageRun& r : b.runs) sum.zero_pages += r.zero ? r.count : 0;
+    sum.zero_pages += zero;
     sum.stored_bytes += b.stored_len;
+    if (b.space != f::kMemorySpace) {  // parse_disk_block checked it names a disk
+      DiskStats& d = disk_sums[b.space - 1];
+      d.data_blocks += b.data_pages;
+      d.zero_blocks += zero;
+      d.stored_bytes += b.stored_len;
+    }
   }
   if (expect != meta_offset) return bad(path, expect, "data blocks end before the metadata section");
   const EpochStats& s = m.stats;
   if (s.data_pages != sum.data_pages || s.zero_pages != sum.zero_pages || s.stored_bytes != sum.stored_bytes ||
       s.block_count != m.blocks.size() || s.raw_bytes != sum.data_pages * f::kPageSize) {
     return bad(path, meta_offset, "epoch statistics disagree with its blocks");
+  }
+  for (const DiskSpace& d : m.disks) {
+    if (d.stats != disk_sums[d.id - 1]) {
+      return bad(path, meta_offset, "disk " + std::to_string(d.id) + " statistics disagree with its blocks");
+    }
   }
   uint64_t state_bytes = 0;
   for (const StateBlob& st : m.states) state_bytes += st.data.size();
@@ -197,7 +287,7 @@ std::array<uint8_t, f::kHeaderSize> encode_header(const EpochHeader& h) {
   std::array<uint8_t, f::kHeaderSize> b{};
   std::memcpy(b.data(), f::kHeaderMagic, 8);
   store_le<uint16_t>(b.data() + f::kHdrMajor, f::kMajor);
-  store_le<uint16_t>(b.data() + f::kHdrMinor, f::kMinor);
+  store_le<uint16_t>(b.data() + f::kHdrMinor, h.minor);
   store_le<uint32_t>(b.data() + f::kHdrSize, f::kHeaderSize);
   store_le<uint64_t>(b.data() + f::kHdrStoreId, h.store_id);
   store_le<uint64_t>(b.data() + f::kHdrEpoch, h.epoch);
@@ -239,6 +329,7 @@ Result<EpochHeader> decode_header(std::span<const uint8_t> b, const std::string&
     return bad(path, f::kHdrGuestPages, "guest size of " + std::to_string(h.guest_pages) + " pages out of range");
   }
   h.kind = static_cast<EpochKind>(kind);
+  h.minor = minor;
   return h;
 }
 
@@ -285,7 +376,11 @@ Result<EpochFooter> decode_footer(std::span<const uint8_t> b, uint64_t file_size
 std::vector<uint8_t> encode_meta(const EpochMeta& m) {
   std::vector<uint8_t> out;
   append_record(out, f::RecordType::kEpoch, epoch_payload(m));
-  for (const BlockRef& b : m.blocks) append_record(out, f::RecordType::kBlock, block_payload(b));
+  for (const DiskSpace& d : m.disks) append_record(out, f::RecordType::kDisk, disk_payload(d));
+  for (const BlockRef& b : m.blocks) {
+    append_record(out, b.space == f::kMemorySpace ? f::RecordType::kBlock : f::RecordType::kDiskBlock,
+                  block_payload(b));
+  }
   for (const StateBlob& s : m.states) append_record(out, f::RecordType::kState, state_payload(s));
   return out;
 }
@@ -293,6 +388,7 @@ std::vector<uint8_t> encode_meta(const EpochMeta& m) {
 Status decode_meta(std::span<const uint8_t> bytes, uint64_t meta_offset, const std::string& path, EpochMeta* m) {
   size_t pos = 0;
   bool first = true;
+  bool disks_done = false;  // a record other than a disk record came after the epoch record
   while (pos < bytes.size()) {
     uint64_t at = meta_offset + pos;
     if (bytes.size() - pos < f::kRecordHeaderSize) return bad(path, at, "truncated record header");
@@ -304,15 +400,22 @@ Status decode_meta(std::span<const uint8_t> bytes, uint64_t meta_offset, const s
     }
     std::span<const uint8_t> payload = bytes.subspan(pos + f::kRecordHeaderSize, len);
     if (checksum64(payload.data(), len, record_seed(type, len)) != sum) return bad(path, at, "record checksum mismatch");
-    RecordContext c{path, at + f::kRecordHeaderSize, m->header.guest_pages};
+    RecordContext c{path, at + f::kRecordHeaderSize};
     bool is_epoch = type == static_cast<uint32_t>(f::RecordType::kEpoch);
     if (first != is_epoch) return bad(path, at, "the epoch record must come first, exactly once");
+    bool is_disk = type == static_cast<uint32_t>(f::RecordType::kDisk);
+    if (is_disk && disks_done) return bad(path, at, "a disk record must follow the epoch record or another disk record");
+    if (!first && !is_disk) disks_done = true;
     first = false;
-    Status s = is_epoch ? parse_epoch(payload, c, m)
-               : type == static_cast<uint32_t>(f::RecordType::kBlock) ? parse_block(payload, c, m)
-               : type == static_cast<uint32_t>(f::RecordType::kState) ? parse_state(payload, c, m)
-                                                                       : bad(path, at, "unknown record type " +
-                                                                                           std::to_string(type));
+    Status s;
+    switch (static_cast<f::RecordType>(type)) {
+      case f::RecordType::kEpoch: s = parse_epoch(payload, c, m); break;
+      case f::RecordType::kBlock: s = parse_block(payload, c, f::kMemorySpace, m); break;
+      case f::RecordType::kState: s = parse_state(payload, c, m); break;
+      case f::RecordType::kDisk: s = parse_disk(payload, c, m); break;
+      case f::RecordType::kDiskBlock: s = parse_disk_block(payload, c, m); break;
+      default: s = bad(path, at, "unknown record type " + std::to_string(type));
+    }
     CKPT_RETURN_IF_ERROR(s);
     pos += f::kRecordHeaderSize + len;
   }

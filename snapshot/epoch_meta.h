@@ -1,6 +1,6 @@
 // The decoded form of an epoch file's header, metadata records and footer, and their encoders/decoders.
 // Decoders trust nothing: every length is bounded, every checksum checked, every gfn range checked against the
-// guest size, and errors name the file and the byte offset.
+// guest size (every disk block range against its disk's size), and errors name the file and the byte offset.
 #pragma once
 
 #include <array>
@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "common/status.h"
+#include "snapshot/disk_space.h"
 #include "snapshot/format.h"
 
 namespace ckpt::snap {
@@ -22,6 +23,9 @@ struct EpochHeader {
   uint64_t epoch = 0;
   uint64_t guest_pages = 0;
   EpochKind kind = EpochKind::kDelta;
+  // The format minor version the file says it is: 0 without disks, kMinorDisks with (the writer sets it from the
+  // disks; the reader takes it from the file, and accepts disk records only in a file that says 1.1 or later).
+  uint16_t minor = 0;
 };
 
 struct EpochFooter {
@@ -33,8 +37,9 @@ struct EpochFooter {
   uint64_t file_length = 0;
 };
 
+// Consecutive pages of one address space: guest frames in memory, 4 KiB blocks on a disk.
 struct PageRun {
-  uint64_t first_gfn = 0;
+  uint64_t first_gfn = 0;  // the first gfn, or the first disk block in a disk's space
   uint32_t count = 0;
   bool zero = false;  // zero pages have no bytes in the block
   bool operator==(const PageRun&) const = default;
@@ -48,6 +53,7 @@ struct BlockRef {
   uint64_t stored_checksum = 0;  // XXH3_64 of the stored bytes
   uint64_t raw_checksum = 0;     // XXH3_64 of the raw data pages (equals stored_checksum for kRaw)
   std::vector<PageRun> runs;
+  uint32_t space = format::kMemorySpace;  // 0: guest memory (a kBlock record); else the disk id (kDiskBlock)
 };
 
 struct StateBlob {
@@ -55,6 +61,7 @@ struct StateBlob {
   std::vector<uint8_t> data;
 };
 
+// Counts every address space together: memory pages and disk blocks alike are pages here.
 struct EpochStats {
   uint64_t data_pages = 0;   // pages stored with bytes
   uint64_t zero_pages = 0;   // pages recorded as zero
@@ -72,12 +79,19 @@ struct EpochMeta {
   uint64_t timestamp_ns = 0;
   std::string tag;
   EpochStats stats;
-  std::vector<BlockRef> blocks;  // in write order; later blocks win over earlier ones for the same gfn
+  std::vector<DiskSpace> disks;  // ids 1..n in order; the same layout in every epoch of a chain
+  std::vector<BlockRef> blocks;  // in write order, all spaces; later blocks win over earlier ones for the same page
   std::vector<StateBlob> states;
   // From the commit record: together they identify this version of the file, so a reader that planned with this
   // metadata notices when compaction has replaced the file since (EpochFileCache).
   uint64_t file_length = 0;
   uint64_t meta_checksum = 0;
+
+  // Pages in address space `space` (guest pages, or the disk's blocks); 0 when the epoch has no such space.
+  uint64_t space_size(uint32_t space) const {
+    if (space == format::kMemorySpace) return header.guest_pages;
+    return space <= disks.size() ? disks[space - 1].blocks : 0;
+  }
 };
 
 std::array<uint8_t, format::kHeaderSize> encode_header(const EpochHeader& header);
@@ -87,7 +101,8 @@ std::array<uint8_t, format::kFooterSize> encode_footer(const EpochFooter& footer
 // `file_size` is the real size of the file, checked against the footer's own record of it.
 Result<EpochFooter> decode_footer(std::span<const uint8_t> bytes, uint64_t file_size, const std::string& path);
 
-// The metadata section of `meta` (epoch record, block records, state records), ready to write.
+// The metadata section of `meta` (epoch record, disk records, block and disk block records, state records), ready to
+// write.
 std::vector<uint8_t> encode_meta(const EpochMeta& meta);
 // Parses and checks a metadata section read from `path` at `meta_offset`. Fills everything but meta.header.
 Status decode_meta(std::span<const uint8_t> bytes, uint64_t meta_offset, const std::string& path, EpochMeta* meta);

@@ -36,6 +36,7 @@ struct EpochWriter::PendingBlock {
   ByteBuffer stored;
   std::vector<PageRun> runs;
   uint32_t data_pages = 0;
+  uint32_t space = f::kMemorySpace;
   Codec codec = Codec::kRaw;
   uint64_t stored_checksum = 0;
   uint64_t raw_checksum = 0;
@@ -61,7 +62,10 @@ EpochWriter::EpochWriter(Store& store, WriterResources& resources, EpochMeta met
       final_path_(std::move(final_path)),
       next_offset_(f::kHeaderSize),
       replacing_(replacing) {
-  if (meta_.header.kind == EpochKind::kBase) covered_.assign((meta_.header.guest_pages + 63) / 64, 0);
+  if (meta_.header.kind == EpochKind::kBase) {
+    covered_.emplace_back(meta_.header.guest_pages);
+    for (const DiskSpace& d : meta_.disks) covered_.emplace_back(d.blocks);
+  }
 }
 
 EpochWriter::~EpochWriter() { abort(); }
@@ -80,52 +84,83 @@ Status EpochWriter::fail(Status s) {
   return s;
 }
 
-Status EpochWriter::add_page(uint64_t gfn, const void* page) {
+Status EpochWriter::add_page(uint64_t gfn, const void* page) { return add(f::kMemorySpace, gfn, page); }
+
+Status EpochWriter::add_zero_pages(uint64_t first_gfn, uint64_t count) {
+  return add_zero(f::kMemorySpace, first_gfn, count);
+}
+
+// Space 0 is memory: a disk id of 0 is refused here, so that a caller's disk id never writes guest memory.
+Status EpochWriter::add_disk_block(uint32_t disk, uint64_t block, const void* data) {
+  if (disk == f::kMemorySpace) return invalid_argument("there is no disk 0; disk ids start at 1");
+  return add(disk, block, data);
+}
+
+Status EpochWriter::add_disk_zero_blocks(uint32_t disk, uint64_t first, uint64_t count) {
+  if (disk == f::kMemorySpace) return invalid_argument("there is no disk 0; disk ids start at 1");
+  return add_zero(disk, first, count);
+}
+
+Status EpochWriter::check_writable(uint32_t space, uint64_t first, uint64_t count, bool zero) const {
   if (!error_.is_ok()) return error_;
   if (finished_) return invalid_argument("epoch " + std::to_string(epoch()) + " is already committed or aborted");
-  if (gfn >= meta_.header.guest_pages) {
-    return invalid_argument("gfn " + std::to_string(gfn) + " is outside guest memory of " +
-                            std::to_string(meta_.header.guest_pages) + " pages");
+  if (space == f::kMemorySpace) {
+    if (zero && (first > meta_.header.guest_pages || count > meta_.header.guest_pages - first)) {
+      return invalid_argument("zero pages " + std::to_string(first) + " + " + std::to_string(count) +
+                              " reach outside guest memory of " + std::to_string(meta_.header.guest_pages) + " pages");
+    }
+    if (!zero && first >= meta_.header.guest_pages) {
+      return invalid_argument("gfn " + std::to_string(first) + " is outside guest memory of " +
+                              std::to_string(meta_.header.guest_pages) + " pages");
+    }
+    return Status::ok();
   }
-  // A full block is sealed when the next page arrives, not when it fills: the last block of an epoch is then
-  // always sealed by commit(), which may compress it right there.
-  if (data_pages_ == f::kMaxDataPagesPerBlock || runs_.size() == f::kMaxRunsPerBlock) {
-    CKPT_RETURN_IF_ERROR(seal_block());
+  if (space > meta_.disks.size()) {
+    return invalid_argument("epoch " + std::to_string(epoch()) + " has no disk " + std::to_string(space) + " (it has " +
+                            std::to_string(meta_.disks.size()) + " disks)");
   }
-  if (!covered_.empty()) {
-    uint64_t bit = uint64_t{1} << (gfn % 64);
-    if (!(covered_[gfn / 64] & bit)) ++covered_count_;
-    covered_[gfn / 64] |= bit;
+  const DiskSpace& d = meta_.disks[space - 1];
+  if (first > d.blocks || count > d.blocks - first) {
+    return invalid_argument((zero ? "zero blocks " + std::to_string(first) + " + " + std::to_string(count) + " reach"
+                                  : "block " + std::to_string(first) + " is") +
+                            " outside disk " + std::to_string(d.id) + " '" + d.name + "' of " +
+                            std::to_string(d.blocks) + " blocks");
   }
-  bool zero = is_zero_page(page);
-  if (!zero) std::memcpy(raw_.data() + size_t{data_pages_} * f::kPageSize, page, f::kPageSize);
-  data_pages_ += zero ? 0 : 1;
-  append_run(runs_, gfn, zero);
   return Status::ok();
 }
 
-Status EpochWriter::add_zero_pages(uint64_t first_gfn, uint64_t count) {
-  if (!error_.is_ok()) return error_;
-  if (finished_) return invalid_argument("epoch " + std::to_string(epoch()) + " is already committed or aborted");
-  if (first_gfn > meta_.header.guest_pages || count > meta_.header.guest_pages - first_gfn) {
-    return invalid_argument("zero pages " + std::to_string(first_gfn) + " + " + std::to_string(count) +
-                            " reach outside guest memory of " + std::to_string(meta_.header.guest_pages) + " pages");
+Status EpochWriter::add(uint32_t space, uint64_t page, const void* data) {
+  CKPT_RETURN_IF_ERROR(check_writable(space, page, 1, false));
+  // A full block is sealed when the next page arrives, not when it fills: the last block of an epoch is then
+  // always sealed by commit(), which may compress it right there. A block holds one space's pages.
+  if (space != space_ || data_pages_ == f::kMaxDataPagesPerBlock || runs_.size() == f::kMaxRunsPerBlock) {
+    CKPT_RETURN_IF_ERROR(seal_block());
   }
+  space_ = space;
+  if (!covered_.empty()) covered_[space].set(page);
+  bool zero = is_zero_page(data);
+  if (!zero) std::memcpy(raw_.data() + size_t{data_pages_} * f::kPageSize, data, f::kPageSize);
+  data_pages_ += zero ? 0 : 1;
+  append_run(runs_, page, zero);
+  return Status::ok();
+}
+
+Status EpochWriter::add_zero(uint32_t space, uint64_t first, uint64_t count) {
+  CKPT_RETURN_IF_ERROR(check_writable(space, first, count, true));
+  if (count == 0) return Status::ok();
+  if (space != space_) CKPT_RETURN_IF_ERROR(seal_block());
+  space_ = space;
+  if (!covered_.empty()) covered_[space].set_range(first, count);
   while (count > 0) {
     if (runs_.size() == f::kMaxRunsPerBlock) CKPT_RETURN_IF_ERROR(seal_block());
     uint32_t n = static_cast<uint32_t>(std::min<uint64_t>(count, UINT32_MAX));
-    for (uint64_t gfn = first_gfn; !covered_.empty() && gfn < first_gfn + n; ++gfn) {
-      uint64_t bit = uint64_t{1} << (gfn % 64);
-      if (!(covered_[gfn / 64] & bit)) ++covered_count_;
-      covered_[gfn / 64] |= bit;
-    }
     PageRun* last = runs_.empty() ? nullptr : &runs_.back();
-    if (last && last->zero && last->first_gfn + last->count == first_gfn && uint64_t{last->count} + n <= UINT32_MAX) {
+    if (last && last->zero && last->first_gfn + last->count == first && uint64_t{last->count} + n <= UINT32_MAX) {
       last->count += n;
     } else {
-      runs_.push_back(PageRun{first_gfn, n, true});
+      runs_.push_back(PageRun{first, n, true});
     }
-    first_gfn += n;
+    first += n;
     count -= n;
   }
   return Status::ok();
@@ -147,6 +182,7 @@ Status EpochWriter::seal_block(bool last) {
   auto block = std::make_shared<PendingBlock>();
   block->runs = std::move(runs_);
   block->data_pages = data_pages_;
+  block->space = space_;
   runs_.clear();
   data_pages_ = 0;
   if (block->data_pages == 0) {
@@ -209,15 +245,23 @@ Status EpochWriter::write_finished_blocks(bool wait_for_all) {
     in_flight_.pop_front();
     if (!head->status.is_ok()) return fail(head->status);
     BlockRef ref{next_offset_, static_cast<uint32_t>(head->stored.size()), head->data_pages, head->codec,
-                 head->stored_checksum, head->raw_checksum, std::move(head->runs)};
+                 head->stored_checksum, head->raw_checksum, std::move(head->runs), head->space};
     if (ref.stored_len > 0) CKPT_RETURN_IF_ERROR(fail(file_->write(next_offset_, std::move(head->stored))));
     next_offset_ += ref.stored_len;
     EpochStats& s = meta_.stats;
     s.data_pages += ref.data_pages;
     s.raw_bytes += uint64_t{ref.data_pages} * f::kPageSize;
     s.stored_bytes += ref.stored_len;
-    for (const PageRun& r : ref.runs) s.zero_pages += r.zero ? r.count : 0;
+    uint64_t zero = 0;
+    for (const PageRun& r : ref.runs) zero += r.zero ? r.count : 0;
+    s.zero_pages += zero;
     ++s.block_count;
+    if (ref.space != f::kMemorySpace) {
+      DiskStats& d = meta_.disks[ref.space - 1].stats;
+      d.data_blocks += ref.data_pages;
+      d.zero_blocks += zero;
+      d.stored_bytes += ref.stored_len;
+    }
     meta_.blocks.push_back(std::move(ref));
   }
   return Status::ok();
@@ -251,11 +295,7 @@ Status EpochWriter::publish() {
 Result<std::shared_ptr<const EpochMeta>> EpochWriter::commit() {
   if (finished_) return invalid_argument("epoch " + std::to_string(epoch()) + " is already committed or aborted");
   if (!error_.is_ok()) return error_;
-  if (!covered_.empty() && covered_count_ != meta_.header.guest_pages) {
-    return fail(invalid_argument("base epoch " + std::to_string(epoch()) + " lacks " +
-                                 std::to_string(meta_.header.guest_pages - covered_count_) +
-                                 " guest pages; a base must hold every page"));
-  }
+  CKPT_RETURN_IF_ERROR(fail(check_complete()));
   CKPT_RETURN_IF_ERROR(fail(seal_block(/*last=*/true)));
   CKPT_RETURN_IF_ERROR(fail(write_finished_blocks(true)));
   CKPT_RETURN_IF_ERROR(fail(write_metadata_and_footer()));
@@ -268,6 +308,25 @@ Result<std::shared_ptr<const EpochMeta>> EpochWriter::commit() {
   if (!replacing_) store_.writer_finished();
   if (!published.is_ok()) return published;
   return committed;
+}
+
+// A base must hold every page of memory and every block of every disk: restore reads nothing older.
+Status EpochWriter::check_complete() const {
+  for (uint32_t space = 0; space < covered_.size(); ++space) {
+    const PageBitmap& covered = covered_[space];
+    if (covered.full()) continue;
+    uint64_t missing = covered.size() - covered.count(), first = covered.first_clear();
+    if (space == f::kMemorySpace) {
+      return invalid_argument("base epoch " + std::to_string(epoch()) + " lacks " + std::to_string(missing) +
+                              " guest pages (the first is gfn " + std::to_string(first) +
+                              "); a base must hold every page");
+    }
+    const DiskSpace& d = meta_.disks[space - 1];
+    return invalid_argument("base epoch " + std::to_string(epoch()) + " lacks " + std::to_string(missing) +
+                            " blocks of disk " + std::to_string(d.id) + " '" + d.name + "' (the first is block " +
+                            std::to_string(first) + "); a base must hold every block of every disk");
+  }
+  return Status::ok();
 }
 
 void EpochWriter::abort() {

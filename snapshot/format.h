@@ -9,7 +9,10 @@ namespace ckpt::snap::format {
 
 // Versioning: a reader accepts files whose major equals kMajor and whose minor is <= kMinor.
 inline constexpr uint16_t kMajor = 1;
-inline constexpr uint16_t kMinor = 0;
+inline constexpr uint16_t kMinor = 1;
+// 1.1 added guest disks (kDisk, kDiskBlock records). A file without disks is written as 1.0, byte for byte what a
+// 1.0 writer wrote, so that older readers keep reading stores of VMs without disks.
+inline constexpr uint16_t kMinorDisks = 1;
 
 inline constexpr uint32_t kPageSize = 4096;
 
@@ -48,6 +51,9 @@ enum class RecordType : uint32_t {
   kEpoch = 1,  // epoch identity, chain links, timestamp, stats, tag; always the first record
   kBlock = 2,  // one data block: where it is, how it is coded, checksums, the gfn runs it covers
   kState = 3,  // one named opaque state blob (vCPU, VM, device state), stored inline
+  // Since 1.1:
+  kDisk = 4,       // one guest disk: id, flags, size, its statistics in this epoch, name; right after kEpoch
+  kDiskBlock = 5,  // one data block of a disk: disk id, reserved, then exactly a kBlock payload over disk blocks
 };
 
 // kEpoch payload: fixed part, then the tag bytes
@@ -67,6 +73,17 @@ inline constexpr uint32_t kRunZero = 1u << 0;  // run flag: these pages are all 
 // kState payload: u32 name length, name, then the blob
 inline constexpr uint32_t kStateRecordFixed = 4;
 
+// kDisk payload: u32 id, u32 flags, u64 size in blocks, u64 data blocks, u64 zero blocks, u64 stored bytes,
+// u32 name length, then the name. A disk block is kPageSize bytes, so disk blocks share the memory blocks' coding.
+inline constexpr uint32_t kDiskRecordFixed = 4 + 4 + 8 * 4 + 4;
+inline constexpr uint32_t kDiskReadOnly = 1u << 0;  // disk flag: the guest sees the disk read-only
+
+// kDiskBlock payload: u32 disk id, u32 reserved (0), then a kBlock payload whose runs index the disk's blocks
+inline constexpr uint32_t kDiskBlockPrefix = 4 + 4;
+
+// Address spaces of a block: 0 is guest memory, 1..kMaxDisks the disk of that id.
+inline constexpr uint32_t kMemorySpace = 0;
+
 // ---- hard limits on anything read from disk (a corrupt length must not become a huge allocation) ----
 inline constexpr uint32_t kMaxDataPagesPerBlock = 64;      // 256 KiB of raw data per block
 inline constexpr uint32_t kMaxRunsPerBlock = 4096;
@@ -75,5 +92,8 @@ inline constexpr uint64_t kMaxMetaLength = 1ull << 30;     // 1 GiB
 inline constexpr uint64_t kMaxGuestPages = 1ull << 40;     // 4 PiB of guest memory
 inline constexpr uint32_t kMaxTagLength = 256;
 inline constexpr uint32_t kMaxStateNameLength = 256;
+inline constexpr uint32_t kMaxDisks = 16;                  // disks per epoch, ids 1..16
+inline constexpr uint64_t kMaxDiskBlocks = 1ull << 40;     // 4 PiB per disk
+inline constexpr uint32_t kMaxDiskNameLength = 256;
 
 }  // namespace ckpt::snap::format

@@ -20,19 +20,12 @@
 #include "snapshot/epoch_file.h"
 #include "snapshot/epoch_file_cache.h"
 #include "snapshot/restore_plan.h"
+#include "snapshot/restore_space.h"
 
 namespace ckpt::snap {
 namespace f = format;
 
 namespace {
-
-// Where restored pages go. Called from several threads for disjoint gfn ranges.
-class PageSink {
- public:
-  virtual ~PageSink() = default;
-  virtual Status put(uint64_t first_gfn, uint32_t count, const uint8_t* data) = 0;
-  virtual Status zero(uint64_t first_gfn, uint64_t count) = 0;
-};
 
 class MemorySink final : public PageSink {
  public:
@@ -51,46 +44,48 @@ class MemorySink final : public PageSink {
   bool zeroed_;
 };
 
-class FileSink final : public PageSink {
- public:
-  FileSink(int fd, std::string path) : fd_(fd), path_(std::move(path)) {}
-  Status put(uint64_t gfn, uint32_t count, const uint8_t* data) override {
-    size_t length = size_t{count} * f::kPageSize;
-    uint64_t offset = gfn * f::kPageSize;
-    for (size_t done = 0; done < length;) {
-      ssize_t n = ::pwrite(fd_, data + done, length - done, static_cast<off_t>(offset + done));
-      if (n < 0 && errno == EINTR) continue;
-      if (n <= 0) return Status::from_errno(n < 0 ? errno : EIO, "pwrite " + path_ + " offset " +
-                                                                     std::to_string(offset + done));
-      done += static_cast<size_t>(n);
+}  // namespace
+
+Status FdSink::write_all(const uint8_t* data, size_t length, uint64_t offset) {
+  for (size_t done = 0; done < length;) {
+    ssize_t n = ::pwrite(fd_, data + done, length - done, static_cast<off_t>(offset + done));
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) {
+      return Status::from_errno(n < 0 ? errno : EIO, "pwrite " + path_ + " offset " + std::to_string(offset + done));
     }
-    return Status::ok();
+    done += static_cast<size_t>(n);
   }
-  Status zero(uint64_t, uint64_t) override { return Status::ok(); }  // the file was truncated: holes read as zero
+  return Status::ok();
+}
 
- private:
-  int fd_;
-  std::string path_;
-};
+Status FdSink::put(uint64_t first, uint32_t count, const uint8_t* data) {
+  return write_all(data, size_t{count} * f::kPageSize, first * f::kPageSize);
+}
 
-// `sink_pages` is what the destination holds. Every gfn is bounds-checked against the epoch's guest size when its
-// metadata is decoded, so the two must agree: a store whose epochs differ in size cannot make a restore write past
-// the destination.
-Result<RestoreStats> restore(FileSystem& fs, const Catalog& catalog, uint64_t epoch, PageSink& sink,
-                             uint64_t sink_pages, const RestoreOptions& options) {
+// A store whose epochs differ in size cannot make a restore write past the destination: the sizes are compared
+// here, and plan_restore checks every link against the newest.
+Result<RestoreStats> restore_space(FileSystem& fs, const Catalog& catalog, uint64_t epoch, uint32_t space,
+                                   PageSink& sink, uint64_t sink_pages, const RestoreOptions& options) {
   CKPT_ASSIGN_OR_RETURN(auto chain, catalog.chain(epoch));
-  uint64_t guest_pages = chain.front()->header.guest_pages;
-  if (guest_pages != sink_pages) {
-    return invalid_argument("epoch " + std::to_string(epoch) + " holds a guest of " + std::to_string(guest_pages) +
-                            " pages; the restore destination holds " + std::to_string(sink_pages));
+  uint64_t space_pages = chain.front()->space_size(space);  // 0 for a disk the epoch lacks: plan_restore says so
+  if (space_pages != 0 && space_pages != sink_pages) {
+    return invalid_argument(space == f::kMemorySpace
+                                ? "epoch " + std::to_string(epoch) + " holds a guest of " +
+                                      std::to_string(space_pages) + " pages; the restore destination holds " +
+                                      std::to_string(sink_pages)
+                                : "disk " + std::to_string(space) + " of epoch " + std::to_string(epoch) + " has " +
+                                      std::to_string(space_pages) + " blocks; the restore destination holds " +
+                                      std::to_string(sink_pages));
   }
-  CKPT_ASSIGN_OR_RETURN(RestorePlan plan, plan_restore(chain, guest_pages));
+  CKPT_ASSIGN_OR_RETURN(RestorePlan plan, plan_restore(chain, space));
+  const uint64_t total = plan.pages;
+  CKPT_RETURN_IF_ERROR(sink.prepare(total));
 
   // Opened on demand, a few at a time: a chain may be far longer than the process may hold files open.
   std::vector<std::string> paths;
   for (const auto& link : chain) paths.push_back(catalog.path_of(link->header.epoch));
   EpochFileCache files(fs);
-  for (const auto& [gfn, count] : plan.zero_runs) CKPT_RETURN_IF_ERROR(sink.zero(gfn, count));
+  for (const auto& [first, count] : plan.zero_runs) CKPT_RETURN_IF_ERROR(sink.zero(first, count));
 
   ThreadPool pool(options.threads, "ckpt-restore");
   struct WorkerState {
@@ -129,16 +124,15 @@ Result<RestoreStats> restore(FileSystem& fs, const Catalog& catalog, uint64_t ep
     ++stats.blocks_read;
     stats.bytes_read += block.stored_len;
     pages_done += static_cast<uint64_t>(__builtin_popcountll(task.wanted));
-    if (options.progress && (stats.blocks_read % 64 == 0 || pages_done == guest_pages)) {
-      options.progress(pages_done, guest_pages);
-    }
+    if (options.progress && (stats.blocks_read % 64 == 0 || pages_done == total)) options.progress(pages_done, total);
   });
-  if (!error.is_ok()) return error.with_context("restore epoch " + std::to_string(epoch));
-  if (options.progress) options.progress(guest_pages, guest_pages);
+  if (!error.is_ok()) {
+    std::string what = space == f::kMemorySpace ? "" : " disk " + std::to_string(space);
+    return error.with_context("restore epoch " + std::to_string(epoch) + what);
+  }
+  if (options.progress) options.progress(total, total);
   return stats;
 }
-
-}  // namespace
 
 Result<RestoreStats> restore_to_memory(FileSystem& fs, const Catalog& catalog, uint64_t epoch,
                                        std::span<uint8_t> memory, const RestoreOptions& options) {
@@ -146,7 +140,7 @@ Result<RestoreStats> restore_to_memory(FileSystem& fs, const Catalog& catalog, u
     return invalid_argument("restore buffer of " + std::to_string(memory.size()) + " bytes is not whole pages");
   }
   MemorySink sink(memory, options.memory_is_zeroed);
-  return restore(fs, catalog, epoch, sink, memory.size() / f::kPageSize, options);
+  return restore_space(fs, catalog, epoch, f::kMemorySpace, sink, memory.size() / f::kPageSize, options);
 }
 
 Result<uint64_t> guest_pages_of(const Catalog& catalog, uint64_t epoch) {
@@ -187,10 +181,9 @@ Status check_restore_target(const std::string& store_dir, const std::string& pat
 
 }  // namespace
 
-Result<RestoreStats> restore_to_file(FileSystem& fs, const Catalog& catalog, uint64_t epoch, const std::string& path,
-                                     const RestoreOptions& options) {
-  CKPT_RETURN_IF_ERROR(check_restore_target(catalog.dir(), path));
-  CKPT_ASSIGN_OR_RETURN(uint64_t guest_pages, guest_pages_of(catalog, epoch));
+Result<RestoreStats> write_image_file(const std::string& store_dir, const std::string& path, uint64_t bytes,
+                                      const std::function<Result<RestoreStats>(int fd, const std::string& temp)>& fill) {
+  CKPT_RETURN_IF_ERROR(check_restore_target(store_dir, path));
   // Written under a temporary name beside the target and renamed over it only once every block passed its
   // checksums and the data is durable: a restore that fails half way leaves an existing file as it was.
   std::string temp = path + ".ckpt-restore-XXXXXX";
@@ -210,16 +203,24 @@ Result<RestoreStats> restore_to_file(FileSystem& fs, const Catalog& catalog, uin
     return Status::from_errno(errno, "chmod " + temp);
   }
   if (replaces) (void)::fchown(fd.get(), existing.st_uid, existing.st_gid);
-  uint64_t bytes = guest_pages * f::kPageSize;
   if (::ftruncate(fd.get(), static_cast<off_t>(bytes)) != 0) return Status::from_errno(errno, "ftruncate " + temp);
-  FileSink sink(fd.get(), temp);
-  CKPT_ASSIGN_OR_RETURN(RestoreStats stats, restore(fs, catalog, epoch, sink, guest_pages, options));
+  CKPT_ASSIGN_OR_RETURN(RestoreStats stats, fill(fd.get(), temp));
   if (::fsync(fd.get()) != 0) return Status::from_errno(errno, "fsync " + temp);
   if (::rename(temp.c_str(), path.c_str()) != 0) return Status::from_errno(errno, "rename " + temp + " to " + path);
   guard.keep = true;
   UniqueFd dir(::open(parent_dir(path).c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
   if (dir.valid()) ::fsync(dir.get());  // the rename's durability; the image itself is already on disk
   return stats;
+}
+
+Result<RestoreStats> restore_to_file(FileSystem& fs, const Catalog& catalog, uint64_t epoch, const std::string& path,
+                                     const RestoreOptions& options) {
+  CKPT_ASSIGN_OR_RETURN(uint64_t guest_pages, guest_pages_of(catalog, epoch));
+  // A fresh, sized file reads as zero: zero pages are left to the file system's zero fill.
+  return write_image_file(catalog.dir(), path, guest_pages * f::kPageSize, [&](int fd, const std::string& temp) {
+    FdSink sink(fd, temp);
+    return restore_space(fs, catalog, epoch, f::kMemorySpace, sink, guest_pages, options);
+  });
 }
 
 }  // namespace ckpt::snap

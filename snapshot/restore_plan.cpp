@@ -3,15 +3,41 @@
 #include <algorithm>
 #include <string>
 
+#include "snapshot/page_bitmap.h"
+
 namespace ckpt::snap {
 
-Result<RestorePlan> plan_restore(const std::vector<std::shared_ptr<const EpochMeta>>& chain, uint64_t guest_pages) {
-  std::vector<uint64_t> claimed((guest_pages + 63) / 64, 0);
+namespace {
+
+std::string space_name(uint32_t space) {
+  return space == format::kMemorySpace ? "guest memory" : "disk " + std::to_string(space);
+}
+
+}  // namespace
+
+Result<RestorePlan> plan_restore(const std::vector<std::shared_ptr<const EpochMeta>>& chain, uint32_t space) {
+  if (chain.empty()) return invalid_argument("plan a restore of an empty chain");
+  const EpochMeta& newest = *chain.front();
   RestorePlan plan;
+  plan.pages = newest.space_size(space);
+  if (plan.pages == 0) {
+    return not_found("epoch " + std::to_string(newest.header.epoch) + " has no disk " + std::to_string(space) +
+                     " (it has " + std::to_string(newest.disks.size()) + " disks)");
+  }
+  // Every run was checked against its own epoch's size of the space when its metadata was read; the same size in
+  // every link keeps all of them inside `claimed` (Catalog::chain checks this too, but a plan must not trust it).
+  for (const auto& link : chain) {
+    if (link->space_size(space) != plan.pages) {
+      return corruption("epoch " + std::to_string(link->header.epoch) + " has another size of " + space_name(space) +
+                        " than epoch " + std::to_string(newest.header.epoch) + " in the chain of the latter");
+    }
+  }
+  PageBitmap claimed(plan.pages);
   for (size_t link = 0; link < chain.size(); ++link) {
     const EpochMeta& meta = *chain[link];
     for (size_t b = meta.blocks.size(); b-- > 0;) {
       const BlockRef& block = meta.blocks[b];
+      if (block.space != space) continue;
       uint64_t wanted = 0;
       uint32_t data_index = block.data_pages;
       for (size_t r = block.runs.size(); r-- > 0;) {
@@ -19,9 +45,7 @@ Result<RestorePlan> plan_restore(const std::vector<std::shared_ptr<const EpochMe
         if (!run.zero) data_index -= run.count;
         for (uint32_t i = run.count; i-- > 0;) {
           uint64_t gfn = run.first_gfn + i;
-          uint64_t bit = uint64_t{1} << (gfn % 64);
-          if (claimed[gfn / 64] & bit) continue;
-          claimed[gfn / 64] |= bit;
+          if (!claimed.set(gfn)) continue;
           if (!run.zero) {
             wanted |= uint64_t{1} << (data_index + i);
             ++plan.data_pages;
@@ -38,13 +62,12 @@ Result<RestorePlan> plan_restore(const std::vector<std::shared_ptr<const EpochMe
       if (wanted != 0) plan.tasks.push_back(BlockTask{link, b, wanted});
     }
   }
-  if (plan.data_pages + plan.zero_pages != guest_pages) {
-    for (uint64_t w = 0; w < claimed.size(); ++w) {
-      if (~claimed[w] == 0) continue;
-      uint64_t gfn = w * 64 + static_cast<uint64_t>(__builtin_ctzll(~claimed[w]));
-      return corruption("the chain of epoch " + std::to_string(chain.front()->header.epoch) +
-                        " holds no content for gfn " + std::to_string(gfn) + " (its base is incomplete)");
-    }
+  if (!claimed.full()) {
+    std::string page = space == format::kMemorySpace ? "gfn " + std::to_string(claimed.first_clear())
+                                                     : "block " + std::to_string(claimed.first_clear()) + " of disk " +
+                                                           std::to_string(space);
+    return corruption("the chain of epoch " + std::to_string(newest.header.epoch) + " holds no content for " + page +
+                      " (its base is incomplete)");
   }
   // Read each file front to back: oldest epoch first, blocks in file order.
   std::sort(plan.tasks.begin(), plan.tasks.end(), [](const BlockTask& a, const BlockTask& b) {

@@ -146,6 +146,7 @@ Result<std::unique_ptr<EpochWriter>> Store::begin(EpochKind kind, uint64_t epoch
                                                   uint64_t guest_pages, const EpochOptions& options, bool replacing) {
   if (options.tag.size() > f::kMaxTagLength) return invalid_argument("tag longer than 256 bytes");
   EpochMeta meta;
+  CKPT_ASSIGN_OR_RETURN(meta.disks, disks_from_specs(options.disks));
   {
     std::lock_guard lock(mu_);
     if (!replacing && writer_active_) {
@@ -153,6 +154,8 @@ Result<std::unique_ptr<EpochWriter>> Store::begin(EpochKind kind, uint64_t epoch
     }
     meta.header = EpochHeader{catalog_.store_id(), epoch, guest_pages, kind};
   }
+  // 1.0 without disks: older readers keep reading stores of VMs that have none.
+  meta.header.minor = meta.disks.empty() ? 0 : f::kMinorDisks;
   if (meta.header.store_id == 0 && options_.store_id) meta.header.store_id = *options_.store_id;
   if (meta.header.store_id == 0) {
     std::random_device random;
@@ -203,6 +206,7 @@ Result<std::unique_ptr<EpochWriter>> Store::begin_base(uint64_t guest_pages, Epo
 
 Result<std::unique_ptr<EpochWriter>> Store::begin_delta(EpochOptions options) {
   uint64_t parent, epoch, floor, guest_pages;
+  std::vector<DiskSpace> parent_disks;
   {
     std::lock_guard lock(mu_);
     if (catalog_.empty()) return invalid_argument("store " + dir_ + " has no base epoch to build a delta on");
@@ -214,6 +218,18 @@ Result<std::unique_ptr<EpochWriter>> Store::begin_delta(EpochOptions options) {
     epoch = *catalog_.newest() + 1;
     floor = catalog_.floor();
     guest_pages = catalog_.guest_pages();
+    parent_disks = it->second.meta->disks;
+  }
+  // Every link of a chain has the same disks (restore reads a disk's blocks from any of them).
+  if (options.disks.empty()) {
+    options.disks = disk_specs(parent_disks);
+  } else {
+    CKPT_ASSIGN_OR_RETURN(std::vector<DiskSpace> disks, disks_from_specs(options.disks));
+    if (!same_disk_layout(disks, parent_disks)) {
+      return invalid_argument("epoch " + std::to_string(epoch) + " would have " + describe_disks(disks) +
+                              ", its parent epoch " + std::to_string(parent) + " has " +
+                              describe_disks(parent_disks) + "; every epoch of a chain has the same disks");
+    }
   }
   options.parent = parent;
   return begin(EpochKind::kDelta, epoch, parent, floor, guest_pages, options, /*replacing=*/false);

@@ -79,16 +79,19 @@ class Store {
   std::vector<std::pair<uint64_t, CatalogEntry>> entries_after(std::optional<uint64_t> after, size_t limit,
                                                                bool* more) const;
 
-  // Starts the first epoch of an empty store (epoch 0), or a new full snapshot after the newest epoch. The caller
-  // must add every page of the guest; commit() refuses an incomplete base.
+  // Starts the first epoch of an empty store (epoch 0), or a new full snapshot after the newest epoch, with the
+  // disks options.disks names (a new base, unlike a delta, may change them). The caller must add every page of the
+  // guest and every block of every disk; commit() refuses an incomplete base.
   Result<std::unique_ptr<EpochWriter>> begin_base(uint64_t guest_pages, EpochOptions options = {});
-  // Starts a delta after the newest epoch; its parent is options.parent or the newest epoch.
+  // Starts a delta after the newest epoch; its parent is options.parent or the newest epoch. It has the parent's
+  // disks: options.disks empty inherits them, and any other disks than the parent's are refused.
   Result<std::unique_ptr<EpochWriter>> begin_delta(EpochOptions options = {});
 
   // Maintenance (one thread at a time, concurrent with epoch writes).
-  // Rewrites epoch k, a delta, as a base holding the same memory, state, tag and timestamp, and publishes it under
-  // k's own name (an atomic replace): chains through k now end there. Nothing is removed. Streams the chain block by
-  // block, so memory stays at a few blocks whatever the guest size. A no-op when k is a base already.
+  // Rewrites epoch k, a delta, as a base holding the same memory, disks, state, tag and timestamp, and publishes it
+  // under k's own name (an atomic replace): chains through k now end there. Nothing is removed. Streams the chain
+  // block by block, so memory stays at a few blocks whatever the guest and disk sizes. A no-op when k is a base
+  // already.
   // `cancel`, when given and set, stops the rebase early (kAborted; nothing changed).
   Status rebase(uint64_t k, const std::atomic<bool>* cancel = nullptr);
   // Folds epochs <= k into a new base at epoch k, atomically; epochs > k stay restorable, older ones are removed.

@@ -10,6 +10,7 @@
 #include "snapshot/block_codec.h"
 #include "snapshot/epoch_file.h"
 #include "snapshot/epoch_file_cache.h"
+#include "snapshot/page_bitmap.h"
 
 namespace ckpt::snap {
 namespace f = format;
@@ -36,26 +37,33 @@ Result<std::set<uint64_t>> select_epochs(const Catalog& catalog, const VerifyOpt
   return epochs;
 }
 
-// A base must hold every gfn (at least once; a later copy in the same epoch wins).
+// A base must hold every gfn and every block of every disk (at least once; a later copy in the same epoch wins).
 Status check_base_complete(const EpochMeta& meta, const std::string& path) {
-  std::vector<uint64_t> seen((meta.header.guest_pages + 63) / 64, 0);
-  uint64_t count = 0;
+  std::vector<PageBitmap> seen;
+  seen.emplace_back(meta.header.guest_pages);
+  for (const DiskSpace& d : meta.disks) seen.emplace_back(d.blocks);
   for (const BlockRef& b : meta.blocks) {
-    for (const PageRun& r : b.runs) {
-      for (uint64_t g = r.first_gfn; g < r.first_gfn + r.count; ++g) {
-        uint64_t bit = uint64_t{1} << (g % 64);
-        count += (seen[g / 64] & bit) ? 0 : 1;
-        seen[g / 64] |= bit;
-      }
-    }
+    // Runs were checked against their space's size when the metadata was read.
+    for (const PageRun& r : b.runs) seen[b.space].set_range(r.first_gfn, r.count);
   }
-  if (count == meta.header.guest_pages) return Status::ok();
-  return corruption(path + ": base epoch " + std::to_string(meta.header.epoch) + " covers " + std::to_string(count) +
-                    " of " + std::to_string(meta.header.guest_pages) + " guest pages");
+  if (!seen[0].full()) {
+    return corruption(path + ": base epoch " + std::to_string(meta.header.epoch) + " covers " +
+                      std::to_string(seen[0].count()) + " of " + std::to_string(meta.header.guest_pages) +
+                      " guest pages");
+  }
+  for (const DiskSpace& d : meta.disks) {
+    const PageBitmap& disk = seen[d.id];
+    if (disk.full()) continue;
+    return corruption(path + ": base epoch " + std::to_string(meta.header.epoch) + " covers " +
+                      std::to_string(disk.count()) + " of " + std::to_string(d.blocks) + " blocks of disk " +
+                      std::to_string(d.id) + " '" + d.name + "' (block " + std::to_string(disk.first_clear()) +
+                      " is missing)");
+  }
+  return Status::ok();
 }
 
 // Whether each epoch's chain down to a base is whole (every link present and readable, one store, one guest
-// size), worked out oldest first from the parent's answer: checking every epoch is linear in their number, however
+// size, one set of disks), worked out oldest first from the parent's answer: checking every epoch is linear in their number, however
 // long the chains are. A broken chain names the first bad link, as Catalog::chain does.
 class ChainCheck {
  public:
@@ -86,6 +94,12 @@ class ChainCheck {
       return {meta.parent, corruption(parent->second.path + " offset 0: epoch " + std::to_string(meta.parent) +
                                       " belongs to another store or guest size than epoch " +
                                       std::to_string(epoch))};
+    }
+    if (!same_disk_layout(parent->second.meta->disks, meta.disks)) {
+      return {meta.parent, corruption(parent->second.path + ": epoch " + std::to_string(meta.parent) + " has " +
+                                      describe_disks(parent->second.meta->disks) + ", its child epoch " +
+                                      std::to_string(epoch) + " has " + describe_disks(meta.disks) +
+                                      "; a chain keeps its disks")};
     }
     return broken_link_.at(meta.parent);  // the parent is older, so already known
   }

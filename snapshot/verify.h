@@ -1,6 +1,7 @@
-// Checks a store offline: every checksum of every epoch file (header, data blocks before and after decoding,
-// metadata records, commit record) and the chain's structure (parents present, one store, one guest size, bases
-// complete).
+// Checks a store offline: every checksum of every epoch file (header, data blocks of memory and disks before and
+// after decoding, metadata records, commit record), the statistics (checked when the metadata is read), and the
+// chain's structure (parents present, one store, one guest size, one set of disks per chain, bases complete in
+// memory and on every disk).
 #pragma once
 
 #include <cstdint>
