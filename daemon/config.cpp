@@ -7,6 +7,7 @@
 #include <CLI/CLI.hpp>
 #include <cerrno>
 #include <charconv>
+#include <set>
 #include <sstream>
 
 #include "common/log.h"
@@ -26,7 +27,18 @@ struct Setting {
   bool reloadable;       // SIGHUP applies a new value without a restart
   bool flag;             // a boolean: --key alone on the command line means true
   Apply apply;
+  // May be given more than once: each `key = value` line of the file and each --key adds one value; the values
+  // are kept one per line (no value can hold a newline). The command line's replace the file's.
+  bool repeatable = false;
 };
+
+// The lines of a repeatable setting's text.
+std::vector<std::string> lines_of(const std::string& text) {
+  std::vector<std::string> lines;
+  std::istringstream in(text);
+  for (std::string line; std::getline(in, line);) lines.push_back(line);
+  return lines;
+}
 
 Result<uint64_t> parse_u64(const std::string& text, uint64_t min, uint64_t max) {
   uint64_t v = 0;
@@ -113,6 +125,22 @@ const Setting kSettings[] = {
     {"initrd", "", "Linux guest: the initramfs (empty: none)", false, false, CKPT_TEXT_SETTING(machine.linux_guest.initrd)},
     {"cmdline", "console=ttyS0 reboot=t panic=-1", "Linux guest: the kernel command line", false, false,
      CKPT_TEXT_SETTING(machine.linux_guest.cmdline)},
+    {"disk", "",
+     "Linux guest: a raw disk image (PATH, or PATH,ro for read-only), copied into the store at the first start; "
+     "repeat for more disks (vda, vdb, ...; at most 8)", false, false,
+     [](const std::string& t, DaemonConfig& c) -> Status {
+       c.disks.clear();
+       for (const std::string& line : lines_of(t)) {
+         CKPT_ASSIGN_OR_RETURN(DiskSetting disk, parse_disk_setting(line));
+         c.disks.push_back(disk);
+       }
+       if (c.disks.size() > kMaxDisks) {
+         return invalid_argument(std::to_string(c.disks.size()) + " disks: a guest has at most " +
+                                 std::to_string(kMaxDisks));
+       }
+       return Status::ok();
+     },
+     /*repeatable=*/true},
     {"workload", "hot-set", "Built-in guest workload: random-writer, hot-set, sweep or idle", false, false,
      [](const std::string& t, DaemonConfig& c) -> Status {
        return vmm::parse_workload_kind(t, &c.machine.workload.kind) ? Status::ok()
@@ -285,10 +313,10 @@ Status resolve_guest(DaemonConfig& config, const std::map<std::string, std::stri
     return it == where.end() ? std::string(key) : it->second;
   };
   if (m.guest == vmm::GuestKind::kBuiltin) {
-    for (const char* key : {"kernel", "initrd"}) {
+    for (const char* key : {"kernel", "initrd", "disk"}) {
       if (where.count(key)) {
         return invalid_argument(place(key) + ": a " + key + " is set but guest = builtin (the built-in loops boot no "
-                                "kernel): remove one of them");
+                                "kernel and drive no disk): remove one of them");
       }
     }
     return Status::ok();
@@ -306,6 +334,11 @@ Status resolve_guest(DaemonConfig& config, const std::map<std::string, std::stri
     if (path.empty()) continue;
     Status readable = check_readable_file(path);
     if (!readable.is_ok()) return readable.with_context(place(key) + " " + path);
+  }
+  // On resume the disks are the store's (the files are not read again): resume checks their number instead.
+  for (size_t i = 0; i < config.disks.size() && !config.resume; ++i) {
+    Result<uint64_t> size = check_disk_source(config.disks[i].path);
+    if (!size.is_ok()) return size.status().with_context(place("disk"));
   }
   if (m.memory_bytes > (kMaxLinuxMemoryMib << 20)) {
     return invalid_argument(place("memory-mib") + ": a Linux guest has at most " +
@@ -346,6 +379,7 @@ Status parse_config_text(std::string_view text, const std::string& origin, std::
                          std::map<std::string, std::string>* places) {
   std::istringstream in{std::string(text)};
   std::string line;
+  std::set<std::string> seen;  // keys of this text so far
   for (int n = 1; std::getline(in, line); ++n) {
     std::string place = origin + ":" + std::to_string(n);
     std::string where = place + ": ";
@@ -357,8 +391,14 @@ Status parse_config_text(std::string_view text, const std::string& origin, std::
     if (eq == std::string::npos) return invalid_argument(where + "expected 'key = value', got '" + t + "'");
     std::string key = trim(t.substr(0, eq)), value = trim(t.substr(eq + 1));
     if (value.size() >= 2 && value.front() == '"' && value.back() == '"') value = value.substr(1, value.size() - 2);
-    if (!find_setting(key)) return invalid_argument(where + "unknown setting '" + key + "'");
-    values[key] = value;
+    const Setting* setting = find_setting(key);
+    if (!setting) return invalid_argument(where + "unknown setting '" + key + "'");
+    if (setting->repeatable && !seen.insert(key).second) {
+      values[key] += "\n" + value;  // another value of this text's (its first replaced what was there)
+    } else {
+      values[key] = value;
+      seen.insert(key);
+    }
     if (places) (*places)[key] = place;
   }
   return Status::ok();
@@ -398,10 +438,12 @@ Result<LoadedConfig> load_config(int argc, const char* const* argv, int* exit_co
   app.add_option("--config", loaded.config_file, "Config file of 'key = value' lines (keys as the options below)");
   app.add_flag("--print-config", print_config, "Print every setting with its default and help, then exit");
   std::map<std::string, std::string> cli;
+  std::map<std::string, std::vector<std::string>> repeated;
   std::map<std::string, bool> flags;
   for (const Setting& s : kSettings) {
     std::string help = std::string(s.help) + " [" + (s.fallback[0] ? s.fallback : "\"\"") + "]";
     if (s.flag) app.add_flag("--" + std::string(s.key), flags[s.key], help);
+    else if (s.repeatable) app.add_option("--" + std::string(s.key), repeated[s.key], help)->allow_extra_args(false);
     else app.add_option("--" + std::string(s.key), cli[s.key], help);
   }
   try {
@@ -422,6 +464,14 @@ Result<LoadedConfig> load_config(int argc, const char* const* argv, int* exit_co
   for (const Setting& s : kSettings) {
     std::string option = "--" + std::string(s.key);
     if (s.flag && flags[s.key]) loaded.values[s.key] = "true";
+    if (s.repeatable && app.count(option)) {
+      std::string joined;
+      for (const std::string& v : repeated[s.key]) {
+        if (v.find('\n') != std::string::npos) return invalid_argument(option + ": a value may not hold a newline");
+        joined += (joined.empty() ? "" : "\n") + v;
+      }
+      cli[s.key] = joined;
+    }
     if (!s.flag && app.count(option)) loaded.values[s.key] = cli[s.key];
     if ((s.flag && flags[s.key]) || (!s.flag && app.count(option))) where[s.key] = option;
   }

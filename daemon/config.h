@@ -11,6 +11,7 @@
 
 #include "common/log.h"
 #include "common/status.h"
+#include "daemon/disk_images.h"
 #include "snapshot/io/file_system.h"
 #include "vmm/machine.h"
 #include "vmm/machine_factory.h"
@@ -29,6 +30,7 @@ struct DaemonConfig {
   vmm::Backend backend = vmm::Backend::kAuto;
   vmm::MachineConfig machine = default_machine();
   std::string guest_setting = "auto";  // the guest key as given; machine.guest is what it resolved to
+  std::vector<DiskSetting> disks;     // a Linux guest's disks, in the guest's order (vda, vdb, ...)
   // The store and the epoch pipeline.
   std::string store_dir = "/var/lib/ckptd";
   bool resume = false;

@@ -1,7 +1,9 @@
 // One epoch: capture on the loop thread (the guest paused only for harvest, copy, rearm and state), then write on
 // the StoreWorker while the guest runs; the next capture may overlap that write. Pages never get lost between the
 // two: a failed write returns its pages to `owed_`, and the next capture adds them to what it harvests. They stay
-// owed until an epoch holding them commits.
+// owed until an epoch holding them commits. A disk's written blocks go the same way as pages: the pause (which
+// quiesces the disks, Machine::pause) harvests them, copies them from the working image into the staging area,
+// and they share the epoch file, its commit and the owed set.
 //
 // With two epochs in flight, N+1 may have been captured before N's write failed: it lacks N's pages, so writing it
 // on top of N-1 would commit a wrong epoch. Each capture therefore records the write generation (bumped by every
@@ -34,13 +36,6 @@ uint64_t realtime_ns() {
   return static_cast<uint64_t>(ts.tv_sec) * 1000000000ull + static_cast<uint64_t>(ts.tv_nsec);
 }
 
-std::vector<uint64_t> merge_sorted(const std::vector<uint64_t>& a, const std::vector<uint64_t>& b) {
-  std::vector<uint64_t> out;
-  out.reserve(a.size() + b.size());
-  std::set_union(a.begin(), a.end(), b.begin(), b.end(), std::back_inserter(out));
-  return out;
-}
-
 // Durations of the steps of a pause, for the debug log.
 class Laps {
  public:
@@ -65,9 +60,12 @@ class Laps {
 struct Session::EpochJob {
   std::string tag;
   bool full = false;                 // a base holding every page (dirty tracking failed: nothing else is safe)
-  std::vector<uint64_t> gfns;        // ascending
+  DirtySet dirty;                    // the pages, and each disk's blocks
   std::vector<bool> untouched;       // full bases: gfns that never held data (read as zero; not read at all)
-  uint64_t first_slot = 0;           // staged: gfns[i] is in staging slot first_slot + i
+  std::vector<std::vector<bool>> disk_untouched;  // full bases: disk blocks in holes of the working image
+  std::vector<snap::DiskSpec> disks;  // full bases: the disks' layout (from the loop thread's disks_)
+  // Staged: dirty.pages[i] is in slot first_slot + i, then each disk's blocks in order.
+  uint64_t first_slot = 0;
   uint64_t generation = 0;           // write_generation_ when the pages were harvested
   const uint8_t* direct = nullptr;   // oversized: pages come from guest memory (the guest stays paused)
   std::vector<vmm::StateBlob> state;
@@ -152,28 +150,38 @@ Status Session::capture(std::shared_ptr<EpochJob> job, bool leave_paused) {
   std::span<uint8_t> memory = machine_->host_memory();
   Result<std::vector<uint64_t>> dirty = machine_->harvest_dirty();
   if (!dirty.is_ok()) return tracking_failed(dirty.status().with_context("harvest dirty pages"));
+  DirtySet harvested;
+  harvested.pages = std::move(*dirty);
+  for (size_t i = 0; i < disks_.size(); ++i) harvested.disk_blocks.push_back(machine_->harvest_disk_blocks(i));
   {
     std::lock_guard lock(mu_);  // the owed pages and the generation they belong to, as one
-    job->gfns = merge_sorted(*dirty, owed_);
+    job->dirty = merge(harvested, owed_);
     job->generation = write_generation_;
   }
   if (job->full) plan_full_epoch(*job);
   laps.lap("harvest");
-  bool staged = job->gfns.size() <= staging_.capacity_pages() && !job->full;
+  bool staged = job->dirty.size() <= staging_.capacity_pages() && !job->full;
+  Status disk_read = Status::ok();
   if (staged) {
-    job->first_slot = place_in_staging(job->gfns.size());
-    staging_.copy_in(memory, job->gfns, job->first_slot);
+    job->first_slot = place_in_staging(job->dirty.size());
+    staging_.copy_in(memory, job->dirty.pages, job->first_slot);
+    disk_read = stage_disk_blocks(*job);
   }
   laps.lap("copy");
   Status rearmed = machine_->rearm();
   if (!rearmed.is_ok()) {
-    add_owed(job->gfns);
+    add_owed(job->dirty);
     return tracking_failed(rearmed.with_context("rearm dirty tracking"));
+  }
+  if (!disk_read.is_ok()) {  // nothing is lost: the next epoch reads them again
+    add_owed(job->dirty);
+    if (!leave_paused) (void)start_or_resume();
+    return disk_read.with_context("copy the epoch's disk blocks (they are owed to the next epoch)");
   }
   laps.lap("rearm");
   Result<std::vector<vmm::StateBlob>> state = machine_->save_state();
   if (!state.is_ok()) {
-    add_owed(job->gfns);
+    add_owed(job->dirty);
     (void)start_or_resume();
     return state.status().with_context("save the machine state");
   }
@@ -188,20 +196,53 @@ Status Session::capture(std::shared_ptr<EpochJob> job, bool leave_paused) {
   record_pause(job->pause_ms);
   if (!leave_paused) CKPT_RETURN_IF_ERROR(start_or_resume());
   laps.lap("resume");
-  CKPT_LOG(kDebug) << "epoch capture: " << job->gfns.size() << " pages, " << laps.text();
-  in_flight_.push_back(StagedEpoch{job->outcome, job->first_slot, job->gfns.size(), job->generation});
+  CKPT_LOG(kDebug) << "epoch capture: " << job->dirty.pages.size() << " pages, " << job->dirty.disk_block_count()
+                   << " disk blocks, " << laps.text();
+  in_flight_.push_back(StagedEpoch{job->outcome, job->first_slot, job->dirty.size(), job->generation});
   worker_->post([this, job](snap::Store& store) { job->done.set_value(write_epoch(store, *job)); });
   return Status::ok();
 }
 
-// A full base: every gfn, but pages the guest never touched are known zeros and are not read.
+// A full base: every gfn and every disk block, but pages the guest never touched and holes of the working images
+// are known zeros and are not read.
 void Session::plan_full_epoch(EpochJob& job) {
-  job.gfns.resize(machine_->host_memory().size() / kPage);
-  for (uint64_t g = 0; g < job.gfns.size(); ++g) job.gfns[g] = g;
+  std::vector<uint64_t>& gfns = job.dirty.pages;
+  gfns.resize(machine_->host_memory().size() / kPage);
+  for (uint64_t g = 0; g < gfns.size(); ++g) gfns[g] = g;
+  job.dirty.disk_blocks.assign(disks_.size(), {});
+  job.disk_untouched.assign(disks_.size(), {});
+  job.disks.clear();
+  for (size_t i = 0; i < disks_.size(); ++i) {
+    const OpenDisk& disk = disks_[i];
+    job.disks.push_back(snap::DiskSpec{disk.name, disk.blocks, disk.read_only});
+    std::vector<uint64_t>& blocks = job.dirty.disk_blocks[i];
+    blocks.resize(disk.blocks);
+    for (uint64_t b = 0; b < blocks.size(); ++b) blocks[b] = b;
+    job.disk_untouched[i].assign(disk.blocks, true);
+    for (auto [first, count] : disk_data_ranges(disk)) {
+      std::fill_n(job.disk_untouched[i].begin() + first, std::min(count, disk.blocks - first), false);
+    }
+  }
   Result<std::vector<std::pair<uint64_t, uint64_t>>> data = machine_->data_ranges();
   if (!data.is_ok()) return;  // every page is read: slower, same result
-  job.untouched.assign(job.gfns.size(), true);
+  job.untouched.assign(gfns.size(), true);
   for (auto [first, count] : *data) std::fill_n(job.untouched.begin() + first, count, false);
+}
+
+// The disks' blocks go into the slots after the pages, read from the working images while the disks are quiesced.
+Status Session::stage_disk_blocks(const EpochJob& job) {
+  uint64_t slot = job.first_slot + job.dirty.pages.size();
+  for (size_t i = 0; i < job.dirty.disk_blocks.size(); ++i) {
+    const std::vector<uint64_t>& blocks = job.dirty.disk_blocks[i];
+    for (size_t j = 0; j < blocks.size();) {
+      size_t run = 1;  // consecutive blocks land in consecutive slots: one read each run
+      while (j + run < blocks.size() && blocks[j + run] == blocks[j] + run) ++run;
+      CKPT_RETURN_IF_ERROR(read_disk_blocks(disks_[i], blocks[j], run, staging_.slot(slot)));
+      slot += run;
+      j += run;
+    }
+  }
+  return Status::ok();
 }
 
 Status Session::write_while_paused(std::shared_ptr<EpochJob> job, bool leave_paused, Clock::time_point t0) {
@@ -253,7 +294,7 @@ Result<EpochCommitted> Session::write_epoch(snap::Store& store, EpochJob& job) {
     cause = last_write_failure_;
   }
   if (stale) {
-    add_owed(job.gfns);
+    add_owed(job.dirty);
     // The cause stays in the message: last_error must still say what went wrong (a full disk), not only this.
     Status skipped = cause.with_context("epoch not written: it was captured before an earlier epoch's write "
                                         "failed, so it lacks that epoch's pages (its own pages are owed too)");
@@ -265,25 +306,29 @@ Result<EpochCommitted> Session::write_epoch(snap::Store& store, EpochJob& job) {
   }
   Clock::time_point t0 = Clock::now();
   Result<std::shared_ptr<const snap::EpochMeta>> meta = write_epoch_file(store, job, options);
-  CKPT_LOG(kDebug) << "epoch write: " << job.gfns.size() << " pages in " << ms_between(t0, Clock::now()) << " ms";
+  CKPT_LOG(kDebug) << "epoch write: " << job.dirty.pages.size() << " pages, " << job.dirty.disk_block_count()
+                   << " disk blocks in " << ms_between(t0, Clock::now()) << " ms";
   if (!meta.is_ok()) {
-    owe_after_failure(job.gfns, meta.status());
+    owe_after_failure(job.dirty, meta.status());
     record_error(meta.status().with_context("epoch write (its pages are owed to the next epoch)"));
     std::lock_guard lock(mu_);
     ++stats_.epochs_failed;
     return meta.status();
   }
-  EpochCommitted committed{(*meta)->header.epoch, job.gfns.size(), job.pause_ms, (*meta)->stats.stored_bytes};
-  pay_owed(job.gfns);
+  EpochCommitted committed{(*meta)->header.epoch, job.dirty.pages.size(), job.dirty.disk_block_count(), job.pause_ms,
+                           (*meta)->stats.stored_bytes};
+  pay_owed(job.dirty);
   {
     std::lock_guard lock(mu_);
     parent_ = committed.epoch;
     ++stats_.epochs_committed;
     stats_.last_committed_epoch = committed.epoch;
     if (!job.full) {  // a base's pages are all of memory, not what the guest dirtied
-      stats_.dirty_pages.observe(static_cast<double>(job.gfns.size()));
-      stats_.dirty_pages_total += job.gfns.size();
+      stats_.dirty_pages.observe(static_cast<double>(job.dirty.pages.size()));
+      stats_.dirty_pages_total += job.dirty.pages.size();
+      stats_.disk_blocks_total += job.dirty.disk_block_count();
     }
+    stats_.last_epoch_disk_blocks = job.dirty.disk_block_count();
     stats_.bytes_raw_total += (*meta)->stats.raw_bytes;
     stats_.bytes_stored_total += (*meta)->file_length;  // the whole file: blocks, metadata, header and footer
   }
@@ -293,16 +338,50 @@ Result<EpochCommitted> Session::write_epoch(snap::Store& store, EpochJob& job) {
 
 Result<std::shared_ptr<const snap::EpochMeta>> Session::write_epoch_file(snap::Store& store, EpochJob& job,
                                                                          const snap::EpochOptions& options) {
-  auto writer = job.full ? store.begin_base(job.gfns.size(), options) : store.begin_delta(options);
+  snap::EpochOptions base_options = options;
+  base_options.disks = job.disks;
+  auto writer = job.full ? store.begin_base(job.dirty.pages.size(), base_options) : store.begin_delta(options);
   if (!writer.is_ok()) return writer.status();
   // Recorded before the commit so that a kill -9 right after it cannot leave a committed epoch without its digest.
   // A failed attempt's line is superseded by the next epoch of the same number (readers keep the last line).
   if (job.digest) CKPT_RETURN_IF_ERROR(digests_.record("epoch", (*writer)->epoch(), *job.digest));
-  for (size_t i = 0; i < job.gfns.size(); ++i) {
-    static const uint8_t kZeroPage[kPage] = {};
-    const uint8_t* page = job.direct ? job.direct + job.gfns[i] * kPage : staging_.slot(job.first_slot + i);
-    if (!job.untouched.empty() && job.untouched[job.gfns[i]]) page = kZeroPage;
-    CKPT_RETURN_IF_ERROR((*writer)->add_page(job.gfns[i], page));
+  static const uint8_t kZeroPage[kPage] = {};
+  const std::vector<uint64_t>& gfns = job.dirty.pages;
+  for (size_t i = 0; i < gfns.size(); ++i) {
+    const uint8_t* page = job.direct ? job.direct + gfns[i] * kPage : staging_.slot(job.first_slot + i);
+    if (!job.untouched.empty() && job.untouched[gfns[i]]) page = kZeroPage;
+    CKPT_RETURN_IF_ERROR((*writer)->add_page(gfns[i], page));
+  }
+  // Disk blocks: from their staging slots, or (written while paused) straight from the working images, a run of
+  // consecutive blocks at a time.
+  uint64_t slot = job.first_slot + gfns.size();
+  std::vector<uint8_t> run_buffer;
+  for (size_t d = 0; d < job.dirty.disk_blocks.size(); ++d) {
+    const std::vector<uint64_t>& blocks = job.dirty.disk_blocks[d];
+    const uint32_t disk_id = static_cast<uint32_t>(d + 1);
+    for (size_t j = 0; j < blocks.size();) {
+      if (!job.disk_untouched.empty() && job.disk_untouched[d][blocks[j]]) {
+        CKPT_RETURN_IF_ERROR((*writer)->add_disk_block(disk_id, blocks[j], kZeroPage));
+        ++j;
+        continue;
+      }
+      if (!job.direct) {
+        CKPT_RETURN_IF_ERROR((*writer)->add_disk_block(disk_id, blocks[j], staging_.slot(slot++)));
+        ++j;
+        continue;
+      }
+      size_t run = 1;
+      while (run < 64 && j + run < blocks.size() && blocks[j + run] == blocks[j] + run &&
+             (job.disk_untouched.empty() || !job.disk_untouched[d][blocks[j + run]])) {
+        ++run;
+      }
+      run_buffer.resize(run * kPage);
+      CKPT_RETURN_IF_ERROR(read_disk_blocks(disks_[d], blocks[j], run, run_buffer.data()));
+      for (size_t k = 0; k < run; ++k) {
+        CKPT_RETURN_IF_ERROR((*writer)->add_disk_block(disk_id, blocks[j + k], run_buffer.data() + k * kPage));
+      }
+      j += run;
+    }
   }
   for (const vmm::StateBlob& blob : job.state) CKPT_RETURN_IF_ERROR((*writer)->add_state(blob.name, blob.data));
   return (*writer)->commit();
@@ -315,7 +394,7 @@ Result<EpochCommitted> Session::take_final_epoch() {
     Result<EpochCommitted> final_epoch = take_epoch("final", /*leave_paused=*/true).get();
     if (final_epoch.is_ok()) {
       CKPT_LOG(kInfo) << "final epoch " << final_epoch->epoch << " committed (" << final_epoch->dirty_pages
-                      << " pages)";
+                      << " pages, " << final_epoch->disk_blocks << " disk blocks)";
       return final_epoch;
     }
     last = final_epoch.status();
@@ -333,14 +412,14 @@ void Session::record_pause(double ms) {
   stats_.last_pause_ms = ms;
 }
 
-void Session::add_owed(const std::vector<uint64_t>& gfns) {
+void Session::add_owed(const DirtySet& dirty) {
   std::lock_guard lock(mu_);
-  owed_ = merge_sorted(owed_, gfns);
+  owed_ = merge(owed_, dirty);
 }
 
-void Session::owe_after_failure(const std::vector<uint64_t>& gfns, const Status& cause) {
+void Session::owe_after_failure(const DirtySet& dirty, const Status& cause) {
   std::lock_guard lock(mu_);
-  owed_ = merge_sorted(owed_, gfns);
+  owed_ = merge(owed_, dirty);
   ++write_generation_;
   last_write_failure_ = cause;
 }
@@ -348,12 +427,10 @@ void Session::owe_after_failure(const std::vector<uint64_t>& gfns, const Status&
 // After a commit: the epoch held every page owed when it was captured, and nothing was owed since (a failure in
 // between would have made it stale, and a stale epoch before it was drained before its capture), so those debts
 // are paid.
-void Session::pay_owed(const std::vector<uint64_t>& committed) {
+void Session::pay_owed(const DirtySet& committed) {
   std::lock_guard lock(mu_);
   if (owed_.empty()) return;
-  std::vector<uint64_t> still;
-  std::set_difference(owed_.begin(), owed_.end(), committed.begin(), committed.end(), std::back_inserter(still));
-  owed_ = std::move(still);
+  owed_ = subtract(owed_, committed);
 }
 
 }  // namespace ckpt::daemon

@@ -43,7 +43,7 @@ Result<std::unique_ptr<Session>> Session::create(const DaemonConfig& config, std
     return invalid_argument(config.store_dir + " already holds epochs up to " + std::to_string(*newest) +
                             ": set resume (--resume) to continue that VM, or give an empty store directory");
   }
-  std::unique_ptr<vmm::Machine> machine;
+  BuiltVm vm;
   if (newest) {
     auto rebuilt = rebuild_machine(config, store->fs(), config.store_dir, *newest);
     if (!rebuilt.is_ok() && (rebuilt.status().code() == StatusCode::kCorruption ||
@@ -54,9 +54,9 @@ Result<std::unique_ptr<Session>> Session::create(const DaemonConfig& config, std
           "; 'ckpt repair --store " + config.store_dir + "' moves the epochs that cannot be restored aside, after which "
           "ckptd resumes from the newest intact one (docs/operations.md, \"A damaged store\")");
     }
-    CKPT_ASSIGN_OR_RETURN(machine, std::move(rebuilt));
+    CKPT_ASSIGN_OR_RETURN(vm, std::move(rebuilt));
   } else {
-    CKPT_ASSIGN_OR_RETURN(machine, create_fresh_machine(config));
+    CKPT_ASSIGN_OR_RETURN(vm, create_fresh_machine(config));
   }
   CKPT_ASSIGN_OR_RETURN(StagingArea staging, StagingArea::create(config.staging_bytes));
   CKPT_ASSIGN_OR_RETURN(DigestLog digests, DigestLog::open(config.record_digests));
@@ -70,12 +70,12 @@ Result<std::unique_ptr<Session>> Session::create(const DaemonConfig& config, std
         return self->parent_;
       },
       [self](const Status& s) { self->record_error(s); });
-  if (machine->has_console()) {
+  if (vm.machine->has_console()) {
     ConsoleOptions console_options;
     console_options.log_dir = config.store_dir;
     session->console_ = std::make_unique<Console>(std::move(console_options));
   }
-  CKPT_RETURN_IF_ERROR(session->adopt_machine(std::move(machine), newest));
+  CKPT_RETURN_IF_ERROR(session->adopt_machine(std::move(vm.machine), std::move(vm.disks), newest));
   if (newest) {
     {
       std::lock_guard lock(session->mu_);  // the compactor's thread reads them already
@@ -101,12 +101,14 @@ Result<std::unique_ptr<Session>> Session::create(const DaemonConfig& config, std
 }
 
 // Makes `machine` the session's VM (the previous one, if any, is destroyed). Not started.
-Status Session::adopt_machine(std::unique_ptr<vmm::Machine> machine, std::optional<uint64_t> loaded_epoch) {
+Status Session::adopt_machine(std::unique_ptr<vmm::Machine> machine, std::vector<OpenDisk> disks,
+                              std::optional<uint64_t> loaded_epoch) {
   if (loaded_epoch && digests_.enabled()) {
     CKPT_RETURN_IF_ERROR(digests_.record("loaded", *loaded_epoch, DigestLog::digest(machine->host_memory())));
   }
   detach_console();  // the machine being replaced is destroyed below
   machine_ = std::move(machine);
+  disks_ = std::move(disks);
   machine_paused_ = true;
   if (console_ && loaded_epoch) {
     // The guest jumps back in time here: readers of the console (and of console.log) see where, in a line of its
@@ -124,6 +126,7 @@ Status Session::adopt_machine(std::unique_ptr<vmm::Machine> machine, std::option
   stats_.tracking = vmm::tracking_mode_name(machine_->tracking_mode());
   stats_.memory_bytes = machine_->config().memory_bytes;
   stats_.vcpus = machine_->config().vcpus;
+  stats_.disks = disks_.size();
   owed_.clear();
   in_flight_.clear();  // every epoch of the machine it replaces was written before (restore waits for its save)
   failure_ = Status::ok();
@@ -182,7 +185,9 @@ Status Session::verify_against_fresh_vm(uint64_t epoch) {
   Clock::time_point t0 = Clock::now();
   auto history = compactor_->hold_history();
   std::unique_ptr<snap::FileSystem> fs = snap::make_posix_file_system();
-  CKPT_ASSIGN_OR_RETURN(auto fresh, rebuild_machine(config_, *fs, worker_->store_dir(), epoch));
+  CKPT_ASSIGN_OR_RETURN(BuiltVm rebuilt, rebuild_machine(config_, *fs, worker_->store_dir(), epoch,
+                                                          /*publish_disks=*/false));
+  std::unique_ptr<vmm::Machine>& fresh = rebuilt.machine;
   std::span<const uint8_t> want = machine_->host_memory(), got = fresh->host_memory();
   if (want.size() != got.size()) return corruption("epoch " + std::to_string(epoch) + " rebuilt a VM of another size");
   // Pages outside both machines' data ranges were never touched by either: zero in both, and not worth a page
@@ -362,7 +367,7 @@ Result<RestoreOutcome> Session::restore_on_loop(uint64_t epoch) {
     (void)resumed;
     return rebuilt.status();
   }
-  CKPT_RETURN_IF_ERROR(adopt_machine(std::move(*rebuilt), epoch));
+  CKPT_RETURN_IF_ERROR(adopt_machine(std::move(rebuilt->machine), std::move(rebuilt->disks), epoch));
   {
     std::lock_guard lock(mu_);
     parent_ = epoch;
@@ -441,7 +446,8 @@ DaemonStats Session::stats() const {
   std::lock_guard lock(mu_);
   DaemonStats s = stats_;
   s.uptime_seconds = std::chrono::duration<double>(Clock::now() - started_).count();
-  s.owed_pages = owed_.size();
+  s.owed_pages = owed_.pages.size();
+  s.owed_disk_blocks = owed_.disk_block_count();
   s.writer_backlog_epochs = worker_->backlog();
   s.compaction = compactor_->stats();
   s.compaction.store_epochs = worker_->store_for_maintenance().epoch_count();  // now, not at the last pass

@@ -25,6 +25,8 @@
 #include "daemon/config.h"
 #include "daemon/console.h"
 #include "daemon/digest_log.h"
+#include "daemon/dirty_set.h"
+#include "daemon/disk_images.h"
 #include "daemon/metrics/daemon_stats.h"
 #include "daemon/staging_area.h"
 #include "daemon/store_worker.h"
@@ -35,6 +37,7 @@ namespace ckpt::daemon {
 struct EpochCommitted {
   uint64_t epoch = 0;
   uint64_t dirty_pages = 0;
+  uint64_t disk_blocks = 0;
   double pause_ms = 0;
   uint64_t stored_bytes = 0;
 };
@@ -109,11 +112,13 @@ class Session {
   Status write_while_paused(std::shared_ptr<EpochJob> job, bool leave_paused, Clock::time_point t0);
   Status pause_machine();
   void plan_full_epoch(EpochJob& job);
+  Status stage_disk_blocks(const EpochJob& job);
   Status tracking_failed(Status s);
   Result<EpochCommitted> take_final_epoch();
   Status verify_against_fresh_vm(uint64_t epoch);
   Result<RestoreOutcome> restore_on_loop(uint64_t epoch);
-  Status adopt_machine(std::unique_ptr<vmm::Machine> machine, std::optional<uint64_t> loaded_epoch);
+  Status adopt_machine(std::unique_ptr<vmm::Machine> machine, std::vector<OpenDisk> disks,
+                       std::optional<uint64_t> loaded_epoch);
   Status start_machine();
   void attach_console();
   void detach_console();
@@ -131,9 +136,9 @@ class Session {
   void record_error(const Status& s);
   void record_pause(double ms);
   void forget_pauses();
-  void add_owed(const std::vector<uint64_t>& gfns);
-  void owe_after_failure(const std::vector<uint64_t>& gfns, const Status& cause);
-  void pay_owed(const std::vector<uint64_t>& committed);
+  void add_owed(const DirtySet& dirty);
+  void owe_after_failure(const DirtySet& dirty, const Status& cause);
+  void pay_owed(const DirtySet& committed);
 
   DaemonConfig config_;  // the reloadable fields are read under mu_
   std::unique_ptr<StoreWorker> worker_;
@@ -142,6 +147,9 @@ class Session {
   DigestLog digests_;
   std::unique_ptr<Console> console_;       // before machine_: outlives every machine that feeds it
   std::unique_ptr<vmm::Machine> machine_;  // loop thread only
+  // The working images of machine_'s disks, in order (loop thread; the worker reads them only while the loop thread
+  // waits for it, in write_while_paused).
+  std::vector<OpenDisk> disks_;
   bool machine_paused_ = true;             // loop thread only
   // Epochs handed to the worker and maybe not yet written, oldest first (loop thread only): where their pages sit
   // in the staging area, and the write generation they were captured in.
@@ -162,7 +170,7 @@ class Session {
   bool loop_running_ = false;
   bool reschedule_ = false;  // the epoch interval changed or the VM was replaced: restart the timer
   std::optional<uint64_t> parent_;
-  std::vector<uint64_t> owed_;  // sorted
+  DirtySet owed_;  // pages and disk blocks a failed write left for the next epoch
   // Bumped by every failed epoch write. An epoch captured in an older generation than the current one may lack
   // the failed epoch's pages (it was captured before they became owed), so it is not written: its own pages become
   // owed instead (Session::write_epoch).

@@ -23,6 +23,7 @@ class StagingArea {
   // Copies the pages `gfns` of `memory` to slots first..first+n-1. The caller checks they fit.
   void copy_in(std::span<const uint8_t> memory, std::span<const uint64_t> gfns, uint64_t first = 0);
   const uint8_t* slot(uint64_t i) const { return data_ + i * kPage; }
+  uint8_t* slot(uint64_t i) { return data_ + i * kPage; }  // for reads straight into slots (disk blocks)
 
   static constexpr uint64_t kPage = 4096;
 

@@ -10,14 +10,36 @@
 
 namespace ckpt::daemon {
 
-Result<std::unique_ptr<vmm::Machine>> create_fresh_machine(const DaemonConfig& config) {
-  CKPT_ASSIGN_OR_RETURN(auto machine, vmm::create_machine(config.machine, config.backend));
-  CKPT_RETURN_IF_ERROR(machine->load_guest());
-  return machine;
+namespace {
+
+// The store's name of a disk: the file name the user gave it (basename), so `ckpt inspect` says which it was.
+std::string disk_name(const std::string& path, size_t index) {
+  size_t slash = path.find_last_of('/');
+  std::string name = slash == std::string::npos ? path : path.substr(slash + 1);
+  if (name.empty()) name = "disk" + std::to_string(index);
+  return name.substr(0, 200) + (name.size() > 200 ? "~" + std::to_string(index) : "");
 }
 
-Result<std::unique_ptr<vmm::Machine>> rebuild_machine(const DaemonConfig& config, snap::FileSystem& fs,
-                                                      const std::string& store_dir, uint64_t epoch) {
+}  // namespace
+
+Result<BuiltVm> create_fresh_machine(const DaemonConfig& config) {
+  BuiltVm vm;
+  vmm::MachineConfig machine_config = config.machine;
+  for (size_t i = 0; i < config.disks.size(); ++i) {
+    const DiskSetting& disk = config.disks[i];
+    CKPT_RETURN_IF_ERROR(create_working_image(disk.path, config.store_dir, i).status());
+    std::string path = working_image_path(config.store_dir, i);
+    machine_config.disks.push_back(vmm::DiskConfig{path, disk.read_only});
+    CKPT_ASSIGN_OR_RETURN(OpenDisk open, open_disk(disk_name(disk.path, i), path, disk.read_only));
+    vm.disks.push_back(std::move(open));
+  }
+  CKPT_ASSIGN_OR_RETURN(vm.machine, vmm::create_machine(machine_config, config.backend));
+  CKPT_RETURN_IF_ERROR(vm.machine->load_guest());
+  return vm;
+}
+
+Result<BuiltVm> rebuild_machine(const DaemonConfig& config, snap::FileSystem& fs, const std::string& store_dir,
+                                uint64_t epoch, bool publish_disks) {
   std::string what = "rebuild the VM from epoch " + std::to_string(epoch);
   CKPT_ASSIGN_OR_RETURN(snap::Catalog catalog, snap::Catalog::load(fs, store_dir));
   auto chain = catalog.chain(epoch);
@@ -38,7 +60,23 @@ Result<std::unique_ptr<vmm::Machine>> rebuild_machine(const DaemonConfig& config
     machine_config.memory_bytes = memory_bytes;
     machine_config.vcpus = vcpus;
   }
-  CKPT_ASSIGN_OR_RETURN(auto machine, vmm::create_machine(machine_config, config.backend));
+  // The disks: the store's, rebuilt from the chain into new working images.
+  if (config.explicit_settings.count("disk") && config.disks.size() != meta.disks.size()) {
+    return invalid_argument(config.explicit_settings.at("disk") + ": " + std::to_string(config.disks.size()) +
+                            " disks given, but " + store + " holds a guest with " + std::to_string(meta.disks.size()) +
+                            " (on resume the disks are the store's; leave disk unset)");
+  }
+  std::vector<PendingImage> images;
+  for (const snap::DiskSpace& disk : meta.disks) {
+    size_t index = disk.id - 1;
+    auto image = rebuild_working_image(fs, catalog, epoch, disk.id, store_dir, index);
+    if (!image.is_ok()) return image.status().with_context(what);
+    machine_config.disks.push_back(vmm::DiskConfig{image->path(), disk.read_only});
+    images.push_back(std::move(*image));
+  }
+  BuiltVm vm;
+  CKPT_ASSIGN_OR_RETURN(vm.machine, vmm::create_machine(machine_config, config.backend));
+  auto& machine = vm.machine;
   snap::RestoreOptions options;
   options.memory_is_zeroed = true;  // a new machine's memory is all holes
   auto restored = snap::restore_to_memory(fs, catalog, epoch, machine->host_memory(), options);
@@ -54,7 +92,14 @@ Result<std::unique_ptr<vmm::Machine>> rebuild_machine(const DaemonConfig& config
   for (const snap::StateBlob& blob : meta.states) state.push_back({blob.name, blob.data});
   Status loaded = machine->load_state(state);
   if (!loaded.is_ok()) return loaded.with_context(what);
-  return machine;
+  for (size_t i = 0; i < images.size(); ++i) {
+    const snap::DiskSpace& disk = meta.disks[i];
+    if (publish_disks) CKPT_RETURN_IF_ERROR(images[i].publish());
+    std::string path = publish_disks ? images[i].final_path() : images[i].path();
+    CKPT_ASSIGN_OR_RETURN(OpenDisk open, open_disk(disk.name, path, disk.read_only));
+    vm.disks.push_back(std::move(open));
+  }
+  return vm;
 }
 
 }  // namespace ckpt::daemon

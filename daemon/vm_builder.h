@@ -5,20 +5,33 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "common/status.h"
 #include "daemon/config.h"
+#include "daemon/disk_images.h"
 #include "snapshot/io/file_system.h"
 #include "vmm/machine.h"
 
 namespace ckpt::daemon {
 
-Result<std::unique_ptr<vmm::Machine>> create_fresh_machine(const DaemonConfig& config);
+// A machine with the working images of its disks, open for the epoch pipeline to read.
+struct BuiltVm {
+  std::unique_ptr<vmm::Machine> machine;
+  std::vector<OpenDisk> disks;
+};
 
-// The machine is loaded but not started. Its size and workload are the store's: the epoch is the truth about the
-// guest it holds. A setting the user gave that differs (memory-mib, vcpus, the workload-* settings) is refused with
-// invalid_argument naming it and both values (resume_settings.h); one left at its default takes the store's value.
-Result<std::unique_ptr<vmm::Machine>> rebuild_machine(const DaemonConfig& config, snap::FileSystem& fs,
-                                                      const std::string& store_dir, uint64_t epoch);
+// A new VM for an empty store: each disk the user named is copied into a working image in the store first
+// (disk_images.h).
+Result<BuiltVm> create_fresh_machine(const DaemonConfig& config);
+
+// The machine is loaded but not started. Its size, workload and disks are the store's: the epoch is the truth about
+// the guest it holds. A setting the user gave that differs (memory-mib, vcpus, the workload-* settings, the number
+// of disks) is refused with invalid_argument naming it and both values (resume_settings.h); one left at its default
+// takes the store's value. Each disk's working image is rebuilt from the chain beside the current one and, with
+// `publish_disks`, put in its place once the machine is ready (so a failure leaves the current images as they
+// were); without, the machine runs on images of its own that go with it (verify-final's fresh VM).
+Result<BuiltVm> rebuild_machine(const DaemonConfig& config, snap::FileSystem& fs, const std::string& store_dir,
+                                uint64_t epoch, bool publish_disks = true);
 
 }  // namespace ckpt::daemon

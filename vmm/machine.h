@@ -56,9 +56,18 @@ struct LinuxGuestConfig {
   std::string cmdline;  // the kernel command line
 };
 
+// A Linux guest's disk: virtio-blk over virtio-mmio (docs/vmm.md, "Disks"). Disk i is the guest's virtio-mmio
+// device i (vda, vdb, ... in order). The machine serves the image file at `path` as it is: the daemon hands it a
+// working image, never the file the user named.
+struct DiskConfig {
+  std::string path;
+  bool read_only = false;
+};
+
 struct MachineConfig {
   GuestKind guest = GuestKind::kBuiltin;
   LinuxGuestConfig linux_guest;  // guest == kLinux only
+  std::vector<DiskConfig> disks;  // guest == kLinux only (KVM backend)
   uint64_t memory_bytes = 256ull << 20;
   unsigned vcpus = 1;
   TrackingMode tracking = TrackingMode::kAuto;
@@ -136,6 +145,11 @@ class Machine {
   // Paused only. Re-protects what harvest_dirty reported so that new writes are logged again. Must follow
   // every harvest before the guest resumes.
   virtual Status rearm() = 0;
+  // Disks (config().disks, in order). pause() also quiesces them: every request a disk took from its queue has
+  // completed (the data in the image, the guest's memory and interrupt updated) before pause returns, and none is
+  // taken until resume; so memory, device state and images agree while paused.
+  // Paused only: the 4 KiB blocks of disk `index` written since the last harvest, ascending, each once.
+  virtual std::vector<uint64_t> harvest_disk_blocks(size_t index) { (void)index; return {}; }
   // Paused only. The vCPU and VM state, in the backend's documented order.
   virtual Result<std::vector<StateBlob>> save_state() = 0;
   // Before start: makes this machine continue where save_state's machine was (memory is loaded separately).

@@ -61,6 +61,7 @@ struct DaemonStats {
   uint64_t memory_bytes = 0;
   unsigned vcpus = 0;
   std::string guest;     // "builtin" or "linux"
+  uint64_t disks = 0;    // a Linux guest's virtio-blk disks
   std::string state;     // "running", "epochs-paused", "guest-stopped", "stopping", "failed"
   std::string guest_stop;         // why the guest stopped on its own ("triple-fault", "reset"); empty while it runs
   std::string guest_stop_detail;  // where (vCPU, registers, port)
@@ -82,9 +83,13 @@ struct DaemonStats {
   uint64_t dirty_pages_total = 0;
   uint64_t bytes_raw_total = 0;     // page bytes handed to the store (4 KiB per page)
   uint64_t bytes_stored_total = 0;  // bytes of the epoch files written for them: blocks, metadata, header, footer
+  // Disk blocks (4 KiB) the guest wrote, as deltas captured them (bases aside), and in the last committed epoch.
+  uint64_t disk_blocks_total = 0;
+  uint64_t last_epoch_disk_blocks = 0;
 
   // Back pressure.
   uint64_t owed_pages = 0;          // pages of failed writes waiting for the next epoch
+  uint64_t owed_disk_blocks = 0;    // disk blocks of failed writes waiting for the next epoch
   uint64_t writer_backlog_epochs = 0;  // epochs captured but not yet committed
   double writer_lag_ms = 0;         // how late the last epoch started because the writer was still busy
   uint64_t epochs_stretched = 0;    // epochs that started late for that reason

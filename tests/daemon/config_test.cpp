@@ -244,6 +244,60 @@ TEST(Config, LinuxGuestSettingsThatCannotWorkAreRefused) {
   ::unlink(kernel.c_str());
 }
 
+// A disk image of `bytes` bytes (sparse).
+std::string disk_file(off_t bytes) {
+  std::string path = write_file("");
+  EXPECT_EQ(::truncate(path.c_str(), bytes), 0);
+  return path;
+}
+
+TEST(Config, DisksRepeatOnTheCommandLineAndInTheFileWithAReadOnlyFlag) {
+  std::string kernel = write_file("x"), a = disk_file(1 << 20), b = disk_file(8192);
+  auto cli = parse({"--kernel", kernel, "--disk", a, "--disk", b + ",ro"});
+  ASSERT_TRUE(cli.is_ok()) << cli.status().to_string();
+  ASSERT_EQ(cli->config.disks.size(), 2u);
+  EXPECT_EQ(cli->config.disks[0].path, a);
+  EXPECT_FALSE(cli->config.disks[0].read_only);
+  EXPECT_EQ(cli->config.disks[1].path, b);
+  EXPECT_TRUE(cli->config.disks[1].read_only);
+
+  std::string file = write_file("kernel = " + kernel + "\ndisk = " + a + ",rw\ndisk = " + b + ",ro\n");
+  auto from_file = parse({"--config", file});
+  ASSERT_TRUE(from_file.is_ok()) << from_file.status().to_string();
+  ASSERT_EQ(from_file->config.disks.size(), 2u);
+  EXPECT_FALSE(from_file->config.disks[0].read_only);
+  EXPECT_TRUE(from_file->config.disks[1].read_only);
+  // The command line's disks replace the file's.
+  auto replaced = parse({"--config", file, "--disk", b});
+  ASSERT_TRUE(replaced.is_ok()) << replaced.status().to_string();
+  ASSERT_EQ(replaced->config.disks.size(), 1u);
+  EXPECT_EQ(replaced->config.disks[0].path, b);
+  EXPECT_TRUE(parse({"--kernel", kernel})->config.disks.empty());
+  for (const std::string& f : {kernel, a, b, file}) ::unlink(f.c_str());
+}
+
+TEST(Config, DisksThatCannotWorkAreRefused) {
+  std::string kernel = write_file("x"), odd = disk_file(5000), empty = disk_file(0), good = disk_file(4096);
+  auto expect_error = [](const Args& args, const std::string& needle) {
+    auto c = parse(args);
+    ASSERT_FALSE(c.is_ok()) << needle;
+    EXPECT_NE(c.status().message().find(needle), std::string::npos) << c.status().to_string();
+  };
+  expect_error({"--disk", good}, "guest = builtin");
+  expect_error({"--kernel", kernel, "--disk", "/nonexistent/disk.img"}, "/nonexistent/disk.img");
+  expect_error({"--kernel", kernel, "--disk", odd}, "positive multiple of 4096");
+  expect_error({"--kernel", kernel, "--disk", empty}, "positive multiple of 4096");
+  expect_error({"--kernel", kernel, "--disk", "/tmp"}, "not a regular file");
+  expect_error({"--kernel", kernel, "--disk", ",ro"}, "names no image file");
+  Args nine({"--kernel", kernel});
+  for (int i = 0; i < 9; ++i) nine.items.insert(nine.items.end(), {"--disk", good});
+  expect_error(nine, "at most 8");
+  // On resume the disks are the store's: the files are not read (the store checks their number).
+  auto resume = parse({"--kernel", kernel, "--resume", "--disk", "/nonexistent/disk.img"});
+  EXPECT_TRUE(resume.is_ok()) << resume.status().to_string();
+  for (const std::string& f : {kernel, odd, empty, good}) ::unlink(f.c_str());
+}
+
 TEST(Config, DiffSaysWhatSighupMayApply) {
   auto before = parse({"--epoch-ms", "100", "--memory-mib", "64"});
   auto after = parse({"--epoch-ms", "20", "--memory-mib", "128", "--log-level", "debug"});

@@ -15,6 +15,7 @@
 #include "vmm/kvm/long_mode.h"
 #include "vmm/kvm/platform_io.h"
 #include "vmm/kvm/tsc_state.h"
+#include "vmm/kvm/virtio_disks.h"
 #include "vmm/kvm/vcpu_cpuid.h"
 #include "vmm/x86/linux_loader.h"
 
@@ -42,6 +43,9 @@ class KvmMachine final : public Machine, private VcpuExitHandler {
   Status resume() override;
   Result<std::vector<uint64_t>> harvest_dirty() override;
   Status rearm() override;
+  std::vector<uint64_t> harvest_disk_blocks(size_t index) override {
+    return disks_ ? disks_->harvest_written_blocks(index) : std::vector<uint64_t>{};
+  }
   Result<std::vector<StateBlob>> save_state() override;
   Status load_state(const std::vector<StateBlob>& state) override;
   Status vcpu_error() const override {
@@ -90,6 +94,7 @@ class KvmMachine final : public Machine, private VcpuExitHandler {
   mutable VcpuControl control_;
   GuestStop guest_stop_;  // guarded by control_.mutex
   std::unique_ptr<PlatformIo> platform_;  // a Linux guest's devices; none for the built-in guest
+  std::unique_ptr<VirtioDisks> disks_;    // a Linux guest's disks, if it has any; they use memory_
   CpuidEntries host_cpuid_;               // what KVM supports, for checking a saved guest's CPUID
   std::vector<std::unique_ptr<KvmVcpu>> vcpus_;
   bool started_ = false;
@@ -115,6 +120,11 @@ Status KvmMachine::init() {
     platform_ = std::make_unique<PlatformIo>(
         vm_.get(), [this](const std::string& how) { stop_guest(GuestStopReason::kReset, how); },
         [this](const std::string& how) { stop_guest(GuestStopReason::kPowerOff, how); });
+    if (!config_.disks.empty()) {
+      CKPT_ASSIGN_OR_RETURN(disks_, VirtioDisks::create(config_.disks, *memory_, vm_.get()));
+    }
+  } else if (!config_.disks.empty()) {
+    return invalid_argument("disks need a Linux guest (the built-in guest has no driver for them)");
   }
   install_kick_signal();
   for (unsigned i = 0; i < config_.vcpus; ++i) {
@@ -180,7 +190,9 @@ Status KvmMachine::load_guest() {
 // epoch takes every page that holds data.
 Status KvmMachine::load_linux_guest() {
   x86::LinuxImage image{config_.linux_guest.kernel, config_.linux_guest.initrd, config_.linux_guest.cmdline};
-  CKPT_ASSIGN_OR_RETURN(x86::LinuxEntry entry, x86::load_linux(image, host_memory(), config_.vcpus));
+  std::vector<x86::VirtioMmioDevice> devices;
+  if (disks_) devices = disks_->mmio_devices();
+  CKPT_ASSIGN_OR_RETURN(x86::LinuxEntry entry, x86::load_linux(image, host_memory(), config_.vcpus, devices));
   CKPT_RETURN_IF_ERROR(enter_linux(vcpus_.front()->fd(), entry));
   for (const auto& vcpu : vcpus_) CKPT_RETURN_IF_ERROR(wire_local_interrupts(vcpu->fd()));
   return Status::ok();
@@ -194,6 +206,7 @@ bool KvmMachine::on_io(kvm_run& run) {
 
 bool KvmMachine::on_mmio(kvm_run& run) {
   if (!platform_) return false;
+  if (disks_ && disks_->handle_mmio(run)) return true;
   platform_->handle_mmio(run);
   return true;
 }
@@ -238,7 +251,11 @@ Status KvmMachine::pause(std::chrono::milliseconds timeout) {
                                             std::to_string(timeout.count()) + " ms");
   }
   paused_ = true;
-  return control_.error;
+  if (!control_.error.is_ok()) return control_.error;
+  lock.unlock();
+  // The vCPUs are parked, so no new request reaches a disk; those under way finish now (VirtioBlk::pause).
+  if (disks_) CKPT_RETURN_IF_ERROR(disks_->pause(timeout));
+  return Status::ok();
 }
 
 Status KvmMachine::resume() {
@@ -249,6 +266,7 @@ Status KvmMachine::resume() {
     control_.run = true;
     paused_ = false;
   }
+  if (disks_) disks_->resume();  // before the vCPUs: requests queued meanwhile are served
   control_.cv.notify_all();
   return Status::ok();
 }
@@ -281,6 +299,10 @@ Result<std::vector<StateBlob>> KvmMachine::save_state() {
     CKPT_RETURN_IF_ERROR(save_vcpu_state(*kvm_, vcpu->fd(), vcpu->index(), state));
   }
   CKPT_RETURN_IF_ERROR(save_tsc_pairing(vm_.get(), vcpu_fds(), state));
+  if (disks_) {
+    CKPT_RETURN_IF_ERROR(disks_->irq_error());
+    disks_->save_state(state);
+  }
   if (platform_) {
     CKPT_RETURN_IF_ERROR(platform_->irq_error());
     platform_->save_state(state);
@@ -306,6 +328,11 @@ Status KvmMachine::load_state(const std::vector<StateBlob>& state) {
   }
   CKPT_RETURN_IF_ERROR(load_tsc_pairing(vm_.get(), vcpu_fds(), state));  // after kvmclock and IA32_TSC
   if (platform_) CKPT_RETURN_IF_ERROR(platform_->load_state(state));
+  if (disks_) {
+    CKPT_RETURN_IF_ERROR(disks_->load_state(state));
+  } else if (find_state_blob(state, "virtio/blk0")) {
+    return invalid_argument("the saved state has disks, this machine has none");
+  }
   return Status::ok();
 }
 
