@@ -1,0 +1,167 @@
+#!/bin/sh
+# Runs inside the nested-KVM harness's guest (busybox sh; tests/kvm/linux_disk_test.sh starts it): ckptd boots a
+# Linux guest with a disk; its init mounts the disk's ext4 file system and runs diskcheck, which changes files
+# (create + fsync + rename, append, rename, remove, each name change followed by a directory fsync) and reads them
+# all back from the disk every round against the model it keeps in memory (tests/guest/diskcheck.cpp).
+#
+# Then, DISK_KILLS times: let the guest run a random 2-5 s, kill -9 ckptd, resume it. Before the resume, the disk
+# of the newest epoch (the one the resume continues from) is written out offline (`ckpt restore --disk 0 --to`) and
+# must be a clean file system once its journal is replayed, as after a power cut (e2fsck -E journal_only, then
+# e2fsck -fn). After the resume the guest continues from that epoch with memory and disk both from it: the first
+# diskcheck round must find every file its model names, with the model's size and bytes, and no other (bad=0),
+# with the same boot id (the guest did not reboot). Last, a live `ckpt restore` of an early epoch must give the
+# same. Last line: "linux_disk: N passed, M failed".
+set -u
+
+CKPTD=/harness/ckptd
+CKPT=/harness/ckpt
+KERNEL=/harness/guest/vmlinux
+INITRD=/harness/guest/initrd.cpio
+DISK=/harness/guest/disk.img
+E2FSCK=/harness/bin/e2fsck
+CMDLINE="console=ttyS0 quiet panic=-1 reboot=t memcheck=off diskcheck=on diskcheck.interval_ms=1000"
+BOOT_TIMEOUT=${BOOT_TIMEOUT:-150}
+KILLS=${DISK_KILLS:-20}
+TRACE=/sys/kernel/tracing/trace
+
+store=/tmp/store-disk
+sock=/tmp/ckptd-disk.sock
+pass=0
+fail=0
+daemon_pid=""
+ok() { pass=$((pass + 1)); echo "PASS: $*"; }
+bad() {
+	fail=$((fail + 1))
+	echo "FAIL: $*"
+	[ -r "$TRACE" ] && grep 'reason shutdown\|kvm_inj_exception' "$TRACE" | tail -n 5 | sed 's/^ */  traced in L1: /'
+}
+
+console_text() { cat "$store/console.log.1" "$store/console.log" 2>/dev/null | tr -d '\r'; }
+# Complete diskcheck lines only (console.log is read while ckptd appends to it).
+LINE='DISKCHECK round=.* total_bad=[0-9]* ms=[0-9]'
+field() { echo "$2" | sed -n "s/.* $1=\([^ ]*\).*/\1/p"; }
+lines() { console_text | grep -o "$LINE.*"; }
+line_count() { lines | wc -l; }
+
+start_daemon() { # start_daemon ARGS...
+	"$CKPTD" --backend kvm --vcpus 2 --memory-mib 256 --epoch-ms 500 --store "$store" --socket "$sock" \
+		--kernel "$KERNEL" --initrd "$INITRD" --cmdline "$CMDLINE" --log-level warn "$@" >>"$store.daemon.log" 2>&1 &
+	daemon_pid=$!
+	local t=0
+	until "$CKPT" --socket "$sock" status --brief >/dev/null 2>&1; do
+		if ! kill -0 "$daemon_pid" 2>/dev/null || [ $t -ge 120 ]; then
+			echo "ckptd did not come up:"
+			tail -n 20 "$store.daemon.log"
+			return 1
+		fi
+		sleep 1
+		t=$((t + 1))
+	done
+}
+
+marks() { console_text | grep -c '^\[ckptd: the guest continues from epoch [0-9]*\]$'; }
+# The console after the last restore mark.
+after_last_mark() {
+	console_text | awk '/^\[ckptd: the guest continues from epoch [0-9]*\]$/ { n = NR; out = "" } n { out = out $0 "\n" } END { printf "%s", out }'
+}
+
+# check_restored WHAT MARKS_BEFORE: the first diskcheck line after the next restore mark is clean and continues.
+check_restored() {
+	local what=$1 before=$2 line="" t=0
+	while :; do
+		[ "$(marks)" -gt "$before" ] && line=$(after_last_mark | grep -o "$LINE.*" | head -n 1)
+		[ -n "$line" ] && break
+		if [ $t -ge 120 ]; then
+			bad "$what: no diskcheck line after the restore mark within 120 s; console since:"
+			after_last_mark | tail -n 15
+			return 1
+		fi
+		sleep 1
+		t=$((t + 1))
+	done
+	local epoch
+	epoch=$(console_text | sed -n 's/^\[ckptd: the guest continues from epoch \([0-9]*\)\]$/\1/p' | tail -n 1)
+	if [ "$(field boot "$line")" != "$boot_id" ]; then bad "$what: the guest rebooted: $line"; return 1; fi
+	if [ "$(field bad "$line")" != 0 ]; then
+		bad "$what (epoch $epoch): the disk and the guest's memory disagree: $line"
+		after_last_mark | grep 'DISKCHECK-BAD' | head -n 8
+		return 1
+	fi
+	if after_last_mark | grep -q 'CKPT-GUEST: init\|DISKCHECK-START'; then bad "$what: the guest started again"; return 1; fi
+	ok "$what: from epoch $epoch, round $(field round "$line"): every file as the guest's memory says ($(field files "$line") files, $(field bytes "$line") bytes)"
+}
+
+# check_fsck WHAT: the newest epoch's disk, written out offline, is a clean ext4 once its journal is replayed.
+check_fsck() {
+	local out epoch rc
+	rm -f /tmp/fsck.img
+	if ! out=$("$CKPT" restore --store "$store" --disk 0 --to /tmp/fsck.img 2>&1); then
+		bad "$1: ckpt restore --disk 0 --to: $out"
+		return 1
+	fi
+	epoch=$(echo "$out" | sed -n 's/^restored disk 0 ([^)]*) of epoch \([0-9]*\) .*/\1/p')
+	out=$("$E2FSCK" -E journal_only -y /tmp/fsck.img 2>&1)
+	rc=$?
+	if [ $rc -ge 4 ]; then bad "$1: e2fsck could not replay the journal of epoch $epoch's disk (status $rc): $out"; return 1; fi
+	out=$("$E2FSCK" -fn /tmp/fsck.img 2>&1)
+	rc=$?
+	rm -f /tmp/fsck.img
+	if [ $rc -ne 0 ]; then
+		bad "$1: e2fsck -fn of epoch $epoch's disk found errors (status $rc):"
+		echo "$out" | tail -n 15
+		return 1
+	fi
+	ok "$1: epoch $epoch's disk is a clean ext4 after its journal replay"
+}
+
+rm -rf "$store" "$store.daemon.log"
+start_daemon --disk "$DISK" || { echo "linux_disk: 0 passed, 1 failed"; exit 1; }
+t0=$(date +%s)
+t=0
+while [ "$(line_count)" -lt 2 ]; do
+	if [ $t -ge "$BOOT_TIMEOUT" ] || console_text | grep -q 'CKPT-GUEST: disk.*failed\|did not appear'; then
+		bad "no second diskcheck round within $t s of boot; console:"
+		console_text | tail -n 25
+		tail -n 10 "$store.daemon.log"
+		echo "linux_disk: $pass passed, $fail failed"
+		exit 1
+	fi
+	sleep 1
+	t=$((t + 1))
+done
+first=$(lines | sed -n 2p)
+boot_id=$(field boot "$first")
+ok "booted, mounted the disk and ran diskcheck in $(($(date +%s) - t0)) s (indicative): $first"
+early=$("$CKPT" --socket "$sock" snapshot --tag early | sed -n 's/^epoch \([0-9]*\) committed.*/\1/p')
+
+i=1
+while [ $i -le "$KILLS" ]; do
+	sleep $((2 + RANDOM % 4))
+	kill -9 "$daemon_pid"
+	wait "$daemon_pid" 2>/dev/null
+	check_fsck "kill -9 $i of $KILLS"
+	m=$(marks)
+	start_daemon --resume || { bad "kill $i: ckptd --resume did not start"; break; }
+	check_restored "kill -9 $i of $KILLS + --resume" "$m" || break
+	i=$((i + 1))
+done
+
+m=$(marks)
+if out=$("$CKPT" --socket "$sock" restore "$early" 2>&1); then
+	check_restored "live restore of epoch $early" "$m"
+else
+	bad "ckpt restore $early: $out"
+fi
+status=$("$CKPT" --socket "$sock" status)
+echo "$status" | grep -i 'disk' | sed 's/^/status: /'
+if console_text | grep -q 'DISKCHECK-BAD\|CKPT-GUEST: diskcheck exited'; then
+	bad "diskcheck reported a problem somewhere in the console log:"
+	console_text | grep 'DISKCHECK-BAD\|CKPT-GUEST: diskcheck exited' | head -n 5
+else
+	ok "no diskcheck round in the whole console log found a wrong file"
+fi
+"$CKPT" --socket "$sock" shutdown --wait --timeout 120 >/dev/null 2>&1 || bad "shutdown failed"
+wait "$daemon_pid" 2>/dev/null
+if "$CKPT" verify --store "$store" >/dev/null 2>&1; then ok "the store verifies"; else bad "verify"; fi
+echo "linux_disk: $pass passed, $fail failed"
+[ "$fail" -eq 0 ]
