@@ -20,6 +20,11 @@ std::string ms(double v, const char* format = "%.2f ms") {
   return out;
 }
 
+std::string disks_text(uint64_t disks) {
+  if (disks == 0) return "";
+  return ", " + std::to_string(disks) + (disks == 1 ? " disk" : " disks");
+}
+
 // Every value is escaped: the store path and last error are the daemon's text, and may hold anything.
 void row(const char* label, const std::string& value) {
   std::printf("%-15s %s\n", label, printable(value).c_str());
@@ -39,7 +44,7 @@ void print_human(const json& s) {
   std::string guest = field(vm, "guest").is_string() ? text_field(vm, "guest") + " guest, " : "";
   row("vm", guest + text_field(vm, "backend") + " backend, " + text_field(vm, "tracking") + " tracking, " +
                 human_bytes(count_field(vm, "memory_bytes")) + ", " + std::to_string(count_field(vm, "vcpus")) +
-                " vCPUs");
+                " vCPUs" + disks_text(count_field(vm, "disks")));
   row("store", text_field(s, "store"));
   if (field(s, "compaction").is_object()) {  // older daemons have no compactor
     const json& c = field(s, "compaction");
@@ -67,7 +72,13 @@ void print_human(const json& s) {
   uint64_t raw = count_field(s, "bytes_raw_total"), stored = count_field(s, "bytes_stored_total");
   row("bytes", human_bytes(raw) + " raw, " + human_bytes(stored) + " written to the store (ratio " +
                    ratio_text(raw, stored) + ")");
-  row("owed pages", group_digits(count_field(s, "owed_pages")));
+  if (count_field(vm, "disks") > 0) {
+    row("disk blocks", group_digits(count_field(s, "disk_blocks_total")) + " written by the guest (4 KiB each), " +
+                           group_digits(count_field(s, "last_epoch_disk_blocks")) + " in the last epoch");
+  }
+  uint64_t owed_blocks = count_field(s, "owed_disk_blocks");
+  row("owed pages", group_digits(count_field(s, "owed_pages")) +
+                        (owed_blocks ? ", and " + group_digits(owed_blocks) + " disk blocks" : std::string()));
   uint64_t backlog = count_field(writer, "backlog_epochs");
   row("writer", "backlog " + std::to_string(backlog) + (backlog == 1 ? " epoch" : " epochs") + ", lag " +
                     ms(number_field(writer, "lag_ms")) + ", " + group_digits(count_field(writer, "epochs_stretched")) +

@@ -55,7 +55,7 @@ json status_json(Session& session) {
              {"max", s.pause_max_ms},             {"last", s.last_pause_ms}};
   return {{"state", s.state},
           {"vm", {{"backend", s.backend}, {"tracking", s.tracking}, {"memory_bytes", s.memory_bytes},
-                  {"vcpus", s.vcpus}, {"guest", s.guest}}},
+                  {"vcpus", s.vcpus}, {"guest", s.guest}, {"disks", s.disks}}},
           {"guest_stop", s.guest_stop.empty() ? json(nullptr)
                                               : json{{"reason", s.guest_stop}, {"detail", s.guest_stop_detail}}},
           {"store", info.store_dir},
@@ -73,7 +73,10 @@ json status_json(Session& session) {
           {"dirty_pages_per_second", static_cast<double>(s.dirty_pages_total) / seconds},
           {"bytes_raw_total", s.bytes_raw_total},
           {"bytes_stored_total", s.bytes_stored_total},
+          {"disk_blocks_total", s.disk_blocks_total},
+          {"last_epoch_disk_blocks", s.last_epoch_disk_blocks},
           {"owed_pages", s.owed_pages},
+          {"owed_disk_blocks", s.owed_disk_blocks},
           {"writer", {{"backlog_epochs", s.writer_backlog_epochs}, {"lag_ms", s.writer_lag_ms},
                       {"epochs_stretched", s.epochs_stretched}, {"oversized_epochs", s.oversized_epochs},
                       {"staging_bytes", s.staging_capacity_bytes}}},

@@ -113,6 +113,7 @@ void render_vm(Exposition& e, const DaemonStats& s) {
           integer(s.guest_stop.empty() ? 0 : 1));
   e.gauge("ckptd_vm_memory_bytes", "Guest memory size in bytes.", integer(s.memory_bytes));
   e.gauge("ckptd_vm_vcpus", "Number of guest vCPUs.", integer(s.vcpus));
+  e.gauge("ckptd_vm_disks", "Number of the guest's virtio-blk disks.", integer(s.disks));
   e.gauge("ckptd_uptime_seconds", "Seconds since the daemon started.", number(s.uptime_seconds));
 }
 
@@ -139,7 +140,11 @@ void render_epochs(Exposition& e, const DaemonStats& s) {
 void render_volume(Exposition& e, const DaemonStats& s) {
   e.histogram("ckptd_epoch_dirty_pages", "Dirty pages captured per epoch.", s.dirty_pages, 1);
   e.counter("ckptd_dirty_pages_total", "Dirty pages captured over all epochs.", s.dirty_pages_total);
-  e.counter("ckptd_raw_bytes_total", "Page bytes handed to the store (4 KiB per dirty page).", s.bytes_raw_total);
+  e.counter("ckptd_disk_blocks_total", "Disk blocks (4 KiB) the guest wrote, as the epochs after the base captured them.",
+            s.disk_blocks_total);
+  e.gauge("ckptd_last_epoch_disk_blocks", "Disk blocks captured by the most recent committed epoch.",
+          integer(s.last_epoch_disk_blocks));
+  e.counter("ckptd_raw_bytes_total", "Page and disk block bytes handed to the store (4 KiB each).", s.bytes_raw_total);
   e.counter("ckptd_stored_bytes_total",
             "Bytes of the epoch files written for them: compressed blocks, metadata, headers and footers.",
             s.bytes_stored_total);
@@ -167,6 +172,8 @@ void render_back_pressure(Exposition& e, const DaemonStats& s) {
   e.counter("ckptd_oversized_epochs_total", "Epochs whose dirty set exceeded the staging area and was written "
             "while the VM stayed paused.", s.oversized_epochs);
   e.gauge("ckptd_owed_pages", "Pages of failed writes waiting for the next epoch.", integer(s.owed_pages));
+  e.gauge("ckptd_owed_disk_blocks", "Disk blocks of failed writes waiting for the next epoch.",
+          integer(s.owed_disk_blocks));
   e.gauge("ckptd_staging_capacity_bytes", "Size of the staging area for captured pages.",
           integer(s.staging_capacity_bytes));
   e.counter("ckptd_errors_total", "Errors the daemon reported.", s.errors_total);
