@@ -208,9 +208,32 @@ Status Session::verify_against_fresh_vm(uint64_t epoch) {
                         "the guest at gfn " + std::to_string(gfn));
     }
   }
+  // Each disk: the working image the guest wrote against the one rebuilt from the chain.
+  if (rebuilt.disks.size() != disks_.size()) {
+    return corruption("verify-final: epoch " + std::to_string(epoch) + " rebuilt a VM with " +
+                      std::to_string(rebuilt.disks.size()) + " disks, the guest has " + std::to_string(disks_.size()));
+  }
+  std::vector<uint8_t> a(64 * kDiskBlockBytes), b(a.size());
+  for (size_t d = 0; d < disks_.size(); ++d) {
+    if (rebuilt.disks[d].blocks != disks_[d].blocks) {
+      return corruption("verify-final: disk " + std::to_string(d) + " of epoch " + std::to_string(epoch) +
+                        " rebuilt with another size");
+    }
+    for (uint64_t block = 0; block < disks_[d].blocks; block += 64) {
+      uint64_t n = std::min<uint64_t>(64, disks_[d].blocks - block);
+      CKPT_RETURN_IF_ERROR(read_disk_blocks(disks_[d], block, n, a.data()));
+      CKPT_RETURN_IF_ERROR(read_disk_blocks(rebuilt.disks[d], block, n, b.data()));
+      if (std::memcmp(a.data(), b.data(), n * kDiskBlockBytes) != 0) {
+        return corruption("verify-final: disk " + std::to_string(d) + " of epoch " + std::to_string(epoch) +
+                          " rebuilt from the store differs from the guest's within blocks " + std::to_string(block) +
+                          ".." + std::to_string(block + n - 1));
+      }
+    }
+  }
   CKPT_LOG(kInfo) << "verify-final: epoch " << epoch << " rebuilt into a fresh " << fresh->backend_name()
                   << " VM in " << std::chrono::duration<double>(Clock::now() - t0).count() << " s: all "
-                  << (want.size() >> 20) << " MiB of memory bit-exact, vCPU and VM state loaded";
+                  << (want.size() >> 20) << " MiB of memory bit-exact"
+                  << (disks_.empty() ? "" : ", and every disk") << ", vCPU and VM state loaded";
   return Status::ok();
 }
 

@@ -10,7 +10,9 @@
 # e2fsck -fn). After the resume the guest continues from that epoch with memory and disk both from it: the first
 # diskcheck round must find every file its model names, with the model's size and bytes, and no other (bad=0),
 # with the same boot id (the guest did not reboot). Last, a live `ckpt restore` of an early epoch must give the
-# same. Last line: "linux_disk: N passed, M failed".
+# same; at shutdown the final epoch, rebuilt into a fresh VM, must equal the paused guest's memory and disk
+# (--verify-final). A run whose guest died or got stuck on its own (the nested emulator's defect, docs/testing.md "A Linux
+# guest"), as L1's trace shows, runs again, up to MAX_ATTEMPTS in all. Last line: "linux_disk: N passed, M failed".
 set -u
 
 CKPTD=/harness/ckptd
@@ -30,10 +32,15 @@ pass=0
 fail=0
 daemon_pid=""
 ok() { pass=$((pass + 1)); echo "PASS: $*"; }
+l2_died=0
 bad() {
 	fail=$((fail + 1))
 	echo "FAIL: $*"
-	[ -r "$TRACE" ] && grep 'reason shutdown\|kvm_inj_exception' "$TRACE" | tail -n 5 | sed 's/^ */  traced in L1: /'
+	[ -r "$TRACE" ] || return 0
+	grep 'reason shutdown\|kvm_inj_exception' "$TRACE" | tail -n 5 | sed 's/^ */  traced in L1: /'
+	if grep -q 'reason shutdown' "$TRACE" || [ "$(grep 'kvm_inj_exception: #PF' "$TRACE" | grep -vc reinjected)" -ge 5 ]; then
+		l2_died=1
+	fi
 }
 
 console_text() { cat "$store/console.log.1" "$store/console.log" 2>/dev/null | tr -d '\r'; }
@@ -45,7 +52,8 @@ line_count() { lines | wc -l; }
 
 start_daemon() { # start_daemon ARGS...
 	"$CKPTD" --backend kvm --vcpus 2 --memory-mib 256 --epoch-ms 500 --store "$store" --socket "$sock" \
-		--kernel "$KERNEL" --initrd "$INITRD" --cmdline "$CMDLINE" --log-level warn "$@" >>"$store.daemon.log" 2>&1 &
+		--kernel "$KERNEL" --initrd "$INITRD" --cmdline "$CMDLINE" --log-level warn --verify-final "$@" \
+		>>"$store.daemon.log" 2>&1 &
 	daemon_pid=$!
 	local t=0
 	until "$CKPT" --socket "$sock" status --brief >/dev/null 2>&1; do
@@ -114,54 +122,78 @@ check_fsck() {
 	ok "$1: epoch $epoch's disk is a clean ext4 after its journal replay"
 }
 
-rm -rf "$store" "$store.daemon.log"
-start_daemon --disk "$DISK" || { echo "linux_disk: 0 passed, 1 failed"; exit 1; }
-t0=$(date +%s)
-t=0
-while [ "$(line_count)" -lt 2 ]; do
-	if [ $t -ge "$BOOT_TIMEOUT" ] || console_text | grep -q 'CKPT-GUEST: disk.*failed\|did not appear'; then
-		bad "no second diskcheck round within $t s of boot; console:"
-		console_text | tail -n 25
-		tail -n 10 "$store.daemon.log"
-		echo "linux_disk: $pass passed, $fail failed"
-		exit 1
-	fi
-	sleep 1
-	t=$((t + 1))
-done
-first=$(lines | sed -n 2p)
-boot_id=$(field boot "$first")
-ok "booted, mounted the disk and ran diskcheck in $(($(date +%s) - t0)) s (indicative): $first"
-early=$("$CKPT" --socket "$sock" snapshot --tag early | sed -n 's/^epoch \([0-9]*\) committed.*/\1/p')
+run_once() {
+	rm -rf "$store" "$store.daemon.log"
+	start_daemon --disk "$DISK" || { bad "ckptd did not start"; return; }
+	t0=$(date +%s)
+	t=0
+	while [ "$(line_count)" -lt 2 ]; do
+		if [ $t -ge "$BOOT_TIMEOUT" ] || console_text | grep -q 'CKPT-GUEST: disk.*failed\|did not appear'; then
+			bad "no second diskcheck round within $t s of boot; console:"
+			console_text | tail -n 25
+			tail -n 10 "$store.daemon.log"
+			return
+		fi
+		sleep 1
+		t=$((t + 1))
+	done
+	first=$(lines | sed -n 2p)
+	boot_id=$(field boot "$first")
+	ok "booted, mounted the disk and ran diskcheck in $(($(date +%s) - t0)) s (indicative): $first"
+	early=$("$CKPT" --socket "$sock" snapshot --tag early | sed -n 's/^epoch \([0-9]*\) committed.*/\1/p')
 
-i=1
-while [ $i -le "$KILLS" ]; do
-	sleep $((2 + RANDOM % 4))
-	kill -9 "$daemon_pid"
-	wait "$daemon_pid" 2>/dev/null
-	check_fsck "kill -9 $i of $KILLS"
+	i=1
+	while [ $i -le "$KILLS" ]; do
+		sleep $((2 + RANDOM % 4))
+		kill -9 "$daemon_pid"
+		wait "$daemon_pid" 2>/dev/null
+		check_fsck "kill -9 $i of $KILLS"
+		m=$(marks)
+		start_daemon --resume || { bad "kill $i: ckptd --resume did not start"; break; }
+		check_restored "kill -9 $i of $KILLS + --resume" "$m" || break
+		i=$((i + 1))
+	done
+
 	m=$(marks)
-	start_daemon --resume || { bad "kill $i: ckptd --resume did not start"; break; }
-	check_restored "kill -9 $i of $KILLS + --resume" "$m" || break
-	i=$((i + 1))
-done
+	if out=$("$CKPT" --socket "$sock" restore "$early" 2>&1); then
+		check_restored "live restore of epoch $early" "$m"
+	else
+		bad "ckpt restore $early: $out"
+	fi
+	status=$("$CKPT" --socket "$sock" status)
+	echo "$status" | grep -i 'disk' | sed 's/^/status: /'
+	if console_text | grep -q 'DISKCHECK-BAD\|CKPT-GUEST: diskcheck exited'; then
+		bad "diskcheck reported a problem somewhere in the console log:"
+		console_text | grep 'DISKCHECK-BAD\|CKPT-GUEST: diskcheck exited' | head -n 5
+	else
+		ok "no diskcheck round in the whole console log found a wrong file"
+	fi
+	# --verify-final: the daemon rebuilds a VM from the final epoch and compares its memory and disk with the
+	# paused guest's; it exits 1 if they differ.
+	"$CKPT" --socket "$sock" shutdown --wait --timeout 300 >/dev/null 2>&1 || bad "shutdown failed"
+	wait "$daemon_pid"
+	rc=$?
+	if [ $rc -eq 0 ]; then
+		ok "the final epoch rebuilt into a fresh VM equals the guest: memory and disk (verify-final)"
+	else
+		bad "ckptd exited $rc at shutdown (verify-final):"
+		tail -n 5 "$store.daemon.log"
+	fi
+	if "$CKPT" verify --store "$store" >/dev/null 2>&1; then ok "the store verifies"; else bad "verify"; fi
+}
 
-m=$(marks)
-if out=$("$CKPT" --socket "$sock" restore "$early" 2>&1); then
-	check_restored "live restore of epoch $early" "$m"
-else
-	bad "ckpt restore $early: $out"
-fi
-status=$("$CKPT" --socket "$sock" status)
-echo "$status" | grep -i 'disk' | sed 's/^/status: /'
-if console_text | grep -q 'DISKCHECK-BAD\|CKPT-GUEST: diskcheck exited'; then
-	bad "diskcheck reported a problem somewhere in the console log:"
-	console_text | grep 'DISKCHECK-BAD\|CKPT-GUEST: diskcheck exited' | head -n 5
-else
-	ok "no diskcheck round in the whole console log found a wrong file"
-fi
-"$CKPT" --socket "$sock" shutdown --wait --timeout 120 >/dev/null 2>&1 || bad "shutdown failed"
-wait "$daemon_pid" 2>/dev/null
-if "$CKPT" verify --store "$store" >/dev/null 2>&1; then ok "the store verifies"; else bad "verify"; fi
+MAX_ATTEMPTS=${MAX_ATTEMPTS:-3}
+attempt=1
+while :; do
+	pass0=$pass fail0=$fail l2_died=0
+	[ -w "$TRACE" ] && : >"$TRACE"
+	run_once
+	kill -9 "$daemon_pid" 2>/dev/null
+	wait "$daemon_pid" 2>/dev/null
+	{ [ "$fail" -gt "$fail0" ] && [ "$l2_died" = 1 ] && [ "$attempt" -lt "$MAX_ATTEMPTS" ]; } || break
+	attempt=$((attempt + 1))
+	echo "linux_disk: the guest died or got stuck on its own (traced above); attempt $attempt of $MAX_ATTEMPTS"
+	pass=$pass0 fail=$fail0
+done
 echo "linux_disk: $pass passed, $fail failed"
 [ "$fail" -eq 0 ]
