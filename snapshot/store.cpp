@@ -100,12 +100,14 @@ void Store::writer_finished() {
   writer_active_ = false;
 }
 
-// Temp files are epochs whose commit never finished; no committed record refers to them.
+// Temp files are epochs whose commit never finished; no committed record refers to them. Only epoch temp files:
+// the daemon keeps other files in the directory (a disk's working image being rebuilt) that are not the store's.
 Status Store::clean_up() {
   CKPT_ASSIGN_OR_RETURN(std::vector<std::string> names, fs_->list_dir(dir_));
   bool removed = false;
+  const std::string epoch_temp = std::string(f::kEpochSuffix) + std::string(f::kTempSuffix);
   for (const std::string& name : names) {
-    if (!ends_with(name, f::kTempSuffix)) continue;
+    if (!ends_with(name, epoch_temp)) continue;
     CKPT_LOG(kInfo) << "removing unfinished epoch file " << dir_ << "/" << name;
     CKPT_RETURN_IF_ERROR(fs_->remove(dir_ + "/" + name));
     removed = true;
