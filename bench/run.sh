@@ -3,8 +3,9 @@
 # run, written to bench/RESULTS.md (machine, load, commands, figures). `make bench` runs it with $(BUILD_DIR).
 # Usage: bench/run.sh [BUILD_DIR] [--quick] [--only NAMES] [--out FILE]
 #   --quick       smaller sample counts and store image (a smoke run of ~5 minutes; figures are noisier)
-#   --only NAMES  comma-separated subset of: pause,rate,memory,micro,store,linux,long,profile; also nested (not in
-#                 the default set: bench/nested_compare.sh, ckptd against QEMU in the nested KVM, ~10 minutes)
+#   --only NAMES  comma-separated subset of: pause,rate,memory,micro,store,linux,long,profile; also nested and disk
+#                 (not in the default set: bench/nested_compare.sh, ckptd against QEMU in the nested KVM, ~10
+#                 minutes; bench/disk_nested.sh, an epoch with and without disk traffic in the nested KVM, ~5 minutes)
 #   --out FILE    where the report goes (default bench/RESULTS.md)
 # Environment: STORE_BENCH_ARGS replaces the store benchmark's options (the suite's default: 512 MiB + 10 deltas).
 # Builds the benchmark targets first (Release flags come from BUILD_DIR's configuration; a fresh BUILD_DIR is
@@ -131,6 +132,9 @@ fi
 if wants nested; then
   run_part nested "ckptd and QEMU in the nested KVM" "$root/bench/nested_compare.sh" "$build"
 fi
+if wants disk; then
+  run_part disk "An epoch with and without disk traffic in the nested KVM" "$root/bench/disk_nested.sh" "$build"
+fi
 if wants profile; then
   profile() {
     echo "## Profiles of the phases behind the missed goals"
@@ -168,7 +172,7 @@ kvm_note="No /dev/kvm on this machine: every figure above is the software backen
   echo "compares ckptd with its peer or floor in the same run, alternating them, and reports medians and p99s."
   echo "bench/README.md explains each benchmark and what limits the figures."
   echo
-  for name in pause rate memory micro store linux long nested profile; do
+  for name in pause rate memory micro store linux long nested disk profile; do
     [[ -f "$parts/$name.md" ]] || continue
     cat "$parts/$name.md"
     echo

@@ -9,7 +9,9 @@
 // on top of N-1 would commit a wrong epoch. Each capture therefore records the write generation (bumped by every
 // failure, together with owing the pages); the worker skips an epoch from an older generation and owes its pages
 // too. Before a capture the loop drains an in-flight epoch of an older generation, so its pages are owed by then
-// and at most one epoch is skipped per failure.
+// and at most one epoch is skipped per failure. A capture that fails after its harvest (a disk block it could not
+// read, the state it could not save) is such a failure too: the epoch still being written holds older contents of
+// pages now owed, and its commit would pay those debts (pay_owed) and lose the newer contents.
 #include <time.h>
 
 #include <algorithm>
@@ -174,14 +176,14 @@ Status Session::capture(std::shared_ptr<EpochJob> job, bool leave_paused) {
     return tracking_failed(rearmed.with_context("rearm dirty tracking"));
   }
   if (!disk_read.is_ok()) {  // nothing is lost: the next epoch reads them again
-    add_owed(job->dirty);
+    owe_after_failure(job->dirty, disk_read);
     if (!leave_paused) (void)start_or_resume();
     return disk_read.with_context("copy the epoch's disk blocks (they are owed to the next epoch)");
   }
   laps.lap("rearm");
   Result<std::vector<vmm::StateBlob>> state = machine_->save_state();
   if (!state.is_ok()) {
-    add_owed(job->dirty);
+    owe_after_failure(job->dirty, state.status());
     (void)start_or_resume();
     return state.status().with_context("save the machine state");
   }

@@ -30,6 +30,7 @@
 #include "daemon/metrics/daemon_stats.h"
 #include "daemon/staging_area.h"
 #include "daemon/store_worker.h"
+#include "daemon/vm_builder.h"
 #include "vmm/machine.h"
 
 namespace ckpt::daemon {
@@ -117,8 +118,7 @@ class Session {
   Result<EpochCommitted> take_final_epoch();
   Status verify_against_fresh_vm(uint64_t epoch);
   Result<RestoreOutcome> restore_on_loop(uint64_t epoch);
-  Status adopt_machine(std::unique_ptr<vmm::Machine> machine, std::vector<OpenDisk> disks,
-                       std::optional<uint64_t> loaded_epoch);
+  Status adopt_machine(BuiltVm vm, std::optional<uint64_t> loaded_epoch);
   Status start_machine();
   void attach_console();
   void detach_console();

@@ -28,9 +28,9 @@ Result<BuiltVm> create_fresh_machine(const DaemonConfig& config) {
   for (size_t i = 0; i < config.disks.size(); ++i) {
     const DiskSetting& disk = config.disks[i];
     CKPT_RETURN_IF_ERROR(create_working_image(disk.path, config.store_dir, i).status());
-    std::string path = working_image_path(config.store_dir, i);
-    machine_config.disks.push_back(vmm::DiskConfig{path, disk.read_only});
-    CKPT_ASSIGN_OR_RETURN(OpenDisk open, open_disk(disk_name(disk.path, i), path, disk.read_only));
+    std::string path = working_image_path(config.store_dir, i), name = disk_name(disk.path, i);
+    machine_config.disks.push_back(vmm::DiskConfig{path, disk.read_only, name});
+    CKPT_ASSIGN_OR_RETURN(OpenDisk open, open_disk(name, path, disk.read_only));
     vm.disks.push_back(std::move(open));
   }
   CKPT_ASSIGN_OR_RETURN(vm.machine, vmm::create_machine(machine_config, config.backend));
@@ -38,8 +38,17 @@ Result<BuiltVm> create_fresh_machine(const DaemonConfig& config) {
   return vm;
 }
 
+Status BuiltVm::publish_disks() {
+  for (size_t i = 0; i < pending.size(); ++i) {
+    CKPT_RETURN_IF_ERROR(pending[i].publish());
+    disks[i].path = pending[i].final_path();
+  }
+  pending.clear();
+  return Status::ok();
+}
+
 Result<BuiltVm> rebuild_machine(const DaemonConfig& config, snap::FileSystem& fs, const std::string& store_dir,
-                                uint64_t epoch, bool publish_disks) {
+                                uint64_t epoch) {
   std::string what = "rebuild the VM from epoch " + std::to_string(epoch);
   CKPT_ASSIGN_OR_RETURN(snap::Catalog catalog, snap::Catalog::load(fs, store_dir));
   auto chain = catalog.chain(epoch);
@@ -71,7 +80,7 @@ Result<BuiltVm> rebuild_machine(const DaemonConfig& config, snap::FileSystem& fs
     size_t index = disk.id - 1;
     auto image = rebuild_working_image(fs, catalog, epoch, disk.id, store_dir, index);
     if (!image.is_ok()) return image.status().with_context(what);
-    machine_config.disks.push_back(vmm::DiskConfig{image->path(), disk.read_only});
+    machine_config.disks.push_back(vmm::DiskConfig{image->path(), disk.read_only, disk.name});
     images.push_back(std::move(*image));
   }
   BuiltVm vm;
@@ -94,11 +103,10 @@ Result<BuiltVm> rebuild_machine(const DaemonConfig& config, snap::FileSystem& fs
   if (!loaded.is_ok()) return loaded.with_context(what);
   for (size_t i = 0; i < images.size(); ++i) {
     const snap::DiskSpace& disk = meta.disks[i];
-    if (publish_disks) CKPT_RETURN_IF_ERROR(images[i].publish());
-    std::string path = publish_disks ? images[i].final_path() : images[i].path();
-    CKPT_ASSIGN_OR_RETURN(OpenDisk open, open_disk(disk.name, path, disk.read_only));
+    CKPT_ASSIGN_OR_RETURN(OpenDisk open, open_disk(disk.name, images[i].path(), disk.read_only));
     vm.disks.push_back(std::move(open));
   }
+  vm.pending = std::move(images);
   return vm;
 }
 

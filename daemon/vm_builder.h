@@ -15,10 +15,15 @@
 
 namespace ckpt::daemon {
 
-// A machine with the working images of its disks, open for the epoch pipeline to read.
+// A machine with the working images of its disks, open for the epoch pipeline to read. A machine rebuilt from the
+// store runs on images not yet in place (`pending`): publish_disks() puts them there once the VM has replaced the
+// one before it; dropped unpublished, they go with the machine (their files are removed, its descriptors stay).
 struct BuiltVm {
   std::unique_ptr<vmm::Machine> machine;
   std::vector<OpenDisk> disks;
+  std::vector<PendingImage> pending;  // disks[i]'s image, for a rebuilt machine
+
+  Status publish_disks();
 };
 
 // A new VM for an empty store: each disk the user named is copied into a working image in the store first
@@ -28,10 +33,9 @@ Result<BuiltVm> create_fresh_machine(const DaemonConfig& config);
 // The machine is loaded but not started. Its size, workload and disks are the store's: the epoch is the truth about
 // the guest it holds. A setting the user gave that differs (memory-mib, vcpus, the workload-* settings, the number
 // of disks) is refused with invalid_argument naming it and both values (resume_settings.h); one left at its default
-// takes the store's value. Each disk's working image is rebuilt from the chain beside the current one and, with
-// `publish_disks`, put in its place once the machine is ready (so a failure leaves the current images as they
-// were); without, the machine runs on images of its own that go with it (verify-final's fresh VM).
+// takes the store's value. Each disk's working image is rebuilt from the chain beside the current one (pending, so
+// that a failure anywhere before publish_disks leaves the current images as they were).
 Result<BuiltVm> rebuild_machine(const DaemonConfig& config, snap::FileSystem& fs, const std::string& store_dir,
-                                uint64_t epoch, bool publish_disks = true);
+                                uint64_t epoch);
 
 }  // namespace ckpt::daemon

@@ -62,6 +62,7 @@ struct LinuxGuestConfig {
 struct DiskConfig {
   std::string path;
   bool read_only = false;
+  std::string serial;  // what the guest reads as its serial number (20 bytes); empty: the file's name
 };
 
 struct MachineConfig {
@@ -154,6 +155,9 @@ class Machine {
   virtual Result<std::vector<StateBlob>> save_state() = 0;
   // Before start: makes this machine continue where save_state's machine was (memory is loaded separately).
   virtual Status load_state(const std::vector<StateBlob>& state) = 0;
+  // The guest memory (gpa, bytes) the backend itself wrote while load_state ran, beyond the loaded memory: on KVM,
+  // the kvmclock wall clock that setting its MSR makes KVM rewrite with the host's time (QEMU's restores do too).
+  virtual std::vector<std::pair<uint64_t, uint64_t>> memory_written_by_load() const { return {}; }
   // The first error a vCPU thread hit (a failed KVM_RUN, an unexpected exit); ok while all is well.
   virtual Status vcpu_error() const = 0;
   // Whether the guest stopped on its own (triple fault, reset request); its vCPUs are then parked for good.

@@ -48,6 +48,7 @@ class KvmMachine final : public Machine, private VcpuExitHandler {
   }
   Result<std::vector<StateBlob>> save_state() override;
   Status load_state(const std::vector<StateBlob>& state) override;
+  std::vector<std::pair<uint64_t, uint64_t>> memory_written_by_load() const override { return written_by_load_; }
   Status vcpu_error() const override {
     std::lock_guard lock(control_.mutex);
     return control_.error;
@@ -95,6 +96,7 @@ class KvmMachine final : public Machine, private VcpuExitHandler {
   GuestStop guest_stop_;  // guarded by control_.mutex
   std::unique_ptr<PlatformIo> platform_;  // a Linux guest's devices; none for the built-in guest
   std::unique_ptr<VirtioDisks> disks_;    // a Linux guest's disks, if it has any; they use memory_
+  std::vector<std::pair<uint64_t, uint64_t>> written_by_load_;  // memory_written_by_load()
   CpuidEntries host_cpuid_;               // what KVM supports, for checking a saved guest's CPUID
   std::vector<std::unique_ptr<KvmVcpu>> vcpus_;
   bool started_ = false;
@@ -327,6 +329,7 @@ Status KvmMachine::load_state(const std::vector<StateBlob>& state) {
     CKPT_RETURN_IF_ERROR(load_vcpu_state(vcpu->fd(), vcpu->index(), state));
   }
   CKPT_RETURN_IF_ERROR(load_tsc_pairing(vm_.get(), vcpu_fds(), state));  // after kvmclock and IA32_TSC
+  written_by_load_ = kvm::memory_written_by_load(state);
   if (platform_) CKPT_RETURN_IF_ERROR(platform_->load_state(state));
   if (disks_) {
     CKPT_RETURN_IF_ERROR(disks_->load_state(state));

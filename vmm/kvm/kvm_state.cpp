@@ -194,4 +194,21 @@ Status load_vm_state(int vm_fd, const std::vector<StateBlob>& state) {
   return Status::ok();
 }
 
+std::vector<std::pair<uint64_t, uint64_t>> memory_written_by_load(const std::vector<StateBlob>& state) {
+  constexpr uint32_t kWallClockNew = 0x4b564d00, kWallClockOld = 0x11;  // Documentation/virt/kvm/x86/msr.rst
+  constexpr uint64_t kWallClockBytes = 12;                              // struct pvclock_wall_clock
+  std::vector<std::pair<uint64_t, uint64_t>> ranges;
+  const StateBlob* b = find_state_blob(state, vcpu_name(0, "msrs"));  // the MSR is VM-wide: every vCPU has it
+  if (b == nullptr || b->data.size() < sizeof(kvm_msrs)) return ranges;
+  kvm_msrs header{};
+  std::memcpy(&header, b->data.data(), sizeof header);
+  if (b->data.size() != sizeof(kvm_msrs) + uint64_t{header.nmsrs} * sizeof(kvm_msr_entry)) return ranges;
+  for (uint32_t i = 0; i < header.nmsrs; ++i) {
+    kvm_msr_entry e{};
+    std::memcpy(&e, b->data.data() + sizeof(kvm_msrs) + i * sizeof(kvm_msr_entry), sizeof e);
+    if ((e.index == kWallClockNew || e.index == kWallClockOld) && e.data != 0) ranges.emplace_back(e.data, kWallClockBytes);
+  }
+  return ranges;
+}
+
 }  // namespace ckpt::vmm::kvm

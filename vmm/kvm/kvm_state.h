@@ -23,4 +23,9 @@ Status load_vcpu_state(int vcpu_fd, unsigned index, const std::vector<StateBlob>
 Status save_vm_state(int vm_fd, std::vector<StateBlob>& out);
 Status load_vm_state(int vm_fd, const std::vector<StateBlob>& state);
 
+// The guest memory KVM writes itself while `state` is loaded: setting the kvmclock wall-clock MSR
+// (MSR_KVM_WALL_CLOCK_NEW, or the old MSR_KVM_WALL_CLOCK) makes KVM write the host's current time at the address it
+// holds, at once. (gpa, bytes) ranges; none for a guest that never enabled kvmclock.
+std::vector<std::pair<uint64_t, uint64_t>> memory_written_by_load(const std::vector<StateBlob>& state);
+
 }  // namespace ckpt::vmm::kvm

@@ -37,8 +37,8 @@ Result<std::unique_ptr<VirtioDisks>> VirtioDisks::create(const std::vector<DiskC
     VirtioDisks* disks_of = self.get();
     devices::virtio::GuestRam ram({memory.host(), memory.bytes()},
                                   [&memory](uint64_t gpa, uint64_t bytes) { memory.mark_dirty(gpa, bytes); });
-    auto device = std::make_unique<devices::virtio::VirtioBlk>(std::move(ram), std::move(*backend),
-                                                               [disks_of, gsi = mmio.gsi] { disks_of->pulse(gsi); });
+    auto device = std::make_unique<devices::virtio::VirtioBlk>(
+        std::move(ram), std::move(*backend), [disks_of, gsi = mmio.gsi] { disks_of->pulse(gsi); }, disks[i].serial);
     self->disks_.push_back(Disk{mmio, std::move(device)});
   }
   return self;

@@ -55,9 +55,10 @@ class VirtioDisks {
   void pulse(uint32_t gsi);
 
   int vm_fd_;
-  std::vector<Disk> disks_;
   mutable std::mutex irq_mutex_;
   Status irq_error_;
+  // Last: destroyed first, while the devices' completions may still pulse (and record an error above).
+  std::vector<Disk> disks_;
 };
 
 }  // namespace ckpt::vmm::kvm

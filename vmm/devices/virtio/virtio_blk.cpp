@@ -41,12 +41,14 @@ std::array<uint8_t, blk::kIdBytes> serial_for(const std::string& name) {
 
 }  // namespace
 
-VirtioBlk::VirtioBlk(GuestRam ram, std::unique_ptr<BlockBackend> backend, std::function<void()> raise_irq)
+VirtioBlk::VirtioBlk(GuestRam ram, std::unique_ptr<BlockBackend> backend, std::function<void()> raise_irq,
+                     std::string serial)
     : ram_(std::move(ram)),
       capacity_bytes_(backend->size_bytes() / blk::kSectorBytes * blk::kSectorBytes),
       read_only_(backend->read_only()),
       features_(features_for(read_only_)),
-      serial_(serial_for(backend->name())),
+      serial_(serial_for(serial.empty() ? backend->name() : serial)),
+      name_(backend->name()),
       backend_(std::move(backend)),
       transport_(identity_for(features_, capacity_sectors()),
                  [this](const QueueRegs& regs) { return check_queue(regs); }, std::move(raise_irq)) {
@@ -70,11 +72,11 @@ Status VirtioBlk::check_queue(const QueueRegs& regs) {
 
 void VirtioBlk::log_guest_error(const std::string& what) {
   if (guest_error_logged_) {
-    CKPT_LOG(kDebug) << "virtio-blk " << backend_->name() << ": " << what;
+    CKPT_LOG(kDebug) << "virtio-blk " << name_ << ": " << what;
     return;
   }
   guest_error_logged_ = true;
-  CKPT_LOG(kWarn) << "virtio-blk " << backend_->name() << ": " << what
+  CKPT_LOG(kWarn) << "virtio-blk " << name_ << ": " << what
                   << " (the guest's further errors are logged at debug level)";
 }
 

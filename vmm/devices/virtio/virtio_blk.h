@@ -51,8 +51,12 @@ class VirtioBlk {
   static constexpr uint32_t kSegMax = SplitQueue::kMaxSize - 2;
   static constexpr uint64_t kBlockBytes = 4096;  // the unit of written-block tracking
 
-  // The device serves `backend`'s disk (read-only if the backend is) to the guest whose memory `ram` maps.
-  VirtioBlk(GuestRam ram, std::unique_ptr<BlockBackend> backend, std::function<void()> raise_irq);
+  // The device serves `backend`'s disk (read-only if the backend is) to the guest whose memory `ram` maps. Its
+  // serial number (GET_ID, the guest's /sys/block/vdX/serial) is `serial` (its first 20 bytes), or the file name of
+  // the backend when empty: a VMM whose image files change names (a working image rebuilt under a temporary name)
+  // passes one that stays the same.
+  VirtioBlk(GuestRam ram, std::unique_ptr<BlockBackend> backend, std::function<void()> raise_irq,
+            std::string serial = {});
   ~VirtioBlk();  // waits for requests in flight; the vCPUs must no longer call in
   VirtioBlk(const VirtioBlk&) = delete;
   VirtioBlk& operator=(const VirtioBlk&) = delete;
@@ -115,6 +119,8 @@ class VirtioBlk {
   const bool read_only_;
   const uint64_t features_;
   std::array<uint8_t, blk::kIdBytes> serial_{};
+  // For messages; kept apart from backend_, which the destructor resets while completions still log through here.
+  const std::string name_;
   std::unique_ptr<BlockBackend> backend_;
 
   mutable std::mutex mu_;
