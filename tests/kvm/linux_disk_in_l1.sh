@@ -186,7 +186,7 @@ run_once() {
 	if "$CKPT" verify --store "$store" >/dev/null 2>&1; then ok "the store verifies"; else bad "verify"; fi
 }
 
-MAX_ATTEMPTS=${MAX_ATTEMPTS:-3}
+MAX_ATTEMPTS=${MAX_ATTEMPTS:-4}
 attempt=1
 while :; do
 	pass0=$pass fail0=$fail l2_died=0
