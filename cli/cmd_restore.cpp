@@ -7,6 +7,7 @@
 
 #include "cli/commands.h"
 #include "cli/exit_codes.h"
+#include "cli/numeric_option.h"
 #include "cli/output.h"
 #include "cli/reply_fields.h"
 #include "cli/store_access.h"
@@ -153,13 +154,15 @@ void add_restore_command(CLI::App& app, const DaemonOptions& daemon, int* exit_c
       "  ckpt restore --store /var/lib/ckptd --epoch 42 --disk 0 --to vda.img\n"
       "                             offline: epoch 42's first disk (the guest's vda) as a raw image file\n");
   auto args = std::make_shared<RestoreArgs>();
-  cmd->add_option("epoch", args->positional, "The epoch to restore")->type_name("N");
+  cmd->add_option("epoch", args->positional, "The epoch to restore")->type_name("N")->transform(whole_number());
   cmd->add_option("--epoch", args->epoch, "The same as the argument (offline default: the newest epoch)")
-      ->type_name("N");
+      ->type_name("N")
+      ->transform(whole_number());
   cmd->add_option("--store", args->store, "Offline: read this store directory")->type_name("DIR");
   cmd->add_option("--to", args->to, "Offline: the raw image file to write (created or replaced)")->type_name("FILE");
   cmd->add_option("--disk", args->disk, "Offline: write the guest's disk I (0 = vda) instead of its memory")
-      ->type_name("I");
+      ->type_name("I")
+      ->transform(whole_number(0, 15));
   cmd->add_flag("--json", args->json, "Print the result as JSON");
   cmd->callback([=, &daemon] { *exit_code = run_restore(daemon, *args); });
 }
