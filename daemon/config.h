@@ -11,7 +11,7 @@
 
 #include "common/log.h"
 #include "common/status.h"
-#include "daemon/disk_images.h"
+#include "daemon/disk_setting.h"
 #include "snapshot/io/file_system.h"
 #include "vmm/machine.h"
 #include "vmm/machine_factory.h"

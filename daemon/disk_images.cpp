@@ -64,33 +64,8 @@ Status copy_range(int in, int out, uint64_t offset, uint64_t length, const std::
 
 }  // namespace
 
-Result<DiskSetting> parse_disk_setting(const std::string& text) {
-  DiskSetting disk;
-  disk.path = text;
-  if (text.ends_with(",ro") || text.ends_with(",rw")) {
-    disk.path = text.substr(0, text.size() - 3);
-    disk.read_only = text.ends_with(",ro");
-  }
-  if (disk.path.empty()) return invalid_argument("'" + text + "' names no image file (PATH, PATH,ro or PATH,rw)");
-  return disk;
-}
-
 std::string working_image_path(const std::string& store_dir, size_t index) {
   return store_dir + "/disk" + std::to_string(index) + ".img";
-}
-
-Result<uint64_t> check_disk_source(const std::string& path) {
-  UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
-  if (!fd.valid()) return Status::from_errno(errno, "open disk image " + path);
-  struct stat st {};
-  if (::fstat(fd.get(), &st) != 0) return Status::from_errno(errno, "stat disk image " + path);
-  if (!S_ISREG(st.st_mode)) return invalid_argument("disk image " + path + " is not a regular file (a raw image file)");
-  uint64_t size = static_cast<uint64_t>(st.st_size);
-  if (size == 0 || size % kDiskBlockBytes != 0) {
-    return invalid_argument("disk image " + path + " is " + std::to_string(size) +
-                            " bytes: a disk must be a positive multiple of 4096 bytes (truncate -s to round it up)");
-  }
-  return size;
 }
 
 Result<uint64_t> create_working_image(const std::string& source, const std::string& store_dir, size_t index) {

@@ -15,28 +15,14 @@
 
 #include "common/status.h"
 #include "common/unique_fd.h"
+#include "daemon/disk_setting.h"
 #include "snapshot/catalog.h"
 #include "snapshot/io/file_system.h"
 
 namespace ckpt::daemon {
 
-// A disk as the user configured it (the `disk` setting).
-struct DiskSetting {
-  std::string path;  // the raw image file the user named; read at the first start only
-  bool read_only = false;
-};
-
-// Parses one `disk` value: "PATH" or "PATH,ro" (read-only) or "PATH,rw".
-Result<DiskSetting> parse_disk_setting(const std::string& text);
-
-constexpr uint64_t kDiskBlockBytes = 4096;  // the unit a disk is tracked and stored in
-constexpr size_t kMaxDisks = 8;             // virtio-mmio windows the guest's ACPI tables describe
-
 // `<store>/disk<index>.img`.
 std::string working_image_path(const std::string& store_dir, size_t index);
-
-// An image file the user named: a regular file, readable, its size a positive multiple of 4 KiB. Returns the size.
-Result<uint64_t> check_disk_source(const std::string& path);
 
 // Copies `source` to the working image `index` of the store (sparse: holes stay holes), durably. Returns its size.
 Result<uint64_t> create_working_image(const std::string& source, const std::string& store_dir, size_t index);
