@@ -19,6 +19,7 @@ while [ $# -gt 0 ]; do
 	*) echo "linux_disk_test: unknown argument $1" >&2; exit 2 ;;
 	esac
 done
+[[ "$kills" =~ ^[0-9]+$ ]] || { echo "linux_disk_test: --kills needs a whole number, not '$kills'" >&2; exit 2; }
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/linux-disk-test.XXXXXX")
 trap 'rm -rf "$work"' EXIT
@@ -34,7 +35,9 @@ strip -o "$work/ckpt" "$build/cli/ckpt"
 truncate -s 64M "$work/disk.img"
 mkfs.ext4 -q -F -L ckpt-test "$work/disk.img"
 
-"$repo/scripts/kvm-harness/run-in-nested-kvm.sh" --kernel-series "$series" --smp 2 --mem 3G --timeout 2400 \
+# About 10 s a kill under TCG; the harness's limit leaves room for a repeated attempt (linux_disk_in_l1.sh).
+timeout=$((2400 + kills * 20))
+"$repo/scripts/kvm-harness/run-in-nested-kvm.sh" --kernel-series "$series" --smp 2 --mem 3G --timeout "$timeout" \
 	--extra-file "$work/ckptd:/harness/ckptd" --extra-file "$work/ckpt:/harness/ckpt" \
 	--extra-file "$kernel:/harness/guest/vmlinux" --extra-file "$work/initrd.cpio:/harness/guest/initrd.cpio" \
 	--extra-file "$work/disk.img:/harness/guest/disk.img" --env "DISK_KILLS=$kills" \
