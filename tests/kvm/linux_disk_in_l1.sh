@@ -9,10 +9,11 @@
 # must be a clean file system once its journal is replayed, as after a power cut (e2fsck -E journal_only, then
 # e2fsck -fn). After the resume the guest continues from that epoch with memory and disk both from it: the first
 # diskcheck round must find every file its model names, with the model's size and bytes, and no other (bad=0),
-# with the same boot id (the guest did not reboot). Last, a live `ckpt restore` of an early epoch must give the
-# same; at shutdown the final epoch, rebuilt into a fresh VM, must equal the paused guest's memory and disk
-# (--verify-final). A run whose guest died or got stuck on its own (the nested emulator's defect, docs/testing.md "A Linux
-# guest"), as L1's trace shows, runs again, up to MAX_ATTEMPTS in all. Last line: "linux_disk: N passed, M failed".
+# with the same boot id (the guest did not reboot). Last, a live `ckpt restore` of an older epoch (taken four
+# kills before the end) must give the same; at shutdown the final epoch, rebuilt into a fresh VM, must equal the
+# paused guest's memory and disk (--verify-final). A run whose guest died or got stuck on its own (the nested
+# emulator's defect, docs/testing.md "A Linux guest"), as L1's trace shows, runs again, up to MAX_ATTEMPTS in all.
+# Last line: "linux_disk: N passed, M failed".
 set -u
 
 CKPTD=/harness/ckptd
@@ -24,6 +25,8 @@ E2FSCK=/harness/bin/e2fsck
 CMDLINE="console=ttyS0 quiet panic=-1 reboot=t memcheck=off diskcheck=on diskcheck.interval_ms=1000"
 BOOT_TIMEOUT=${BOOT_TIMEOUT:-150}
 KILLS=${DISK_KILLS:-20}
+# The store lives in L1's memory: about 1.7 MB an epoch would fill it in a long run at the default (1000 epochs).
+KEEP_LAST=200
 TRACE=/sys/kernel/tracing/trace
 
 store=/tmp/store-disk
@@ -52,7 +55,8 @@ line_count() { lines | wc -l; }
 
 start_daemon() { # start_daemon ARGS...
 	"$CKPTD" --backend kvm --vcpus 2 --memory-mib 256 --epoch-ms 500 --store "$store" --socket "$sock" \
-		--kernel "$KERNEL" --initrd "$INITRD" --cmdline "$CMDLINE" --log-level warn --verify-final "$@" \
+		--kernel "$KERNEL" --initrd "$INITRD" --cmdline "$CMDLINE" --log-level warn --verify-final \
+		--retention-keep-last "$KEEP_LAST" "$@" \
 		>>"$store.daemon.log" 2>&1 &
 	daemon_pid=$!
 	local t=0
@@ -125,6 +129,9 @@ check_fsck() {
 	ok "$1: epoch $epoch's disk is a clean ext4 after its journal replay"
 }
 
+# take_snapshot TAG: commits an epoch now and prints its number.
+take_snapshot() { "$CKPT" --socket "$sock" snapshot --tag "$1" | sed -n 's/^epoch \([0-9]*\) committed.*/\1/p'; }
+
 run_once() {
 	rm -rf "$store" "$store.daemon.log"
 	start_daemon --disk "$DISK" || { bad "ckptd did not start"; return; }
@@ -144,10 +151,13 @@ run_once() {
 	first=$(lines | sed -n 2p)
 	boot_id=$(field boot "$first")
 	ok "booted, mounted the disk and ran diskcheck in $(($(date +%s) - t0)) s (indicative): $first"
-	early=$("$CKPT" --socket "$sock" snapshot --tag early | sed -n 's/^epoch \([0-9]*\) committed.*/\1/p')
+	# The epoch the live restore goes back to: a few kills before the end, so that retention keeps it.
+	older_at=$((KILLS > 4 ? KILLS - 4 : 1))
+	older=""
 
 	i=1
 	while [ $i -le "$KILLS" ]; do
+		[ $i -eq "$older_at" ] && older=$(take_snapshot older)
 		sleep $((2 + RANDOM % 4))
 		kill -9 "$daemon_pid"
 		wait "$daemon_pid" 2>/dev/null
@@ -158,14 +168,15 @@ run_once() {
 		i=$((i + 1))
 	done
 
+	[ -n "$older" ] || older=$(take_snapshot older)
 	m=$(marks)
-	if out=$("$CKPT" --socket "$sock" restore "$early" 2>&1); then
-		check_restored "live restore of epoch $early" "$m"
+	if out=$("$CKPT" --socket "$sock" restore "$older" 2>&1); then
+		check_restored "live restore of the older epoch $older" "$m"
 	else
-		bad "ckpt restore $early: $out"
+		bad "ckpt restore $older: $out"
 	fi
 	status=$("$CKPT" --socket "$sock" status)
-	echo "$status" | grep -i 'disk' | sed 's/^/status: /'
+	echo "$status" | grep -i 'disk\|store\|chain' | sed 's/^/status: /'
 	if console_text | grep -q 'DISKCHECK-BAD\|CKPT-GUEST: diskcheck exited'; then
 		bad "diskcheck reported a problem somewhere in the console log:"
 		console_text | grep 'DISKCHECK-BAD\|CKPT-GUEST: diskcheck exited' | head -n 5
