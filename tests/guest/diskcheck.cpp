@@ -17,7 +17,6 @@
 // Static: it runs from a busybox initramfs that has no C library.
 #include <dirent.h>
 #include <fcntl.h>
-#include <sys/random.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -32,6 +31,13 @@
 #include <string>
 #include <string_view>
 #include <vector>
+
+#include "tests/guest/guest_common.h"
+
+using ckpt::guest::mix64;
+using ckpt::guest::monotonic_seconds;
+using ckpt::guest::random_u64;
+using ckpt::guest::read_uptime;
 
 namespace {
 
@@ -71,11 +77,9 @@ void usage(FILE* out) {
 }
 
 uint64_t parse_number(const char* option, const char* text) {
-  char* end = nullptr;
-  errno = 0;
-  const unsigned long long value = std::strtoull(text, &end, 0);
-  if (errno != 0 || end == text || *end != '\0' || text[0] == '-') fail(std::string(option) + " needs a non-negative integer");
-  return value;
+  std::optional<uint64_t> value = ckpt::guest::parse_whole_number(text);
+  if (!value) fail(std::string(option) + " needs a non-negative integer");
+  return *value;
 }
 
 Options parse_options(int argc, char** argv) {
@@ -109,40 +113,6 @@ Options parse_options(int argc, char** argv) {
   if (o.max_file_kib == 0 || o.max_file_kib > (1u << 20)) fail("--max-file-kib must be 1 to 1048576");
   if (o.ops_per_round == 0) fail("--ops must be at least 1");
   return o;
-}
-
-uint64_t mix64(uint64_t x) {
-  x ^= x >> 30;
-  x *= 0xbf58476d1ce4e5b9ull;
-  x ^= x >> 27;
-  x *= 0x94d049bb133111ebull;
-  return x ^ (x >> 31);
-}
-
-uint64_t random_u64() {
-  uint64_t value = 0;
-#ifdef GRND_INSECURE
-  if (getrandom(&value, sizeof value, GRND_INSECURE) == sizeof value) return value;
-#endif
-  if (getrandom(&value, sizeof value, GRND_NONBLOCK) == sizeof value) return value;
-  timespec ts{};
-  clock_gettime(CLOCK_REALTIME, &ts);
-  return mix64(static_cast<uint64_t>(ts.tv_sec) * 1000000000ull + static_cast<uint64_t>(ts.tv_nsec)) ^ getpid();
-}
-
-double monotonic_seconds() {
-  timespec ts{};
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return static_cast<double>(ts.tv_sec) + static_cast<double>(ts.tv_nsec) / 1e9;
-}
-
-void read_uptime(char* out, size_t size) {
-  std::snprintf(out, size, "?");
-  FILE* f = std::fopen("/proc/uptime", "r");
-  if (!f) return;
-  char buf[64];
-  if (std::fscanf(f, "%63s", buf) == 1) std::snprintf(out, size, "%s", buf);
-  std::fclose(f);
 }
 
 // Byte `offset` of the content `id`: ids are unique per boot, so a file holding another file's bytes is caught too.

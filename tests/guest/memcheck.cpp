@@ -14,7 +14,6 @@
 //
 // Static: it runs from a busybox initramfs that has no C library.
 #include <sys/mman.h>
-#include <sys/random.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -32,6 +31,9 @@ namespace {
 using ckpt::guest::kPageBytes;
 using ckpt::guest::kPageWords;
 using ckpt::guest::Pattern;
+using ckpt::guest::monotonic_seconds;
+using ckpt::guest::random_u64;
+using ckpt::guest::read_uptime;
 
 constexpr int kExitBad = 1;
 constexpr int kExitError = 2;
@@ -73,11 +75,9 @@ void usage(FILE* out) {
 }
 
 uint64_t parse_number(const char* option, const char* text) {
-  char* end = nullptr;
-  errno = 0;
-  const unsigned long long value = std::strtoull(text, &end, 0);
-  if (errno != 0 || end == text || *end != '\0' || text[0] == '-') fail(option, "needs a non-negative integer");
-  return value;
+  std::optional<uint64_t> value = ckpt::guest::parse_whole_number(text);
+  if (!value) fail(option, "needs a non-negative integer");
+  return *value;
 }
 
 Options parse_options(int argc, char** argv) {
@@ -121,36 +121,6 @@ Options parse_options(int argc, char** argv) {
   if (o.random_per_mille > 1000) fail("--random-per-mille", "must be 0 to 1000");
   if (o.inject != Inject::kNone && o.inject_round == 0) fail("--inject-round", "must be at least 1");
   return o;
-}
-
-// 64 random bits. GRND_INSECURE never blocks, even before the guest's entropy pool is ready (early boot, no RNG
-// device); on kernels before 5.6 the clock is the fallback: the id only has to differ between starts.
-uint64_t random_u64() {
-  uint64_t value = 0;
-#ifdef GRND_INSECURE
-  if (getrandom(&value, sizeof value, GRND_INSECURE) == sizeof value) return value;
-#endif
-  if (getrandom(&value, sizeof value, GRND_NONBLOCK) == sizeof value) return value;
-  timespec ts{};
-  clock_gettime(CLOCK_REALTIME, &ts);
-  return ckpt::guest::mix64(static_cast<uint64_t>(ts.tv_sec) * 1000000000ull + ts.tv_nsec) ^ getpid();
-}
-
-double monotonic_seconds() {
-  timespec ts{};
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return ts.tv_sec + ts.tv_nsec / 1e9;
-}
-
-// The guest kernel's uptime as /proc/uptime prints it: it keeps growing across a restore and starts again at 0
-// after a reboot. "?" where there is no /proc.
-void read_uptime(char* out, size_t size) {
-  std::snprintf(out, size, "?");
-  FILE* f = std::fopen("/proc/uptime", "r");
-  if (!f) return;
-  char buf[64];
-  if (std::fscanf(f, "%63s", buf) == 1) std::snprintf(out, size, "%s", buf);
-  std::fclose(f);
 }
 
 class Memory {

@@ -11,6 +11,8 @@
 #include <cstdint>
 #include <string_view>
 
+#include "tests/guest/guest_common.h"
+
 namespace ckpt::guest {
 
 inline constexpr size_t kPageBytes = 4096;
@@ -58,13 +60,5 @@ class Pattern {
 };
 
 std::string_view verdict_name(Pattern::Verdict verdict);
-
-// SplitMix64's finalizer: a cheap, well-mixed 64-bit hash.
-inline uint64_t mix64(uint64_t x) {
-  x += 0x9e3779b97f4a7c15ull;
-  x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
-  x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
-  return x ^ (x >> 31);
-}
 
 }  // namespace ckpt::guest

@@ -15,6 +15,7 @@
 #include "common/unique_fd.h"
 #include "snapshot/byte_order.h"
 #include "snapshot/epoch_file.h"
+#include "snapshot/repair.h"
 #include "snapshot/restore.h"
 #include "snapshot/verify.h"
 #include "tests/snapshot/test_util.h"
@@ -201,6 +202,32 @@ TEST_F(DiskCorruption, SampledFlipsInDiskBlockRecordsAndDiskData) {
               static_cast<unsigned long long>(flips), static_cast<unsigned long long>(refused_[0]),
               static_cast<unsigned long long>(refused_[1]), static_cast<unsigned long long>(refused_[2]),
               static_cast<unsigned long long>(exact_));
+}
+
+// What a user does about a damaged disk block: `ckpt repair` moves aside its epoch and every epoch whose chain runs
+// through it, and what is left restores memory and disks exactly and verifies clean, so ckptd can resume from it.
+TEST_F(DiskCorruption, RepairMovesAsideTheEpochsBehindADamagedDiskBlock) {
+  const File& one = files_[1];
+  ASSERT_EQ(one.epoch, 1u);
+  ASSERT_FALSE(one.disk_data.empty());
+  const uint64_t offset = one.disk_data.front().begin + 3;
+  ASSERT_TRUE(poke(one.path, offset, one.bytes[offset] ^ 0x10));
+  auto report = repair_store(dir_.path());
+  ASSERT_TRUE(report.is_ok()) << report.status().to_string();
+  ASSERT_EQ(report->moved.size(), 3u);
+  EXPECT_EQ(report->moved[0].epoch, 1u);
+  EXPECT_NE(report->moved[0].why.find("offset"), std::string::npos) << report->moved[0].why;
+  EXPECT_NE(report->moved[1].why.find("needs epoch 1"), std::string::npos) << report->moved[1].why;
+  EXPECT_EQ(report->moved[2].epoch, 3u);
+  EXPECT_EQ(report->newest_intact, 0u);
+  for (uint32_t space = 0; space < expected_[0].size(); ++space) {
+    EXPECT_EQ(space == 0 ? testing::restore_epoch(dir_.path(), 0) : testing::restore_disk(dir_.path(), 0, space),
+              expected_[0][space])
+        << "space " << space << " of the base after the repair";
+  }
+  auto verified = verify_store(*fs_, dir_.path());
+  ASSERT_TRUE(verified.is_ok()) << verified.status().to_string();
+  EXPECT_TRUE(verified->ok()) << verified->problems.front().status.to_string();
 }
 
 }  // namespace
