@@ -29,7 +29,10 @@ KILLS=${DISK_KILLS:-20}
 KEEP_LAST=200
 TRACE=/sys/kernel/tracing/trace
 
-store=/tmp/store-disk
+# The store on a file system of its own, so that the test can fill it up (check_full_store).
+STOREFS=/tmp/storefs
+store=$STOREFS/store
+log=/tmp/ckptd-disk.log
 sock=/tmp/ckptd-disk.sock
 pass=0
 fail=0
@@ -57,13 +60,13 @@ start_daemon() { # start_daemon ARGS...
 	"$CKPTD" --backend kvm --vcpus 2 --memory-mib 256 --epoch-ms 500 --store "$store" --socket "$sock" \
 		--kernel "$KERNEL" --initrd "$INITRD" --cmdline "$CMDLINE" --log-level warn --verify-final \
 		--retention-keep-last "$KEEP_LAST" "$@" \
-		>>"$store.daemon.log" 2>&1 &
+		>>"$log" 2>&1 &
 	daemon_pid=$!
 	local t=0
 	until "$CKPT" --socket "$sock" status --brief >/dev/null 2>&1; do
 		if ! kill -0 "$daemon_pid" 2>/dev/null || [ $t -ge 120 ]; then
 			echo "ckptd did not come up:"
-			tail -n 20 "$store.daemon.log"
+			tail -n 20 "$log"
 			return 1
 		fi
 		sleep 1
@@ -129,11 +132,71 @@ check_fsck() {
 	ok "$1: epoch $epoch's disk is a clean ext4 after its journal replay"
 }
 
+# status_number KEY: a number from `ckpt status --json` (empty if the daemon does not answer).
+status_number() {
+	"$CKPT" --socket "$sock" status --json 2>/dev/null | sed -n "s/.*\"$1\": *\([0-9][0-9]*\).*/\1/p" | head -n 1
+}
+
+# check_full_store: the store's file system fills up (a filler file takes every free byte). Epochs fail, and what
+# the guest writes to memory and disk meanwhile is owed to the next epoch; the daemon and the guest run on. Once
+# there is space again an epoch commits everything owed, and a kill -9 right after must resume to a guest whose
+# disk agrees with its memory, with a clean file system on the disk.
+check_full_store() {
+	local image=$store/disk0.img size_kib used_kib failed0 failed=0 owed=0 owed_max=0 committed t=0
+	# The working image is a copy of a file without holes, so the guest's own writes need no new space (on a full
+	# file system a write into a hole of the sparse working image fails: docs/operations.md "Disks").
+	size_kib=$(($(wc -c <"$image") / 1024))
+	used_kib=$(du -k "$image" | cut -f1)
+	if [ "$used_kib" -lt "$size_kib" ]; then bad "full store: the working image has holes ($used_kib of $size_kib KiB)"; return 1; fi
+	failed0=$(status_number epochs_failed)
+	failed0=${failed0:-0}
+	dd if=/dev/zero of="$STOREFS/filler" bs=64k 2>/dev/null
+	echo "full store: $(df -k "$STOREFS" | tail -n 1)"
+	while [ $t -lt 60 ]; do
+		failed=$(status_number epochs_failed)
+		failed=$((${failed:-0} - failed0))
+		owed=$(status_number owed_disk_blocks)
+		[ "${owed:-0}" -gt "$owed_max" ] && owed_max=$owed
+		[ "$failed" -ge 4 ] && [ "$owed_max" -gt 0 ] && break
+		sleep 1
+		t=$((t + 1))
+	done
+	if [ "$failed" -lt 4 ] || [ "$owed_max" -eq 0 ]; then
+		rm -f "$STOREFS/filler"
+		bad "full store: after $t s, $failed epochs failed and at most $owed_max disk blocks were owed (want 4 and some)"
+		"$CKPT" --socket "$sock" status | tail -n 8
+		return 1
+	fi
+	ok "full store: $failed epochs failed (ENOSPC), up to $owed_max disk blocks owed; the daemon ran on"
+	committed=$(status_number epochs_committed)
+	committed=${committed:-0}
+	rm -f "$STOREFS/filler"
+	t=0
+	until [ "$(status_number epochs_committed)" -gt "$committed" ] && [ "$(status_number owed_disk_blocks)" = 0 ] &&
+		[ "$(status_number owed_pages)" = 0 ]; do
+		if [ $t -ge 60 ]; then
+			bad "full store: $t s after space came back, what was owed is still not committed:"
+			"$CKPT" --socket "$sock" status | tail -n 8
+			return 1
+		fi
+		sleep 1
+		t=$((t + 1))
+	done
+	ok "full store: space back, an epoch committed everything owed"
+	kill -9 "$daemon_pid"
+	wait "$daemon_pid" 2>/dev/null
+	check_fsck "kill -9 after the full store" || return 1
+	local m
+	m=$(marks)
+	start_daemon --resume || { bad "full store: ckptd --resume did not start"; return 1; }
+	check_restored "kill -9 after the full store + --resume" "$m"
+}
+
 # take_snapshot TAG: commits an epoch now and prints its number.
 take_snapshot() { "$CKPT" --socket "$sock" snapshot --tag "$1" | sed -n 's/^epoch \([0-9]*\) committed.*/\1/p'; }
 
 run_once() {
-	rm -rf "$store" "$store.daemon.log"
+	rm -rf "$store" "$log" "$STOREFS/filler"
 	start_daemon --disk "$DISK" || { bad "ckptd did not start"; return; }
 	t0=$(date +%s)
 	t=0
@@ -142,7 +205,7 @@ run_once() {
 			guest_stopped; then
 			bad "no second diskcheck round within $t s of boot; console:"
 			console_text | tail -n 25
-			tail -n 10 "$store.daemon.log"
+			tail -n 10 "$log"
 			return
 		fi
 		sleep 1
@@ -151,6 +214,7 @@ run_once() {
 	first=$(lines | sed -n 2p)
 	boot_id=$(field boot "$first")
 	ok "booted, mounted the disk and ran diskcheck in $(($(date +%s) - t0)) s (indicative): $first"
+	check_full_store || return
 	# The epoch the live restore goes back to: a few kills before the end, so that retention keeps it.
 	older_at=$((KILLS > 4 ? KILLS - 4 : 1))
 	older=""
@@ -192,11 +256,13 @@ run_once() {
 		ok "the final epoch rebuilt into a fresh VM equals the guest: memory and disk (verify-final)"
 	else
 		bad "ckptd exited $rc at shutdown (verify-final):"
-		tail -n 5 "$store.daemon.log"
+		tail -n 5 "$log"
 	fi
 	if "$CKPT" verify --store "$store" >/dev/null 2>&1; then ok "the store verifies"; else bad "verify"; fi
 }
 
+mkdir -p "$STOREFS"
+mount -t tmpfs -o size=1g tmpfs "$STOREFS" || { echo "linux_disk: cannot mount a tmpfs on $STOREFS"; exit 1; }
 MAX_ATTEMPTS=${MAX_ATTEMPTS:-4}
 attempt=1
 while :; do
