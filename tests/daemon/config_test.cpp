@@ -272,6 +272,9 @@ TEST(Config, DisksRepeatOnTheCommandLineAndInTheFileWithAReadOnlyFlag) {
   ASSERT_TRUE(replaced.is_ok()) << replaced.status().to_string();
   ASSERT_EQ(replaced->config.disks.size(), 1u);
   EXPECT_EQ(replaced->config.disks[0].path, b);
+  auto none = parse({"--config", file, "--disk", ""});  // an empty --disk takes the file's disks away
+  ASSERT_TRUE(none.is_ok()) << none.status().to_string();
+  EXPECT_TRUE(none->config.disks.empty());
   EXPECT_TRUE(parse({"--kernel", kernel})->config.disks.empty());
   for (const std::string& f : {kernel, a, b, file}) ::unlink(f.c_str());
 }
