@@ -235,7 +235,9 @@ run_once() {
 
 	[ -n "$older" ] || older=$(take_snapshot older)
 	m=$(marks)
-	if out=$("$CKPT" --socket "$sock" restore "$older" 2>&1); then
+	if [ -z "$older" ]; then
+		bad "no epoch to restore live: the snapshot of the older epoch failed"
+	elif out=$("$CKPT" --socket "$sock" restore "$older" 2>&1); then
 		check_restored "live restore of the older epoch $older" "$m"
 	else
 		bad "ckpt restore $older: $out"
