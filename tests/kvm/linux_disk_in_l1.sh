@@ -252,7 +252,10 @@ run_once() {
 	fi
 	# --verify-final: the daemon rebuilds a VM from the final epoch and compares its memory and disk with the
 	# paused guest's; it exits 1 if they differ.
-	"$CKPT" --socket "$sock" shutdown --wait --timeout 300 >/dev/null 2>&1 || bad "shutdown failed"
+	if ! "$CKPT" --socket "$sock" shutdown --wait --timeout 300 >/dev/null 2>&1; then
+		bad "shutdown failed"
+		kill -9 "$daemon_pid" 2>/dev/null # or the wait below would wait for good
+	fi
 	wait "$daemon_pid"
 	rc=$?
 	if [ $rc -eq 0 ]; then

@@ -271,7 +271,10 @@ run_mode() {
 	else
 		ok "$mode: no memcheck round in the whole console log found a corrupt page"
 	fi
-	"$CKPT" --socket "$sock" shutdown --wait --timeout 120 >/dev/null 2>&1 || bad "$mode: shutdown failed"
+	if ! "$CKPT" --socket "$sock" shutdown --wait --timeout 120 >/dev/null 2>&1; then
+		bad "$mode: shutdown failed"
+		kill -9 "$daemon_pid" 2>/dev/null # or the wait below would wait for good
+	fi
 	wait "$daemon_pid" 2>/dev/null
 	if "$CKPT" verify --store "$store" >/dev/null 2>&1; then ok "$mode: the store verifies"; else bad "$mode: verify"; fi
 	rm -rf "$store"
