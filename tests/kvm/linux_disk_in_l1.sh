@@ -241,6 +241,8 @@ run_once() {
 		check_restored "live restore of the older epoch $older" "$m"
 	else
 		bad "ckpt restore $older: $out"
+		echo "the store's epochs now (oldest and newest):"
+		"$CKPT" --socket "$sock" list 2>&1 | sed -n '1,4p;$p'
 	fi
 	status=$("$CKPT" --socket "$sock" status)
 	echo "$status" | grep -i 'disk\|store\|chain' | sed 's/^/status: /'
