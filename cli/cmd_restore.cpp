@@ -11,6 +11,7 @@
 #include "cli/output.h"
 #include "cli/reply_fields.h"
 #include "cli/store_access.h"
+#include "snapshot/format.h"
 #include "snapshot/restore.h"
 
 namespace ckpt::cli {
@@ -162,7 +163,7 @@ void add_restore_command(CLI::App& app, const DaemonOptions& daemon, int* exit_c
   cmd->add_option("--to", args->to, "Offline: the raw image file to write (created or replaced)")->type_name("FILE");
   cmd->add_option("--disk", args->disk, "Offline: write the guest's disk I (0 = vda) instead of its memory")
       ->type_name("I")
-      ->transform(whole_number(0, 15));
+      ->transform(whole_number(0, snap::format::kMaxDisks - 1));  // disk ids 1..kMaxDisks; I counts from 0
   cmd->add_flag("--json", args->json, "Print the result as JSON");
   cmd->callback([=, &daemon] { *exit_code = run_restore(daemon, *args); });
 }
