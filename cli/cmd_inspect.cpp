@@ -53,7 +53,7 @@ nlohmann::json disk_totals(const snap::Catalog& catalog) {
 
 nlohmann::json store_totals(const snap::Catalog& catalog) {
   snap::EpochStats total;
-  uint64_t unreadable = 0;
+  uint64_t unreadable = 0, file_bytes = 0;
   for (const auto& [epoch, entry] : catalog.entries()) {
     if (!entry.meta) {
       ++unreadable;
@@ -65,6 +65,7 @@ nlohmann::json store_totals(const snap::Catalog& catalog) {
     total.raw_bytes += s.raw_bytes;
     total.stored_bytes += s.stored_bytes;
     total.state_bytes += s.state_bytes;
+    file_bytes += entry.meta->file_length;
   }
   nlohmann::json j{{"store", catalog.dir()},
           {"store_id", catalog.store_id()},
@@ -77,7 +78,8 @@ nlohmann::json store_totals(const snap::Catalog& catalog) {
           {"zero_pages", total.zero_pages},
           {"raw_bytes", total.raw_bytes},
           {"stored_bytes", total.stored_bytes},
-          {"compression_ratio", compression_ratio(total)},
+          {"file_bytes", file_bytes},
+          {"compression_ratio", compression_ratio(total.raw_bytes, file_bytes)},
           {"state_bytes", total.state_bytes}};
   // Only for stores with disks: the output of stores without them stays as it was.
   nlohmann::json disks = disk_totals(catalog);
@@ -93,7 +95,7 @@ nlohmann::json epoch_detail(uint64_t epoch, const snap::CatalogEntry& entry) {
     if (b.data_pages > 0) ++codecs[b.codec == snap::Codec::kZstd ? "zstd" : "raw"];
   }
   j["blocks_by_codec"] = codecs;
-  j["compression_ratio"] = compression_ratio(entry.meta->stats);
+  j["compression_ratio"] = compression_ratio(entry.meta->stats.raw_bytes, entry.meta->file_length);
   nlohmann::json states = nlohmann::json::array();
   for (const snap::StateBlob& s : entry.meta->states) states.push_back({{"name", s.name}, {"bytes", s.data.size()}});
   j["state"] = states;

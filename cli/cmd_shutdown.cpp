@@ -1,6 +1,10 @@
 // ckpt shutdown [--wait [--timeout SECONDS]] [--json]: asks the daemon to take a final epoch (guest paused, so it
-// holds the guest's last memory) and exit, like SIGTERM does (live). The reply comes at once; --wait then polls
-// until the socket stops answering, for scripts that go on to read the store or restart the daemon.
+// holds the guest's last memory) and exit, like SIGTERM does (live). The reply comes at once; --wait then waits for
+// the daemon's process to end (its store lock released with it), for scripts that go on to read the store or
+// restart the daemon.
+#include <poll.h>
+
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <thread>
@@ -24,10 +28,31 @@ struct ShutdownArgs {
   bool json = false;
 };
 
+using Clock = std::chrono::steady_clock;
+
+// Whether the daemon is gone by `deadline`. With a pidfd: once its process has exited, which is after the kernel
+// closed its files and released the store's writer lock. Without one: once its socket refuses connections, which
+// comes a little earlier (the daemon stops listening before it closes the store).
+bool wait_until_gone(const UniqueFd& process, const std::string& path, Clock::time_point deadline) {
+  while (true) {
+    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()).count();
+    if (process.valid()) {
+      pollfd pfd{process.get(), POLLIN, 0};
+      int n = ::poll(&pfd, 1, static_cast<int>(std::clamp<long long>(left, 0, 1000)));
+      if (n > 0) return true;
+    } else {
+      if (!daemon_listening(path)) return true;
+      std::this_thread::sleep_for(std::chrono::milliseconds(std::clamp<long long>(left, 0, 100)));
+    }
+    if (Clock::now() >= deadline) return false;
+  }
+}
+
 int run_shutdown(const DaemonOptions& daemon, const ShutdownArgs& args) {
-  using Clock = std::chrono::steady_clock;
   std::string path = socket_path(daemon);
   Clock::time_point start = Clock::now();
+  // Taken before the request: once the daemon has exited its pid could belong to another process.
+  UniqueFd process = args.wait ? daemon_process(path) : UniqueFd();
   DaemonAnswer a = call_daemon(daemon, "shutdown", nlohmann::json::object(), std::chrono::seconds(30));
   // busy: the daemon is already stopping (a second shutdown, SIGTERM); --wait still has something to wait for.
   bool already_stopping = a.error && a.error->code == control::error_code::kBusy;
@@ -37,18 +62,14 @@ int run_shutdown(const DaemonOptions& daemon, const ShutdownArgs& args) {
     else std::printf("ckptd on %s is stopping: it takes a final epoch, then exits\n", printable(path).c_str());
     return kExitOk;
   }
-  // The daemon removes its socket after the final epoch's write has ended (its exit status says how it went).
   auto deadline = start + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(args.timeout_s));
-  while (daemon_listening(path)) {
-    if (Clock::now() >= deadline) {
-      char seconds[32];
-      std::snprintf(seconds, sizeof seconds, "%.0f s", args.timeout_s);
-      return report("shutdown",
-                    {kExitFailure, "timeout",
-                     "ckptd on " + path + " still answers " + seconds + " after the shutdown request"},
-                    args.json);
-    }
-    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  if (!wait_until_gone(process, path, deadline)) {
+    char seconds[32];
+    std::snprintf(seconds, sizeof seconds, "%.0f s", args.timeout_s);
+    return report("shutdown",
+                  {kExitFailure, "timeout",
+                   "ckptd on " + path + " is still running " + seconds + " after the shutdown request"},
+                  args.json);
   }
   double seconds = std::chrono::duration<double>(Clock::now() - start).count();
   if (args.json) print_json({{"stopping", true}, {"stopped", true}, {"seconds", seconds}});
@@ -65,7 +86,7 @@ void add_shutdown_command(CLI::App& app, const DaemonOptions& daemon, int* exit_
       "  ckpt shutdown\n"
       "  ckpt shutdown --wait --timeout 60      return once the daemon is gone\n");
   auto args = std::make_shared<ShutdownArgs>();
-  auto* wait = cmd->add_flag("--wait", args->wait, "Return only once the daemon has stopped answering");
+  auto* wait = cmd->add_flag("--wait", args->wait, "Return only once the daemon has exited (its store unlocked)");
   cmd->add_option("--timeout", args->timeout_s, "With --wait: give up after this many seconds")
       ->capture_default_str()
       ->type_name("SECONDS")

@@ -26,7 +26,7 @@ int run_snapshot(const DaemonOptions& daemon, const std::string& tag, bool json)
   char pause[32];
   std::snprintf(pause, sizeof pause, "%.2f ms", number_field(r, "pause_ms"));
   std::string line = "epoch " + epoch_field(r, "epoch") + " committed: " + group_digits(count_field(r, "dirty_pages")) +
-                     " dirty pages, pause " + pause + ", " + human_bytes(count_field(r, "stored_bytes")) + " stored";
+                     " dirty pages, pause " + pause + ", " + human_bytes(count_field(r, "file_bytes")) + " stored";
   if (!tag.empty()) line += ", tag " + tag;
   std::printf("%s\n", printable(line).c_str());
   return kExitOk;

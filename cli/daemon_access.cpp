@@ -3,6 +3,8 @@
 #include <grp.h>
 #include <pwd.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 #include <cerrno>
 #include <cstdlib>
@@ -181,6 +183,14 @@ DaemonAnswer DaemonConnection::call(std::string_view cmd, nlohmann::json args, m
 bool daemon_listening(const std::string& path) {
   auto client = control::ControlClient::connect(path, milliseconds(1000));
   return client.is_ok() || !no_listener(client.status().sys_errno());
+}
+
+UniqueFd daemon_process(const std::string& path) {
+  auto client = control::ControlClient::connect(path, milliseconds(1000));
+  if (!client.is_ok()) return UniqueFd();
+  pid_t pid = client->peer_pid();
+  if (pid <= 0) return UniqueFd();
+  return UniqueFd(static_cast<int>(::syscall(SYS_pidfd_open, pid, 0)));
 }
 
 }  // namespace ckpt::cli

@@ -12,6 +12,7 @@
 #include <string_view>
 
 #include "cli/output.h"
+#include "common/unique_fd.h"
 
 namespace ckpt::cli {
 
@@ -63,5 +64,10 @@ class DaemonConnection {
 // Whether anything still accepts connections on `path` (shutdown --wait polls this): false once the socket is gone
 // or refuses, true for any other outcome, so a transient error does not pass for "stopped".
 bool daemon_listening(const std::string& path);
+
+// A pidfd for the process listening on `path` (readable once it has exited, its files and locks closed), or an
+// invalid fd when that cannot be had (no daemon, a pid namespace the CLI cannot see, a kernel without pidfd_open):
+// shutdown --wait then falls back to daemon_listening.
+UniqueFd daemon_process(const std::string& path);
 
 }  // namespace ckpt::cli

@@ -45,7 +45,8 @@ std::string command_list(const CLI::App& app) {
 }
 
 // CLI11 reports a missing subcommand before an unknown word, so 'ckpt frobnicate' would read "A subcommand is
-// required". Said properly here; any other parse error is CLI11's own message. Returns the exit code.
+// required". Said properly here; any other parse error is CLI11's message on the one line every error takes.
+// Returns the exit code.
 int report_parse_error(CLI::App& app, const CLI::ParseError& e) {
   if (dynamic_cast<const CLI::RequiredError*>(&e) && app.get_subcommands().empty()) {
     std::vector<std::string> extra = app.remaining();
@@ -57,8 +58,13 @@ int report_parse_error(CLI::App& app, const CLI::ParseError& e) {
     }
     return ckpt::cli::kExitUsage;
   }
-  int rc = app.exit(e);
-  return rc == 0 ? ckpt::cli::kExitOk : ckpt::cli::kExitUsage;
+  if (e.get_exit_code() == 0) return app.exit(e);  // --help, --version: CLI11 prints them
+  // One line, "ckpt <command>: <message>", like every other error (docs/cli.md).
+  std::string where = "ckpt";
+  for (const CLI::App* sub : app.get_subcommands()) where += " " + sub->get_name();
+  std::fprintf(stderr, "%s: %s (see '%s --help')\n", where.c_str(), ckpt::cli::printable(e.what()).c_str(),
+               where.c_str());
+  return ckpt::cli::kExitUsage;
 }
 
 // cmd_restore.cpp is being reworked on another branch; until its epoch options carry the check themselves, it is

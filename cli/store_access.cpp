@@ -13,6 +13,6 @@ Result<snap::Catalog> load_catalog(snap::FileSystem& fs, const std::string& dir)
   return catalog;
 }
 
-std::string compression_ratio(const snap::EpochStats& stats) { return ratio_text(stats.raw_bytes, stats.stored_bytes); }
+std::string compression_ratio(uint64_t raw_bytes, uint64_t file_bytes) { return ratio_text(raw_bytes, file_bytes); }
 
 }  // namespace ckpt::cli

@@ -14,6 +14,7 @@ namespace ckpt::cli {
 std::unique_ptr<snap::FileSystem> open_read_fs();
 // Loads the catalog; a directory without epoch files is reported as not found rather than as an empty store.
 Result<snap::Catalog> load_catalog(snap::FileSystem& fs, const std::string& dir);
-std::string compression_ratio(const snap::EpochStats& stats);  // raw / stored, "4.20x"; "-" when nothing stored
+// Guest bytes per byte of epoch file (data, metadata and footer: what reached the store), "4.20x"; "-" for none.
+std::string compression_ratio(uint64_t raw_bytes, uint64_t file_bytes);
 
 }  // namespace ckpt::cli

@@ -192,7 +192,7 @@ const Setting kSettings[] = {
      "Rebase the running VM's chain in the background once it holds this many deltas (0: no limit)", true, false,
      CKPT_NUMBER_SETTING(compact_max_chain, 0, 1000000)},
     {"compact-max-read-amplification", "2",
-     "... or once its files reach this multiple of its base's size (a decimal >= 1.1; 0: no limit)", true, false,
+     "... or once its files reach this multiple of its base's size (a decimal in 1.1..1000; 0: no limit)", true, false,
      [](const std::string& t, DaemonConfig& c) -> Status {
        double v = 0;
        auto [end, ec] = std::from_chars(t.data(), t.data() + t.size(), v);

@@ -318,7 +318,7 @@ Result<EpochCommitted> Session::write_epoch(snap::Store& store, EpochJob& job) {
     return meta.status();
   }
   EpochCommitted committed{(*meta)->header.epoch, job.dirty.pages.size(), job.dirty.disk_block_count(), job.pause_ms,
-                           (*meta)->stats.stored_bytes};
+                           (*meta)->stats.stored_bytes, (*meta)->file_length};
   pay_owed(job.dirty);
   {
     std::lock_guard lock(mu_);

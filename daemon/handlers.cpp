@@ -106,7 +106,8 @@ Reply handle_snapshot(Session& session, const Request& r) {
   Result<EpochCommitted> e = session.snapshot(tag);
   if (!e.is_ok()) return error_reply(e.status());
   return Reply::success({{"epoch", e->epoch}, {"tag", tag}, {"dirty_pages", e->dirty_pages},
-                         {"pause_ms", e->pause_ms}, {"stored_bytes", e->stored_bytes}});
+                         {"pause_ms", e->pause_ms}, {"stored_bytes", e->stored_bytes},
+                         {"file_bytes", e->file_bytes}});
 }
 
 // One page: `limit` epochs (at most kListPageMax) above `after`, and where the next page starts.

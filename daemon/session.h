@@ -40,7 +40,8 @@ struct EpochCommitted {
   uint64_t dirty_pages = 0;
   uint64_t disk_blocks = 0;
   double pause_ms = 0;
-  uint64_t stored_bytes = 0;
+  uint64_t stored_bytes = 0;  // its compressed blocks
+  uint64_t file_bytes = 0;    // its whole file: blocks, metadata, header and footer
 };
 
 struct RestoreOutcome {

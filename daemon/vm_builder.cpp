@@ -65,7 +65,7 @@ Result<BuiltVm> rebuild_machine(const DaemonConfig& config, snap::FileSystem& fs
   CKPT_RETURN_IF_ERROR(check_size_settings(config, memory_bytes, vcpus, store));
   if (memory_bytes != machine_config.memory_bytes || vcpus != machine_config.vcpus) {
     CKPT_LOG(kInfo) << store << " holds a " << (memory_bytes >> 20) << " MiB guest with " << vcpus
-                    << " vCPUs: using that (memory-mib and vcpus are not set)";
+                    << " vCPUs: using that (memory-mib and vcpus the user did not set take the store's)";
     machine_config.memory_bytes = memory_bytes;
     machine_config.vcpus = vcpus;
   }

@@ -157,8 +157,9 @@ std::string parent_dir(const std::string& path) {
 }
 
 // The image goes beside the target, never into a store: an image written over an epoch file (or anywhere in the
-// store's directory tree) could destroy the very chain being restored, and a stray file in a store is at best junk.
-// Directories are compared by device and inode, so another path to the store (a symlink, a bind mount) is caught.
+// store's directory tree) could destroy the very chain being restored, and a stray file in a store is at best junk
+// (named like an epoch, it stops that store's resume). Directories are compared by device and inode, so another path
+// to the store (a symlink, a bind mount) is caught; any other store is known by its LOCK file.
 Status check_restore_target(const std::string& store_dir, const std::string& path) {
   struct stat st{};
   if (::stat(path.c_str(), &st) == 0 && !S_ISREG(st.st_mode)) {
@@ -174,6 +175,11 @@ Status check_restore_target(const std::string& store_dir, const std::string& pat
     if (::stat(up.c_str(), &here) == 0 && here.st_dev == store.st_dev && here.st_ino == store.st_ino) {
       return invalid_argument(path + " is inside the store " + store_dir +
                               "; write the image somewhere else (restore never writes into a store)");
+    }
+    std::string lock = (up == "/" ? "" : up) + "/" + std::string(f::kLockName);
+    if (::lstat(lock.c_str(), &here) == 0 && S_ISREG(here.st_mode)) {
+      return invalid_argument(path + " is inside " + up + ", another ckptd store (it holds a " +
+                              std::string(f::kLockName) + " file); write the image somewhere else");
     }
     if (up == "/") return Status::ok();
   }

@@ -75,6 +75,13 @@ Status read_failure(const LineReader::ReadResult& read, const std::string& path,
 ControlClient::ControlClient(UniqueFd fd, std::string path)
     : fd_(std::move(fd)), path_(std::move(path)), reader_(fd_.get(), kMaxReplyBytes) {}
 
+pid_t ControlClient::peer_pid() const {
+  ucred cred{};
+  socklen_t len = sizeof cred;
+  if (!fd_.valid() || ::getsockopt(fd_.get(), SOL_SOCKET, SO_PEERCRED, &cred, &len) != 0) return 0;
+  return cred.pid;
+}
+
 Result<ControlClient> ControlClient::connect(const std::string& path, milliseconds timeout) {
   CKPT_ASSIGN_OR_RETURN(sockaddr_un addr, socket_address(path));
   UniqueFd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));

@@ -6,6 +6,7 @@
 #include <nlohmann/json.hpp>
 #include <string>
 #include <string_view>
+#include <sys/types.h>
 
 #include "common/status.h"
 #include "common/unique_fd.h"
@@ -35,6 +36,10 @@ class ControlClient {
                      std::chrono::milliseconds timeout = std::chrono::milliseconds::zero());
 
   const std::string& path() const { return path_; }
+
+  // The process at the other end, as SO_PEERCRED recorded it when the daemon listened: 0 when it runs in a pid
+  // namespace this process cannot see (the kernel then reports no pid), or the connection is closed.
+  pid_t peer_pid() const;
 
  private:
   ControlClient(UniqueFd fd, std::string path);

@@ -144,7 +144,14 @@ expect_text "$dir/out" "^epoch [0-9]+ committed: [0-9,]+ dirty pages, pause [0-9
 snap=$(sed -nE 's/^epoch ([0-9]+) committed.*/\1/p' "$dir/out")
 [ -n "$snap" ] || { echo "FAIL: no epoch number from snapshot; giving up"; exit 1; }
 expect_rc 0 "snapshot --json" -- "${C[@]}" snapshot --json
-for key in epoch dirty_pages pause_ms stored_bytes; do expect_text "$dir/out" "\"$key\": " "snapshot --json has $key"; done
+for key in epoch dirty_pages pause_ms stored_bytes file_bytes; do
+  expect_text "$dir/out" "\"$key\": " "snapshot --json has $key"
+done
+# file_bytes is what reached the store: the whole epoch file (its blocks, metadata and footer).
+json_epoch=$(sed -nE 's/^ *"epoch": ([0-9]+),?$/\1/p' "$dir/out")
+json_file_bytes=$(sed -nE 's/^ *"file_bytes": ([0-9]+),?$/\1/p' "$dir/out")
+expect_eq "$json_file_bytes" "$(stat -c %s "$store/$(printf '%016d' "$json_epoch").epoch")" \
+  "snapshot's file_bytes is its epoch file's size"
 
 expect_rc 0 "list (live)" -- "${C[@]}" list
 cp "$dir/out" "$dir/live.txt"
@@ -244,8 +251,18 @@ expect_rc 2 "compact with a bad duration" -- "${C[@]}" compact --keep-newer-than
 # --- shutdown.
 expect_rc 0 "shutdown --wait" -- "${C[@]}" shutdown --wait --timeout 60
 expect_text "$dir/out" "stopped after" "shutdown --wait reports the stop"
+# --wait returns once the daemon's process has gone (not merely its socket), so the store's writer lock is free:
+# an offline compact straight after must get it. Three resumes and stops, as the daemon's exit takes varying time.
+expect_rc 0 "compact --store right after shutdown --wait" -- "$ckpt" compact --store "$store" --keep-last 1000
 wait "$daemon_pid"
 expect_eq "$?" 0 "ckptd exits 0 after shutdown"
+for round in 1 2 3; do
+  start_daemon --resume
+  expect_rc 0 "shutdown --wait ($round of 3)" -- "${C[@]}" shutdown --wait --timeout 60
+  expect_rc 0 "compact --store right after shutdown --wait ($round of 3)" -- \
+    "$ckpt" compact --store "$store" --keep-last 1000
+  wait "$daemon_pid"
+done
 daemon_pid=""
 
 # --- errors: no daemon, corruption, permission.

@@ -38,6 +38,14 @@ rc=$?
 [ "$rc" -eq 0 ] && echo "ok: ckptd wrote a store and stopped on SIGTERM" || {
   echo "FAIL: ckptd exit $rc"; cat "$dir/ckptd.log"; failures=$((failures + 1)); }
 expect_text "$dir/ckptd.log" "bit-exact" "ckptd's verify-final passed"
+# inspect's store figures count every byte of the epoch files (data, metadata, footers), and the ratio uses them.
+expect_rc 0 "inspect --json" -- "$ckpt" inspect --store "$dir/s" --json
+file_bytes=$(sed -nE 's/^ *"file_bytes": ([0-9]+),?$/\1/p' "$dir/out")
+on_disk=$(cat "$dir"/s/*.epoch | wc -c)
+[ "$file_bytes" = "$on_disk" ] && echo "ok: inspect's file_bytes ($file_bytes) is the epoch files' size" || {
+  echo "FAIL: inspect's file_bytes '$file_bytes', the epoch files hold $on_disk bytes"; failures=$((failures + 1)); }
+raw=$(sed -nE 's/^ *"raw_bytes": ([0-9]+),?$/\1/p' "$dir/out")
+expect_text "$dir/out" "\"compression_ratio\": \"($((raw / on_disk))|$((raw / on_disk + 1)))(\\.[0-9]+)?x\"" "the ratio is raw bytes per file byte (rounded)"
 # ckptd's exit codes (docs/operations.md, "Exit codes"): every usage or config error is 2, named, and changes nothing.
 expect_rc 2 "ckptd with an unknown option" -- "$ckptd" --bogus
 expect_rc 2 "ckptd with a stray argument" -- "$ckptd" stray
@@ -118,11 +126,12 @@ expect_text "$dir/err" "^ckpt: 'frobnicate' is not a ckpt command; the commands 
 
 # Numbers: a negative, too large, or malformed value of any numeric option is a usage error naming the option (CLI11
 # alone wraps -1 to 2^64-1, saturates past 2^64 and reads 010 as octal).
-numeric_case() {  # numeric_case OPTION_NAME_IN_MESSAGE ckpt-args...
+numeric_case() {  # numeric_case OPTION_NAME_IN_MESSAGE ckpt-args... (the first of them the command)
   local name=$1
   shift
   expect_rc 2 "ckpt $*" -- "$ckpt" "$@"
-  expect_text "$dir/err" "^$name: " "ckpt $* names $name"
+  expect_text "$dir/err" "^ckpt $1: $name: " "ckpt $* names $name after the command, on one line"
+  [ "$(wc -l <"$dir/err")" -eq 1 ] || { echo "FAIL: ckpt $*: more than one line"; failures=$((failures + 1)); }
 }
 numeric_case --keep-last compact --keep-last -1
 numeric_case --keep-last compact --keep-last 0 --store "$dir/s"

@@ -5,7 +5,9 @@
 #
 # Usage: tests/kvm/linux_guest_test.sh BUILD_DIR [--series bookworm|backports] [--smp N] [--no-bzimage] MODE...
 #   MODE: ring, clear-log or dirty-log (KVM tracking modes). --no-bzimage leaves out the bzImage boot check (a run
-#   that another run already did it for). Exit status: the L1 script's, or the harness's 125.
+#   that another run already did it for). The first MODE gets every check; the others leave out the console attach
+#   and the guest's crash, unless EVERY_MODE_FULL=1 (tests/kvm/linux_guest_in_l1.sh).
+#   Exit status: the L1 script's, or the harness's 125.
 set -Eeuo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 repo=$here/../..
@@ -39,4 +41,5 @@ strip -o "$work/ckpt" "$build/cli/ckpt"
 	--extra-file /usr/bin/script:/harness/bin/script \
 	--extra-file "$kernel:/harness/guest/vmlinux" --extra-file "$bzimage:/harness/guest/bzImage" \
 	--extra-file "$work/initrd.cpio:/harness/guest/initrd.cpio" --env "SKIP_BZIMAGE=$skip_bzimage" \
+	--env "EVERY_MODE_FULL=${EVERY_MODE_FULL:-0}" \
 	-- "$here/linux_guest_in_l1.sh" "$@"

@@ -80,6 +80,22 @@ TEST_F(RestoreToFile, RefusesATargetInsideTheStore) {
   EXPECT_FALSE(std::filesystem::exists(store_dir_.sub("image.raw")));
 }
 
+TEST_F(RestoreToFile, RefusesATargetInsideAnotherStore) {
+  TempDir other_dir;
+  ASSERT_TRUE(Store::open(other_dir.path()).is_ok());  // a store: it holds the LOCK file
+  std::filesystem::create_directory(other_dir.sub("sub"));
+  // An image named like an epoch would stop that store's resume; any file there is junk in someone's store.
+  for (const std::string& target :
+       {other_dir.sub(epoch_file_name(99999)), other_dir.sub("image.raw"), other_dir.sub("sub/image.raw")}) {
+    auto restored = restore(target);
+    ASSERT_FALSE(restored.is_ok()) << target;
+    EXPECT_EQ(restored.status().code(), StatusCode::kInvalidArgument);
+    EXPECT_NE(restored.status().message().find("another ckptd store"), std::string::npos)
+        << restored.status().message();
+  }
+  EXPECT_EQ(files_in(other_dir.path()), 2u);  // LOCK and sub/, nothing written
+}
+
 TEST_F(RestoreToFile, RefusesATargetThatIsNoRegularFile) {
   auto restored = restore(out_.path());
   ASSERT_FALSE(restored.is_ok());
