@@ -5,6 +5,7 @@
 #include <poll.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <chrono>
 #include <cstdio>
 #include <thread>
@@ -40,6 +41,7 @@ bool wait_until_gone(const UniqueFd& process, const std::string& path, Clock::ti
       pollfd pfd{process.get(), POLLIN, 0};
       int n = ::poll(&pfd, 1, static_cast<int>(std::clamp<long long>(left, 0, 1000)));
       if (n > 0) return true;
+      if (n < 0 && errno != EINTR) return wait_until_gone(UniqueFd(), path, deadline);  // poll itself failed
     } else {
       if (!daemon_listening(path)) return true;
       std::this_thread::sleep_for(std::chrono::milliseconds(std::clamp<long long>(left, 0, 100)));
@@ -51,9 +53,11 @@ bool wait_until_gone(const UniqueFd& process, const std::string& path, Clock::ti
 int run_shutdown(const DaemonOptions& daemon, const ShutdownArgs& args) {
   std::string path = socket_path(daemon);
   Clock::time_point start = Clock::now();
-  // Taken before the request: once the daemon has exited its pid could belong to another process.
-  UniqueFd process = args.wait ? daemon_process(path) : UniqueFd();
-  DaemonAnswer a = call_daemon(daemon, "shutdown", nlohmann::json::object(), std::chrono::seconds(30));
+  // The process at the other end of the connection that asks, taken before the request: once the daemon has
+  // exited its pid could belong to another process.
+  DaemonConnection connection(daemon);
+  UniqueFd process = args.wait ? connection.peer_process() : UniqueFd();
+  DaemonAnswer a = connection.call("shutdown", nlohmann::json::object(), std::chrono::seconds(30));
   // busy: the daemon is already stopping (a second shutdown, SIGTERM); --wait still has something to wait for.
   bool already_stopping = a.error && a.error->code == control::error_code::kBusy;
   if (a.error && !(args.wait && already_stopping)) return report("shutdown", *a.error, args.json);

@@ -25,8 +25,9 @@ int run_snapshot(const DaemonOptions& daemon, const std::string& tag, bool json)
   const nlohmann::json& r = a.result;
   char pause[32];
   std::snprintf(pause, sizeof pause, "%.2f ms", number_field(r, "pause_ms"));
+  // The whole epoch file; a daemon older than file_bytes says only stored_bytes (its compressed pages).
   std::string line = "epoch " + epoch_field(r, "epoch") + " committed: " + group_digits(count_field(r, "dirty_pages")) +
-                     " dirty pages, pause " + pause + ", " + human_bytes(count_field(r, "file_bytes")) + " stored";
+                     " dirty pages, pause " + pause + ", " + human_bytes(count_field(r, r.contains("file_bytes") ? "file_bytes" : "stored_bytes")) + " stored";
   if (!tag.empty()) line += ", tag " + tag;
   std::printf("%s\n", printable(line).c_str());
   return kExitOk;

@@ -51,7 +51,7 @@ void print_human(const json& s) {
     char amp[32];
     std::snprintf(amp, sizeof amp, "%.2f", number_field(c, "read_amplification"));
     row("compaction", group_digits(count_field(c, "store_epochs")) + " epochs, " +
-                          human_bytes(count_field(c, "store_bytes")) + " on disk; chain " +
+                          human_bytes(count_field(c, "store_bytes")) + " in files; chain " +
                           group_digits(count_field(c, "chain_length")) + " epochs (read amplification " + amp +
                           "); " + group_digits(count_field(c, "rebases")) + " rebases, " +
                           group_digits(count_field(c, "retention_removed_epochs")) + " epochs removed by retention");

@@ -155,17 +155,21 @@ DaemonConnection::DaemonConnection(const DaemonOptions& options)
 
 DaemonConnection::~DaemonConnection() = default;
 
+std::optional<CliError> DaemonConnection::connect() {
+  if (impl_->client) return std::nullopt;
+  auto client = control::ControlClient::connect(path_, kConnectTimeout);
+  if (!client.is_ok()) return transport_error(client.status(), path_);
+  impl_->client.emplace(std::move(*client));
+  return std::nullopt;
+}
+
 DaemonAnswer DaemonConnection::call(std::string_view cmd, nlohmann::json args, milliseconds timeout) {
   DaemonAnswer answer;
   transport_failure_ = false;
-  if (!impl_->client) {
-    auto client = control::ControlClient::connect(path_, kConnectTimeout);
-    if (!client.is_ok()) {
-      transport_failure_ = true;
-      answer.error = transport_error(client.status(), path_);
-      return answer;
-    }
-    impl_->client.emplace(std::move(*client));
+  if (std::optional<CliError> failed = connect()) {
+    transport_failure_ = true;
+    answer.error = std::move(failed);
+    return answer;
   }
   auto reply = impl_->client->call(cmd, std::move(args), timeout);
   if (!reply.is_ok()) {
@@ -185,10 +189,9 @@ bool daemon_listening(const std::string& path) {
   return client.is_ok() || !no_listener(client.status().sys_errno());
 }
 
-UniqueFd daemon_process(const std::string& path) {
-  auto client = control::ControlClient::connect(path, milliseconds(1000));
-  if (!client.is_ok()) return UniqueFd();
-  pid_t pid = client->peer_pid();
+UniqueFd DaemonConnection::peer_process() {
+  if (connect()) return UniqueFd();
+  pid_t pid = impl_->client->peer_pid();
   if (pid <= 0) return UniqueFd();
   return UniqueFd(static_cast<int>(::syscall(SYS_pidfd_open, pid, 0)));
 }

@@ -53,8 +53,13 @@ class DaemonConnection {
   DaemonAnswer call(std::string_view cmd, nlohmann::json args, std::chrono::milliseconds timeout);
   // Whether the last call's failure was in the transport (no reply), not an error the daemon replied.
   bool last_failure_was_transport() const { return transport_failure_; }
+  // A pidfd for the daemon at the other end of this connection (connecting first if need be): readable once that
+  // process has exited, its files and locks closed. Invalid when it cannot be had (no daemon, a pid namespace the
+  // CLI cannot see, a kernel without pidfd_open).
+  UniqueFd peer_process();
 
  private:
+  std::optional<CliError> connect();  // unless connected; the error says why not
   struct Impl;
   std::string path_;
   std::unique_ptr<Impl> impl_;
@@ -64,10 +69,5 @@ class DaemonConnection {
 // Whether anything still accepts connections on `path` (shutdown --wait polls this): false once the socket is gone
 // or refuses, true for any other outcome, so a transient error does not pass for "stopped".
 bool daemon_listening(const std::string& path);
-
-// A pidfd for the process listening on `path` (readable once it has exited, its files and locks closed), or an
-// invalid fd when that cannot be had (no daemon, a pid namespace the CLI cannot see, a kernel without pidfd_open):
-// shutdown --wait then falls back to daemon_listening.
-UniqueFd daemon_process(const std::string& path);
 
 }  // namespace ckpt::cli

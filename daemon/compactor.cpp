@@ -150,6 +150,7 @@ void Compactor::maintain() {
                                   std::to_string(shape->links) + " epochs)"));
     }
   }
+  record_chain(shape);  // now, not only after retention: a long retention run would leave status showing the old chain
   size_t epochs = store_.epoch_count();
   bool retention_due =
       (s.keep_last || s.keep_seconds) && (Clock::now() - last_retention_ >= s.retention_interval ||

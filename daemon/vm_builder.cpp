@@ -7,6 +7,7 @@
 #include "snapshot/catalog.h"
 #include "snapshot/restore.h"
 #include "vmm/machine_factory.h"
+#include "vmm/x86/linux_loader.h"
 
 namespace ckpt::daemon {
 
@@ -25,6 +26,16 @@ std::string disk_name(const std::string& path, size_t index) {
 Result<BuiltVm> create_fresh_machine(const DaemonConfig& config) {
   BuiltVm vm;
   vmm::MachineConfig machine_config = config.machine;
+  if (machine_config.guest == vmm::GuestKind::kLinux) {
+    // The files first: a wrong kernel is named as such, before the backend (or a missing /dev/kvm) is looked at.
+    // A refusal is the user's setting (a missing file, a truncated bzImage: no kernel to boot): a config error, exit
+    // 2. Only a failing read (EIO) is the machine's.
+    const vmm::LinuxGuestConfig& l = machine_config.linux_guest;
+    Status usable =
+        vmm::x86::check_linux_image({l.kernel, l.initrd, l.cmdline}, machine_config.memory_bytes, machine_config.vcpus);
+    if (!usable.is_ok() && usable.code() != StatusCode::kIoError) return invalid_argument(usable.message());
+    CKPT_RETURN_IF_ERROR(usable);
+  }
   for (size_t i = 0; i < config.disks.size(); ++i) {
     const DiskSetting& disk = config.disks[i];
     CKPT_RETURN_IF_ERROR(create_working_image(disk.path, config.store_dir, i).status());

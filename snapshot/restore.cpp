@@ -1,5 +1,6 @@
 #include "snapshot/restore.h"
 
+#include <dirent.h>
 #include <fcntl.h>
 #include <limits.h>
 #include <stdlib.h>
@@ -159,7 +160,29 @@ std::string parent_dir(const std::string& path) {
 // The image goes beside the target, never into a store: an image written over an epoch file (or anywhere in the
 // store's directory tree) could destroy the very chain being restored, and a stray file in a store is at best junk
 // (named like an epoch, it stops that store's resume). Directories are compared by device and inode, so another path
-// to the store (a symlink, a bind mount) is caught; any other store is known by its LOCK file.
+// to the store (a symlink, a bind mount) is caught; any other store is known by its LOCK file beside epoch files.
+
+// Whether `dir` is a ckptd store: its LOCK file and an epoch file, or (a store with no epoch yet) the LOCK file when
+// the image would be named like an epoch file. Other programs name their lock files LOCK too.
+bool is_a_store(const std::string& dir, bool image_named_like_an_epoch) {
+  struct stat st{};
+  std::string prefix = dir == "/" ? "" : dir;
+  if (::lstat((prefix + "/" + std::string(f::kLockName)).c_str(), &st) != 0 || !S_ISREG(st.st_mode)) return false;
+  if (image_named_like_an_epoch) return true;
+  DIR* d = ::opendir(dir.c_str());
+  if (!d) return false;
+  bool epochs = false;
+  uint64_t epoch = 0;
+  while (dirent* e = ::readdir(d)) {
+    if (parse_epoch_file_name(e->d_name, &epoch)) {
+      epochs = true;
+      break;
+    }
+  }
+  ::closedir(d);
+  return epochs;
+}
+
 Status check_restore_target(const std::string& store_dir, const std::string& path) {
   struct stat st{};
   if (::stat(path.c_str(), &st) == 0 && !S_ISREG(st.st_mode)) {
@@ -169,6 +192,8 @@ Status check_restore_target(const std::string& store_dir, const std::string& pat
   if (::stat(store_dir.c_str(), &store) != 0) return Status::from_errno(errno, "stat " + store_dir);
   char resolved[PATH_MAX];
   std::string dir = parent_dir(path);
+  uint64_t epoch = 0;
+  bool named_like_an_epoch = parse_epoch_file_name(path.substr(path.find_last_of('/') + 1), &epoch);
   if (!::realpath(dir.c_str(), resolved)) return Status::from_errno(errno, "resolve the directory of " + path);
   for (std::string up = resolved;; up = parent_dir(up)) {
     struct stat here{};
@@ -176,10 +201,9 @@ Status check_restore_target(const std::string& store_dir, const std::string& pat
       return invalid_argument(path + " is inside the store " + store_dir +
                               "; write the image somewhere else (restore never writes into a store)");
     }
-    std::string lock = (up == "/" ? "" : up) + "/" + std::string(f::kLockName);
-    if (::lstat(lock.c_str(), &here) == 0 && S_ISREG(here.st_mode)) {
-      return invalid_argument(path + " is inside " + up + ", another ckptd store (it holds a " +
-                              std::string(f::kLockName) + " file); write the image somewhere else");
+    if (is_a_store(up, named_like_an_epoch && up == resolved)) {
+      return invalid_argument(path + " is inside " + up + ", another ckptd store (it holds ckptd's " +
+                              std::string(f::kLockName) + " file and epoch files); write the image somewhere else");
     }
     if (up == "/") return Status::ok();
   }

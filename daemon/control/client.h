@@ -38,7 +38,7 @@ class ControlClient {
   const std::string& path() const { return path_; }
 
   // The process at the other end, as SO_PEERCRED recorded it when the daemon listened: 0 when it runs in a pid
-  // namespace this process cannot see (the kernel then reports no pid), or the connection is closed.
+  // namespace this process cannot see (the kernel then reports no pid), or after a failure closed the connection.
   pid_t peer_pid() const;
 
  private:

@@ -148,9 +148,8 @@ for key in epoch dirty_pages pause_ms stored_bytes file_bytes; do
   expect_text "$dir/out" "\"$key\": " "snapshot --json has $key"
 done
 # file_bytes is what reached the store: the whole epoch file (its blocks, metadata and footer).
-json_epoch=$(sed -nE 's/^ *"epoch": ([0-9]+),?$/\1/p' "$dir/out")
-json_file_bytes=$(sed -nE 's/^ *"file_bytes": ([0-9]+),?$/\1/p' "$dir/out")
-expect_eq "$json_file_bytes" "$(stat -c %s "$store/$(printf '%016d' "$json_epoch").epoch")" \
+json_epoch=$(json_number "$dir/out" epoch)
+expect_eq "$(json_number "$dir/out" file_bytes)" "$(stat -c %s "$store/$(printf '%016d' "$json_epoch").epoch")" \
   "snapshot's file_bytes is its epoch file's size"
 
 expect_rc 0 "list (live)" -- "${C[@]}" list
@@ -261,7 +260,13 @@ for round in 1 2 3; do
   expect_rc 0 "shutdown --wait ($round of 3)" -- "${C[@]}" shutdown --wait --timeout 60
   expect_rc 0 "compact --store right after shutdown --wait ($round of 3)" -- \
     "$ckpt" compact --store "$store" --keep-last 1000
+  state=$(awk '{print $3}' "/proc/$daemon_pid/stat" 2>/dev/null)  # Z: exited, not yet reaped
+  if [ -n "$state" ] && [ "$state" != Z ]; then
+    fail "ckptd has exited once shutdown --wait returns ($round of 3)" "exited" "state $state"
+    kill -9 "$daemon_pid"
+  fi
   wait "$daemon_pid"
+  expect_eq "$?" 0 "ckptd exits 0 ($round of 3)"
 done
 daemon_pid=""
 

@@ -5,10 +5,13 @@
 #
 #   linux_guest_in_l1.sh TRACKING_MODE...
 #
-# For each mode: boot; wait for memcheck rounds; snapshot A; pause periodic epochs; snapshot B; let the guest run on;
-# kill -9 ckptd; ckptd --resume (from B); live `ckpt restore A`; shutdown (verify-final) and `ckpt verify`. The
-# first mode (every mode with EVERY_MODE_FULL=1) also attaches to the console and crashes the guest through it
-# (sysrq-c: panic=-1 reboot=t make it triple-fault): ckptd must stop taking epochs and a restore of A bring it back. After every restore the first new memcheck line must continue from that epoch: the same boot id
+# For each mode: boot (2 CPUs up, kvm-clock registered); wait for memcheck rounds; snapshot A; pause periodic epochs;
+# snapshot B; let the guest run on; kill -9 ckptd; ckptd --resume (from B); live `ckpt restore A`; the guest stops
+# itself; shutdown (verify-final) and `ckpt verify`. How it stops: in the mode FULL_MODE names (default: the first;
+# every mode with EVERY_MODE_FULL=1), after `ckpt console --attach`, it crashes (sysrq-c typed into its console:
+# panic=-1 reboot=t make it triple-fault); otherwise it runs `reboot -f` in the clear-log mode (reboot=a: the ACPI
+# reset register) and `poweroff -f` (ACPI S5) in the others. Each stop must show in status with its reason, end
+# the epochs, and a restore of A must bring the guest back. After every restore the first new memcheck line must continue from that epoch: the same boot id
 # (no reboot), a round within the rounds printed just before and just after the epoch was taken, bad=0, and an uptime
 # no earlier than at the epoch. Last line: "linux_guest: N passed, M failed".
 set -u
@@ -21,7 +24,10 @@ INITRD=/harness/guest/initrd.cpio
 SCRIPT=/harness/bin/script # util-linux's script(1): a terminal for `ckpt console --attach`
 # memcheck keeps 192 MiB (in a 384 MiB guest) and rewrites about 12% of it every 2 s: about 12 MB/s of dirty pages,
 # which the stores (in L1's RAM) must hold for the length of a mode.
-CMDLINE="console=ttyS0 quiet panic=-1 reboot=t memcheck.mib=${MEMCHECK_MIB:-192} memcheck.interval_ms=2000"
+# reboot=t: a reboot (and so a panic, with panic=-1) triple-faults; the clear-log mode boots with reboot=a, so that
+# its `reboot -f` writes the ACPI reset register instead (run_mode).
+CMDLINE="console=ttyS0 quiet panic=-1 memcheck.mib=${MEMCHECK_MIB:-192} memcheck.interval_ms=2000"
+reboot=t
 BOOT_TIMEOUT=${BOOT_TIMEOUT:-150}
 
 TRACE=/sys/kernel/tracing/trace
@@ -87,7 +93,7 @@ wait_for_lines() {
 kernel=$KERNEL
 start_daemon() { # start_daemon [--resume]
 	"$CKPTD" --backend kvm --tracking "$mode" --vcpus 2 --memory-mib 384 --epoch-ms 1000 --store "$store" \
-		--socket "$sock" --kernel "$kernel" --initrd "$INITRD" --cmdline "$CMDLINE" --log-level warn "$@" \
+		--socket "$sock" --kernel "$kernel" --initrd "$INITRD" --cmdline "$CMDLINE reboot=$reboot" --log-level warn "$@" \
 		>>"$store.daemon.log" 2>&1 &
 	daemon_pid=$!
 	local t=0
@@ -195,6 +201,8 @@ check_attach() {
 
 run_mode() { # run_mode MODE full|core
 	mode=$1 checks=$2
+	reboot=t
+	[ "$mode" = clear-log ] && [ "$checks" = core ] && reboot=a
 	store=/tmp/store-$mode
 	sock=/tmp/ckptd-$mode.sock
 	rm -rf "$store" "$store.daemon.log"
@@ -211,6 +219,14 @@ run_mode() { # run_mode MODE full|core
 	}
 	ok "$mode: booted to memcheck in $(($(date +%s) - t0)) s (indicative): $line"
 	boot_id=$(field boot "$line")
+	# Both vCPUs came up (the MP and ACPI tables), and kvmclock registered (the hypervisor and KVM CPUID leaves;
+	# the guest may still prefer the TSC, which KVM reports invariant).
+	init=$(console_text | grep -m1 '^CKPT-GUEST: init ')
+	if [ "$(field cpus "$init")" = 2 ] && field clocksources "$init" | grep -q 'kvm-clock'; then
+		ok "$mode: the guest runs on 2 CPUs with kvm-clock available: $init"
+	else
+		bad "$mode: the guest does not see 2 CPUs and kvm-clock: $init"
+	fi
 
 	snapshot A || return
 	wait_for_lines "$(line_count)" 60 >/dev/null
@@ -232,7 +248,14 @@ run_mode() { # run_mode MODE full|core
 	fi
 
 	# The console attach and a guest's crash do not depend on the tracking mode: only the first mode checks them.
-	[ "$checks" = full ] && check_crash_and_restore
+	# The other modes each check one more way a guest stops itself: a reset, a power-off.
+	if [ "$checks" = full ]; then
+		check_crash_and_restore
+	elif [ "$mode" = clear-log ]; then
+		check_stop_request 'reboot -f' reset
+	else
+		check_stop_request 'poweroff -f' poweroff
+	fi
 
 	wait_for_lines "$(line_count)" 60 >/dev/null
 	if console_text | grep -q 'MEMCHECK-BAD\|bad=[1-9]'; then
@@ -250,6 +273,50 @@ run_mode() { # run_mode MODE full|core
 	rm -rf "$store"
 }
 
+# stop_state: waits up to 60 s for ckptd to report the guest stopped; prints the state and the stop reason.
+stop_state() {
+	local state="" t=0
+	while [ $t -lt 60 ]; do
+		state=$("$CKPT" --socket "$sock" status --json | sed -n 's/.*"state": *"\([a-z-]*\)".*/\1/p' | head -n 1)
+		[ "$state" = guest-stopped ] && break
+		sleep 1
+		t=$((t + 1))
+	done
+	echo "$state $("$CKPT" --socket "$sock" status --json | tr -d '\n' |
+		sed -n 's/.*"guest_stop": *{[^}]*"reason": *"\([a-z-]*\)".*/\1/p')"
+}
+
+# check_stop_request COMMAND REASON: the guest's shell runs COMMAND (reboot -f, poweroff -f); ckptd must report the
+# guest stopped for REASON, take no snapshot of it, and bring it back from epoch A.
+check_stop_request() {
+	local m out got
+	crash_intended=1
+	send_console '\n'
+	sleep 2
+	send_console "$1\n"
+	got=$(stop_state)
+	if [ "$got" = "guest-stopped $2" ]; then
+		ok "$mode: a guest that runs '$1' stops cleanly (status: guest-stopped, $2)"
+		forget_guest_faults
+		crash_intended=0
+	else
+		bad "$mode: after '$1' the daemon says '$got', not 'guest-stopped $2'"
+		crash_intended=0
+		return 1
+	fi
+	if "$CKPT" --socket "$sock" snapshot >/dev/null 2>&1; then
+		bad "$mode: a snapshot of a stopped guest was taken"
+	else
+		ok "$mode: a snapshot of a stopped guest is refused"
+	fi
+	m=$(marks "$A_epoch")
+	if out=$("$CKPT" --socket "$sock" restore "$A_epoch" 2>&1); then
+		check_continues A "$m" "restore of epoch $A_epoch after '$1'"
+	else
+		bad "$mode: ckpt restore $A_epoch after '$1': $out"
+	fi
+}
+
 # `ckpt console --attach` runs a command in the guest's shell; then the guest crashes itself and must stop cleanly,
 # refuse snapshots, and come back from epoch A.
 check_crash_and_restore() {
@@ -261,19 +328,14 @@ check_crash_and_restore() {
 	send_console '\n'
 	sleep 2
 	send_console 'echo c > /proc/sysrq-trigger\n'
-	local state="" t=0
-	while [ $t -lt 60 ]; do
-		state=$("$CKPT" --socket "$sock" status --json | sed -n 's/.*"state": *"\([a-z-]*\)".*/\1/p' | head -n 1)
-		[ "$state" = guest-stopped ] && break
-		sleep 1
-		t=$((t + 1))
-	done
-	if [ "$state" = guest-stopped ]; then
-		ok "$mode: a guest that panics and triple-faults stops cleanly (status: guest-stopped)"
+	local got
+	got=$(stop_state)
+	if [ "$got" = "guest-stopped triple-fault" ]; then
+		ok "$mode: a guest that panics and triple-faults stops cleanly (status: guest-stopped, triple-fault)"
 		forget_guest_faults # the intended one
 		crash_intended=0
 	else
-		bad "$mode: after sysrq-c the daemon state is '$state', not guest-stopped"
+		bad "$mode: after sysrq-c the daemon says '$got', not 'guest-stopped triple-fault'"
 	fi
 	if "$CKPT" --socket "$sock" snapshot >/dev/null 2>&1; then
 		bad "$mode: a snapshot of a stopped guest was taken"
@@ -341,12 +403,13 @@ attempts() { # attempts NAME COMMAND...
 }
 
 [ "${SKIP_BZIMAGE:-0}" = 1 ] || attempts bzImage check_bzimage_boot
-# The first mode runs every check; the others (the tracking modes differ only in how dirty pages are found) leave
-# out the console attach and the crash, unless EVERY_MODE_FULL=1.
-checks=full
+# FULL_MODE (default: the first mode; none: no mode) runs every check; the others (the tracking modes differ only in
+# how dirty pages are found) leave out the console attach and the crash, unless EVERY_MODE_FULL=1.
+full_mode=${FULL_MODE:-$1}
 for m in "$@"; do
+	checks=core
+	{ [ "$m" = "$full_mode" ] || [ "${EVERY_MODE_FULL:-0}" = 1 ]; } && checks=full
 	attempts "$m" run_mode "$m" "$checks"
-	[ "${EVERY_MODE_FULL:-0}" = 1 ] || checks=core
 done
 [ "$repeated" -eq 0 ] || echo "linux_guest: $repeated check(s) repeated after the guest died or got stuck"
 echo "linux_guest: $pass passed, $fail failed"

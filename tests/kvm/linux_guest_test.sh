@@ -3,22 +3,24 @@
 # nested harness and checkpoints it; tests/kvm/linux_guest_in_l1.sh runs there and checks that every restore (kill -9
 # + --resume, live restore, restore after the guest crashed) is invisible to the guest.
 #
-# Usage: tests/kvm/linux_guest_test.sh BUILD_DIR [--series bookworm|backports] [--smp N] [--no-bzimage] MODE...
+# Usage: tests/kvm/linux_guest_test.sh BUILD_DIR [--series bookworm|backports] [--smp N] [--no-bzimage]
+#                                      [--full-mode MODE|none] MODE...
 #   MODE: ring, clear-log or dirty-log (KVM tracking modes). --no-bzimage leaves out the bzImage boot check (a run
-#   that another run already did it for). The first MODE gets every check; the others leave out the console attach
-#   and the guest's crash, unless EVERY_MODE_FULL=1 (tests/kvm/linux_guest_in_l1.sh).
+#   that another run already did it for). The --full-mode MODE (default: the first) gets every check; the others
+#   leave out the console attach and the guest's crash, unless EVERY_MODE_FULL=1 (tests/kvm/linux_guest_in_l1.sh).
 #   Exit status: the L1 script's, or the harness's 125.
 set -Eeuo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 repo=$here/../..
 build=${1:?usage: linux_guest_test.sh BUILD_DIR [--series S] [--smp N] MODE...}
 shift
-series=backports smp=2 skip_bzimage=0
+series=backports smp=2 skip_bzimage=0 full_mode=""
 while [ $# -gt 0 ]; do
 	case "$1" in
 	--series) series=${2:?}; shift 2 ;;
 	--smp) smp=${2:?}; shift 2 ;;
 	--no-bzimage) skip_bzimage=1; shift ;;
+	--full-mode) full_mode=${2:?}; shift 2 ;;
 	*) break ;;
 	esac
 done
@@ -42,4 +44,5 @@ strip -o "$work/ckpt" "$build/cli/ckpt"
 	--extra-file "$kernel:/harness/guest/vmlinux" --extra-file "$bzimage:/harness/guest/bzImage" \
 	--extra-file "$work/initrd.cpio:/harness/guest/initrd.cpio" --env "SKIP_BZIMAGE=$skip_bzimage" \
 	--env "EVERY_MODE_FULL=${EVERY_MODE_FULL:-0}" \
+	--env "FULL_MODE=$full_mode" \
 	-- "$here/linux_guest_in_l1.sh" "$@"

@@ -81,19 +81,33 @@ TEST_F(RestoreToFile, RefusesATargetInsideTheStore) {
 }
 
 TEST_F(RestoreToFile, RefusesATargetInsideAnotherStore) {
-  TempDir other_dir;
-  ASSERT_TRUE(Store::open(other_dir.path()).is_ok());  // a store: it holds the LOCK file
-  std::filesystem::create_directory(other_dir.sub("sub"));
-  // An image named like an epoch would stop that store's resume; any file there is junk in someone's store.
-  for (const std::string& target :
-       {other_dir.sub(epoch_file_name(99999)), other_dir.sub("image.raw"), other_dir.sub("sub/image.raw")}) {
+  auto expect_refused = [&](const std::string& target) {
     auto restored = restore(target);
     ASSERT_FALSE(restored.is_ok()) << target;
     EXPECT_EQ(restored.status().code(), StatusCode::kInvalidArgument);
     EXPECT_NE(restored.status().message().find("another ckptd store"), std::string::npos)
         << restored.status().message();
+  };
+  // A store with no epoch yet (only its LOCK file): an image named like an epoch would stop its first start.
+  TempDir fresh;
+  ASSERT_TRUE(Store::open(fresh.path()).is_ok());
+  expect_refused(fresh.sub(epoch_file_name(99999)));
+  // A store with epochs: nothing may be written anywhere in it.
+  TempDir other;
+  {
+    auto store = Store::open(other.path());
+    ASSERT_TRUE(store.is_ok());
+    GuestModel model(16, 7);
+    testing::write_base(**store, model);
   }
-  EXPECT_EQ(files_in(other_dir.path()), 2u);  // LOCK and sub/, nothing written
+  std::filesystem::create_directory(other.sub("sub"));
+  for (const std::string& target :
+       {other.sub(epoch_file_name(99999)), other.sub("image.raw"), other.sub("sub/image.raw")}) {
+    expect_refused(target);
+  }
+  EXPECT_EQ(files_in(other.path()), 3u);  // LOCK, its base and sub/: nothing written
+  // Another program's LOCK file alone does not make a store.
+  EXPECT_TRUE(restore(fresh.sub("image.raw")).is_ok());
 }
 
 TEST_F(RestoreToFile, RefusesATargetThatIsNoRegularFile) {

@@ -375,6 +375,55 @@ TEST(KvmMachine, LoadRefusesASavedGuestWithACpuFeatureThisHostLacks) {
   EXPECT_TRUE(loaded.is_ok()) << "the unedited state: " << loaded.to_string();
 }
 
+// docs/vmm.md, "State": an epoch written before ckptd saved CPUID and the TSC pairing lacks those blobs and still
+// loads (the vCPUs keep the CPUID this ckptd sets up; IA32_TSC stands); a TSC blob of a version this ckptd does not
+// know is refused, naming it, rather than read as something it is not.
+TEST(KvmMachine, LoadsAnEpochWithoutCpuidOrTscBlobsAndRefusesAnUnknownTscVersion) {
+  SKIP_WITHOUT_KVM();
+  MachineConfig config = small_config(TrackingMode::kAuto, 2, guest::WorkloadKind::kRandomWriter);
+  auto a = make_machine(config);
+  ASSERT_TRUE(a);
+  ASSERT_TRUE(a->start().is_ok());
+  wait_for_progress(*a, 20ms);
+  ASSERT_TRUE(a->pause(5000ms).is_ok());
+  auto state = a->save_state();
+  ASSERT_TRUE(state.is_ok()) << state.status().to_string();
+  const uint64_t at_save = status_of(*a, 0);
+
+  std::vector<StateBlob> older;
+  size_t left_out = 0;
+  for (const StateBlob& blob : *state) {
+    bool newer_blob = blob.name.ends_with("/cpuid") || blob.name.ends_with("/tsc");
+    left_out += newer_blob;
+    if (!newer_blob) older.push_back(blob);
+  }
+  EXPECT_GE(left_out, 2u) << "the saved state has no per-vCPU cpuid blobs";
+  auto b = kvm::create_kvm_machine(config);
+  ASSERT_TRUE(b.is_ok()) << b.status().to_string();
+  std::memcpy((*b)->host_memory().data(), a->host_memory().data(), a->host_memory().size());
+  Status loaded = (*b)->load_state(older);
+  ASSERT_TRUE(loaded.is_ok()) << "an epoch without cpuid and tsc blobs: " << loaded.to_string();
+  ASSERT_TRUE((*b)->start().is_ok());
+  wait_for_progress(**b, 20ms);
+  ASSERT_TRUE((*b)->pause(5000ms).is_ok());
+  EXPECT_TRUE((*b)->vcpu_error().is_ok()) << (*b)->vcpu_error().to_string();
+  EXPECT_GT(status_of(**b, 0), at_save) << "the loaded guest did not run on";
+
+  // A TSC blob from a newer ckptd (version 2): replaced where this host saved one, added where it did not.
+  std::vector<StateBlob> newer = *state;
+  std::vector<uint8_t> tsc(24, 0);
+  tsc[0] = 2;  // TscPairing::version, little-endian
+  auto it = std::find_if(newer.begin(), newer.end(), [](const StateBlob& s) { return s.name == "kvm/vcpu0/tsc"; });
+  if (it == newer.end()) newer.push_back(StateBlob{"kvm/vcpu0/tsc", tsc});
+  else it->data = tsc;
+  auto c = kvm::create_kvm_machine(config);
+  ASSERT_TRUE(c.is_ok()) << c.status().to_string();
+  Status refused = (*c)->load_state(newer);
+  ASSERT_FALSE(refused.is_ok()) << "a version 2 TSC blob loaded";
+  EXPECT_EQ(refused.code(), StatusCode::kUnsupported) << refused.to_string();
+  EXPECT_NE(refused.message().find("kvm/vcpu0/tsc is version 2"), std::string::npos) << refused.to_string();
+}
+
 }  // namespace
 }  // namespace ckpt::vmm
 

@@ -442,6 +442,28 @@ TEST_F(LinuxLoader, RefusesKernelInitrdOrCommandLineThatDoNotFit) {
   expect_error(load_linux({kernel, "", std::string("a\0b", 3)}, mem.span(), 1), {"NUL"});
 }
 
+// The daemon's check before it sets anything up: the same refusals as load_linux, with no guest memory at all.
+TEST_F(LinuxLoader, CheckWithoutMemoryRefusesWhatLoadRefuses) {
+  const std::string kernel = dir_.write("bzImage", fake_bzimage());
+  EXPECT_TRUE(check_linux_image({kernel, "", "console=ttyS0"}, 64 * kMiB, 2).is_ok());
+  std::vector<uint8_t> k = fake_bzimage();
+  k.resize(k.size() - 100);
+  const std::string truncated = dir_.write("short", k);
+  auto expect_refused = [](const Status& s, const std::string& part) {
+    ASSERT_FALSE(s.is_ok()) << "accepted; want a refusal saying '" << part << "'";
+    EXPECT_NE(s.message().find(part), std::string::npos) << "'" << part << "' missing from: " << s.to_string();
+  };
+  expect_refused(check_linux_image({truncated, "", ""}, 64 * kMiB, 1), truncated + " is truncated");
+  expect_refused(check_linux_image({dir_.path() + "/none", "", ""}, 64 * kMiB, 1), "open kernel");
+  expect_refused(check_linux_image({kernel, "", ""}, 18 * kMiB, 1), "guest has 18 MiB");
+  const std::string big = dir_.write("big", std::vector<uint8_t>(44 * kMiB + 1, 1));
+  expect_refused(check_linux_image({kernel, big, ""}, 64 * kMiB, 1), "does not fit");
+  expect_refused(check_linux_image({kernel, "", std::string(2048, 'x')}, 64 * kMiB, 1), "at most 2047");
+  expect_refused(check_linux_image({kernel, "", ""}, 64 * kMiB, 33), "vCPU count 33");
+  expect_refused(check_linux_image({kernel, "", ""}, 64 * kMiB + 4096, 1), "not a positive multiple of 2 MiB");
+  expect_refused(check_linux_image({kernel, "", ""}, 4096 * kMiB, 1), "more than the 3 GiB");
+}
+
 TEST_F(LinuxLoader, RefusesGuestMemoryItCannotDescribe) {
   const std::string kernel = dir_.write("bzImage", fake_bzimage());
   {

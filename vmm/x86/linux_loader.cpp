@@ -57,13 +57,13 @@ Status read_exactly(const OpenFile& f, const std::string& what, const std::strin
   return Status::ok();
 }
 
-Status check_guest(std::span<uint8_t> memory, unsigned vcpus) {
-  if (memory.size() == 0 || memory.size() % kMemoryGranule != 0) {
-    return invalid_argument("guest memory of " + std::to_string(memory.size()) +
+Status check_guest(uint64_t memory_bytes, unsigned vcpus) {
+  if (memory_bytes == 0 || memory_bytes % kMemoryGranule != 0) {
+    return invalid_argument("guest memory of " + std::to_string(memory_bytes) +
                             " bytes is not a positive multiple of 2 MiB");
   }
-  if (memory.size() > kMaxGuestMemory) {
-    return unsupported("guest memory of " + mib(memory.size()) + " is more than the 3 GiB a Linux guest may have: " +
+  if (memory_bytes > kMaxGuestMemory) {
+    return unsupported("guest memory of " + mib(memory_bytes) + " is more than the 3 GiB a Linux guest may have: " +
                        "[3 GiB, 4 GiB) must stay free for the IOAPIC and LAPIC MMIO (RAM above 4 GiB is not mapped yet)");
   }
   if (vcpus == 0 || vcpus > kMaxMpVcpus) {
@@ -132,37 +132,59 @@ void write_boot_params(std::span<uint8_t> memory, const KernelImage& k, uint64_t
   zp[bp::kE820Entries] = count;
 }
 
-}  // namespace
+// The files read and every check passed: what load_linux writes into guest memory.
+struct CheckedLinux {
+  std::vector<uint8_t> kernel_file;
+  KernelImage k;
+  OpenFile initrd;  // fd invalid: none
+  uint64_t initrd_gpa = 0, initrd_bytes = 0;
+};
 
-Result<LinuxEntry> load_linux(const LinuxImage& image, std::span<uint8_t> memory, unsigned vcpus,
-                              std::span<const VirtioMmioDevice> virtio_mmio) {
-  CKPT_RETURN_IF_ERROR(check_guest(memory, vcpus));
-  CKPT_RETURN_IF_ERROR(check_virtio_mmio_devices(virtio_mmio));
+Result<CheckedLinux> check_files(const LinuxImage& image, uint64_t memory_bytes) {
+  CheckedLinux c;
   const std::string& path = image.kernel_path;
   CKPT_ASSIGN_OR_RETURN(OpenFile kernel_file, open_file("kernel", path));
-  std::vector<uint8_t> file(kernel_file.bytes);
-  CKPT_RETURN_IF_ERROR(read_exactly(kernel_file, "kernel", path, file));
-  CKPT_ASSIGN_OR_RETURN(KernelImage k, parse_kernel(path, file));
-  if (k.end > memory.size()) {
-    return invalid_argument("kernel " + path + " needs " + mib(k.end - k.start) + " from " + hex(k.start) +
-                            ", guest has " + mib(memory.size()));
+  c.kernel_file.resize(kernel_file.bytes);
+  CKPT_RETURN_IF_ERROR(read_exactly(kernel_file, "kernel", path, c.kernel_file));
+  CKPT_ASSIGN_OR_RETURN(c.k, parse_kernel(path, c.kernel_file));
+  if (c.k.end > memory_bytes) {
+    return invalid_argument("kernel " + path + " needs " + mib(c.k.end - c.k.start) + " from " + hex(c.k.start) +
+                            ", guest has " + mib(memory_bytes));
   }
   const uint64_t cmdline_room = kCmdlineEndGpa - kCmdlineGpa - 1;
-  if (image.cmdline.size() > k.cmdline_size || image.cmdline.size() > cmdline_room) {
+  if (image.cmdline.size() > c.k.cmdline_size || image.cmdline.size() > cmdline_room) {
     return invalid_argument("command line is " + std::to_string(image.cmdline.size()) + " bytes; kernel " + path +
-                            " accepts at most " + std::to_string(std::min<uint64_t>(k.cmdline_size, cmdline_room)));
+                            " accepts at most " + std::to_string(std::min<uint64_t>(c.k.cmdline_size, cmdline_room)));
   }
   if (image.cmdline.find('\0') != std::string::npos) {
     return invalid_argument("command line for " + path + " contains a NUL byte");
   }
-
-  uint64_t initrd_gpa = 0, initrd_bytes = 0;
   if (!image.initrd_path.empty()) {
-    CKPT_ASSIGN_OR_RETURN(OpenFile initrd, open_file("initrd", image.initrd_path));
-    CKPT_ASSIGN_OR_RETURN(initrd_gpa, place_initrd(k, image.initrd_path, initrd.bytes, memory.size()));
-    initrd_bytes = initrd.bytes;
-    CKPT_RETURN_IF_ERROR(
-        read_exactly(initrd, "initrd", image.initrd_path, memory.subspan(initrd_gpa, initrd_bytes)));
+    CKPT_ASSIGN_OR_RETURN(c.initrd, open_file("initrd", image.initrd_path));
+    CKPT_ASSIGN_OR_RETURN(c.initrd_gpa, place_initrd(c.k, image.initrd_path, c.initrd.bytes, memory_bytes));
+    c.initrd_bytes = c.initrd.bytes;
+  }
+  return c;
+}
+
+}  // namespace
+
+Status check_linux_image(const LinuxImage& image, uint64_t memory_bytes, unsigned vcpus) {
+  CKPT_RETURN_IF_ERROR(check_guest(memory_bytes, vcpus));
+  return check_files(image, memory_bytes).status();
+}
+
+Result<LinuxEntry> load_linux(const LinuxImage& image, std::span<uint8_t> memory, unsigned vcpus,
+                              std::span<const VirtioMmioDevice> virtio_mmio) {
+  CKPT_RETURN_IF_ERROR(check_guest(memory.size(), vcpus));
+  CKPT_RETURN_IF_ERROR(check_virtio_mmio_devices(virtio_mmio));
+  CKPT_ASSIGN_OR_RETURN(CheckedLinux checked, check_files(image, memory.size()));
+  const KernelImage& k = checked.k;
+  const std::vector<uint8_t>& file = checked.kernel_file;
+  uint64_t initrd_gpa = checked.initrd_gpa, initrd_bytes = checked.initrd_bytes;
+  if (initrd_bytes) {
+    CKPT_RETURN_IF_ERROR(read_exactly(checked.initrd, "initrd", image.initrd_path,
+                                      memory.subspan(initrd_gpa, initrd_bytes)));
   }
 
   for (const KernelSegment& s : k.segments) {

@@ -42,4 +42,8 @@ struct LinuxEntry {
 Result<LinuxEntry> load_linux(const LinuxImage& image, std::span<uint8_t> memory, unsigned vcpus,
                               std::span<const VirtioMmioDevice> virtio_mmio = {});
 
+// load_linux's checks of the guest's size and the files (kernel, initrd, command line), without guest memory: a
+// daemon runs them before it sets anything up, so a wrong file is named before /dev/kvm is even opened.
+Status check_linux_image(const LinuxImage& image, uint64_t memory_bytes, unsigned vcpus);
+
 }  // namespace ckpt::vmm::x86
