@@ -201,9 +201,13 @@ Status check_restore_target(const std::string& store_dir, const std::string& pat
       return invalid_argument(path + " is inside the store " + store_dir +
                               "; write the image somewhere else (restore never writes into a store)");
     }
-    if (is_a_store(up, named_like_an_epoch && up == resolved)) {
+    if (is_a_store(up, false)) {
       return invalid_argument(path + " is inside " + up + ", another ckptd store (it holds ckptd's " +
                               std::string(f::kLockName) + " file and epoch files); write the image somewhere else");
+    }
+    if (named_like_an_epoch && up == resolved && is_a_store(up, true)) {
+      return invalid_argument(path + " is named like an epoch file, in " + up + ", another ckptd store (it holds "
+                              "ckptd's " + std::string(f::kLockName) + " file); write the image somewhere else");
     }
     if (up == "/") return Status::ok();
   }
