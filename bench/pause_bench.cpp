@@ -21,6 +21,9 @@
 // exactly that iteration's distinct pages + the status page (bench/write_sets.h replays the guest's draws).
 // Everything else (the first epoch of a block, a missed gate) is reported as discarded. Guest memory is made
 // resident before the guest starts (populate_guest), as in a VM that has been running for a while.
+//
+// With --images DIR the dirty sets are a real guest's instead (C below): memory images of a Linux guest captured one
+// memcheck round apart, replayed into an idle guest of the images' size, A and B as above, one dirty set per epoch.
 #include <CLI/CLI.hpp>
 #include <cstddef>
 #include <cstdio>
@@ -32,6 +35,7 @@
 #include "bench/debug_log.h"
 #include "bench/guest_view.h"
 #include "bench/loop_thread.h"
+#include "bench/memory_images.h"
 #include "bench/pause_paths.h"
 #include "bench/sample_stats.h"
 #include "bench/session_runner.h"
@@ -56,6 +60,8 @@ struct Config {
   bool session = true;
   bool populate = true;  // every guest page resident before the guest starts, as in a VM that has run a while
   bool capture_thread = true;  // replica and floor on a loop thread, as in the Session (false: the main thread)
+  std::string images;          // --images: replay a Linux guest's dirty sets instead of the random writer's
+  unsigned image_samples = 30;  // per path, over all rounds, with --images
   std::string command;         // as invoked, for the report
 };
 
@@ -307,6 +313,109 @@ Status drive_session(const Config& config, SizeResult& out, double pause_ns, con
   return Status::ok();
 }
 
+// ---- C: a Linux guest's dirty sets (--images) -----------------------------------------------------------------
+//
+// The same paths on the dirty sets a real guest produced: memory images of a Linux guest captured one memcheck round
+// apart (bench/linux_guest_images.sh). The guest here is idle (its vCPU writes nothing); before each epoch the bench
+// walks its memory to the next image (bench/memory_images.h), writing through the tracked mapping exactly the
+// pages that differ, so an epoch is exact when it holds those pages and no other.
+
+constexpr uint64_t kReplayFirstGfn = vmm::guest::kWorkloadGpa / 4096;  // the control blocks below stay untouched
+
+vmm::MachineConfig idle_machine_config(uint64_t bytes) {
+  vmm::MachineConfig m;
+  m.memory_bytes = bytes;
+  m.vcpus = 1;
+  m.workload.kind = vmm::guest::WorkloadKind::kIdle;
+  return m;
+}
+
+// Block A on the images: replica and floor alternating R F F R on one machine.
+Status replay_alternating(const Config& config, const ImageSequence& images, SizeResult& out) {
+  vmm::MachineConfig mc = idle_machine_config(images.bytes());
+  CKPT_ASSIGN_OR_RETURN(auto machine, vmm::create_machine(mc, vmm::Backend::kSoftware));
+  CKPT_RETURN_IF_ERROR(machine->load_guest());
+  CKPT_ASSIGN_OR_RETURN(daemon::StagingArea staging, daemon::StagingArea::create(config.staging_mib << 20));
+  CKPT_ASSIGN_OR_RETURN(auto floor, PauseFloor::create(machine->host_memory(), staging));
+  if (config.populate) CKPT_RETURN_IF_ERROR(populate_guest(machine->host_memory()));
+  ImageReplay replay(images, kReplayFirstGfn);
+  replay.load_first(machine->host_memory());  // before start(), which forgets these writes
+  CaptureReplica replica(*machine, staging);
+  LoopThread loop;
+  CKPT_RETURN_IF_ERROR(machine->start());
+  const size_t want_r = out.replica.size() + out.samples, want_f = out.floor.size() + out.samples;
+  auto full = [&](Path p) { return p == Path::kReplica ? out.replica.size() >= want_r : out.floor.size() >= want_f; };
+  static constexpr Path kPattern[4] = {Path::kReplica, Path::kFloor, Path::kFloor, Path::kReplica};
+  for (unsigned k = 0, guard = 0; !full(Path::kReplica) || !full(Path::kFloor); ++k) {
+    const bool keep = k >= config.warmup;
+    Path path = keep ? kPattern[k % 4] : Path::kReplica;
+    if (keep && full(path)) continue;
+    if (++guard > 4 * out.samples + 16) return Status(StatusCode::kAborted, "too many discarded epochs");
+    const uint64_t written = replay.step(machine->host_memory());
+    Status s;
+    loop.run([&] {
+      if (path == Path::kReplica) {
+        Result<CaptureTimes> t = replica.capture();
+        if (!t.is_ok()) { s = t.status(); return; }
+        bool ok = t->pages == written;
+        if (keep && ok) out.replica.push_back(*t);
+        out.replica_discarded += keep && !ok;
+        return;
+      }
+      if (s = machine->pause(std::chrono::milliseconds(1000)); !s.is_ok()) return;
+      Result<FloorTimes> f = floor->measure();
+      if (s = machine->resume(); !s.is_ok()) return;
+      if (!f.is_ok()) { s = f.status(); return; }
+      bool ok = f->pages == written;
+      if (keep && ok) out.floor.push_back(*f);
+      out.floor_discarded += keep && !ok;
+    });
+    CKPT_RETURN_IF_ERROR(s);
+    std::cerr << "." << std::flush;
+  }
+  return Status::ok();
+}
+
+// Block B on the images: the Session, one snapshot per step.
+Status replay_session(const Config& config, const ImageSequence& images, SizeResult& out, const std::string& store,
+                      const std::string& log) {
+  vmm::MachineConfig mc = idle_machine_config(images.bytes());
+  const size_t wanted = out.session_pause.size() + out.samples;
+  CKPT_RETURN_IF_ERROR(remove_tree(store));
+  CKPT_ASSIGN_OR_RETURN(auto redirect, StderrToFile::start(log));
+  std::optional<GuestView> view;
+  ImageReplay replay(images, kReplayFirstGfn);
+  CKPT_ASSIGN_OR_RETURN(auto runner, SessionRunner::start(session_config(config, mc, store), [&]() -> Status {
+    CKPT_ASSIGN_OR_RETURN(view, GuestView::find_in_process(mc.memory_bytes));
+    if (config.populate) CKPT_RETURN_IF_ERROR(populate_guest(view->memory()));
+    replay.load_first(view->memory());
+    return Status::ok();
+  }));
+  std::vector<bool> accepted;  // per snapshot, in order: which capture lines of the log to keep
+  for (unsigned k = 0; out.session_pause.size() < wanted; ++k) {
+    if (k > 4 * out.samples + 16) return Status(StatusCode::kAborted, "too many discarded Session epochs");
+    const uint64_t written = replay.step(view->memory());
+    CKPT_ASSIGN_OR_RETURN(daemon::EpochCommitted e, runner->session().snapshot(""));
+    // The first epoch is a warm-up, as in the other blocks (it may hold the first touches of the staging area).
+    const bool warm = k >= std::max(1u, config.warmup);
+    const bool ok = warm && e.dirty_pages == written;
+    accepted.push_back(ok);
+    if (ok) out.session_pause.push_back(e.pause_ms);
+    out.session_discarded += warm && !ok;
+    std::cerr << "." << std::flush;
+  }
+  CKPT_RETURN_IF_ERROR(runner->stop());
+  runner.reset();
+  redirect->stop();
+  DebugLaps laps = parse_debug_laps(log);
+  for (size_t i = 0; i < accepted.size() && i < laps.captures.size(); ++i) {
+    if (!accepted[i]) continue;
+    out.session_laps.push_back(laps.captures[i]);
+    if (i < laps.writes.size()) out.session_write_ms.push_back(laps.writes[i].ms);
+  }
+  return Status::ok();
+}
+
 // ---- report ----------------------------------------------------------------------------------------------------
 
 std::string ms(double v) { return format_fixed(v, v < 10 ? 3 : 1); }
@@ -320,21 +429,9 @@ Summary summary_of(const std::vector<T>& items, F field) {
   return summarize(v);
 }
 
-void print_report(const Config& config, const std::vector<SizeResult>& results, double pause_ns) {
-  std::ostringstream out;
-  out << "## Epoch pause against its floor (software backend, " << config.memory_mib << " MiB guest)\n\n"
-      << "Command: `" << config.command << "` (bench/pause_bench.cpp). Guest: 1 vCPU, "
-      << "random-writer over all memory above 1 MiB (scattered pages: the costly case for the harvest), one iteration "
-      << "per epoch, the epoch taken while the vCPU spins in its " << format_fixed(config.gate_ms, 0)
-      << " ms delay (" << format_fixed(pause_ns, 1) << " ns per `pause` measured here). Staging area "
-      << config.staging_mib << " MiB for both paths (the daemon's default 256 MiB holds 65536 pages: a 100k-page "
-      << "epoch would be written while paused). Dirty pages = the iteration's distinct pages + its status page; "
-      << "epochs that did not hold exactly that are discarded. " << config.rounds << " rounds of blocks per size: "
-      << "replica/floor (one fresh guest, epochs alternating R F F R), then the Session (a fresh Session and guest), "
-      << "then again; " << config.warmup << " warm-up epoch(s) at the start of each block. The goal is judged on "
-      << "the Session's pause, the daemon's own (on the replica's where the Session did not run); the replica, the "
-      << "capture steps re-implemented without the Session, is there to tell harness noise from Session cost.\n\n"
-      << "| dirty pages | floor (scan + memcpy) med / p99 ms | capture path, replica, med / p99 ms | replica / floor "
+// The goal table: one row per dirty-set size.
+void pause_table(std::ostream& out, const std::vector<SizeResult>& results) {
+  out << "| dirty pages | floor (scan + memcpy) med / p99 ms | capture path, replica, med / p99 ms | replica / floor "
       << "med, p99 | Session pause med / p99 ms | Session / floor med, p99 | goal <= 1.3x |\n"
       << "|---|---|---|---|---|---|---|\n";
   for (const SizeResult& r : results) {
@@ -351,15 +448,11 @@ void print_report(const Config& config, const std::vector<SizeResult>& results, 
         << (has_session ? ratio(s.median, f.median) + ", " + ratio(s.p99, f.p99) : "-") << " | "
         << (worst <= 1.3 ? "**met**" : "**MISSED**") << " (worst " << format_fixed(worst, 2) << "x) |\n";
   }
-  out << "\nSamples (accepted / discarded): ";
-  for (const SizeResult& r : results) {
-    out << r.target << " pages: floor " << r.floor.size() << "/" << r.floor_discarded << ", replica "
-        << r.replica.size() << "/" << r.replica_discarded << ", Session " << r.session_pause.size() << "/"
-        << r.session_discarded << " (guest delay " << format_fixed(r.session_delay_ms, 0) << " ms, " << r.writes
-        << " writes per iteration); ";
-  }
-  out << "p99 of fewer than 100 samples is their maximum.\n\n"
-      << "Where the time goes (medians, ms). Floor: PAGEMAP_SCAN walk (harvest and rearm in one), memcpy. Replica "
+}
+
+// Where the time goes: the phases of each path, medians.
+void laps_table(std::ostream& out, const std::vector<SizeResult>& results) {
+  out << "Where the time goes (medians, ms). Floor: PAGEMAP_SCAN walk (harvest and rearm in one), memcpy. Replica "
       << "and Session: pause (park the vCPU), harvest (Machine::harvest_dirty: the same walk plus the bitmap of all "
       << "guest pages, merged with owed pages), copy (StagingArea::copy_in), rearm (nothing on this backend), state "
       << "(save_state); the Session's from its own debug log.\n\n"
@@ -382,10 +475,95 @@ void print_report(const Config& config, const std::vector<SizeResult>& results, 
         << sm([](const CaptureLap& l) { return l.rearm; }) << " | " << sm([](const CaptureLap& l) { return l.state; })
         << " | " << (r.session_write_ms.empty() ? "-" : ms(summarize(r.session_write_ms).median)) << " |\n";
   }
+}
+
+void samples_line(std::ostream& out, const std::vector<SizeResult>& results) {
+  out << "\nSamples (accepted / discarded): ";
+  for (const SizeResult& r : results) {
+    out << r.target << " pages: floor " << r.floor.size() << "/" << r.floor_discarded << ", replica "
+        << r.replica.size() << "/" << r.replica_discarded << ", Session " << r.session_pause.size() << "/"
+        << r.session_discarded;
+    if (r.writes > 0) {
+      out << " (guest delay " << format_fixed(r.session_delay_ms, 0) << " ms, " << r.writes << " writes per iteration)";
+    }
+    out << "; ";
+  }
+  out << "p99 of fewer than 100 samples is their maximum.\n\n";
+}
+
+void print_report(const Config& config, const std::vector<SizeResult>& results, double pause_ns) {
+  std::ostringstream out;
+  out << "## Epoch pause against its floor (software backend, " << config.memory_mib << " MiB guest)\n\n"
+      << "Command: `" << config.command << "` (bench/pause_bench.cpp). Guest: 1 vCPU, "
+      << "random-writer over all memory above 1 MiB (scattered pages: the costly case for the harvest), one iteration "
+      << "per epoch, the epoch taken while the vCPU spins in its " << format_fixed(config.gate_ms, 0)
+      << " ms delay (" << format_fixed(pause_ns, 1) << " ns per `pause` measured here). Staging area "
+      << config.staging_mib << " MiB for both paths (the daemon's default 256 MiB holds 65536 pages: a 100k-page "
+      << "epoch would be written while paused). Dirty pages = the iteration's distinct pages + its status page; "
+      << "epochs that did not hold exactly that are discarded. " << config.rounds << " rounds of blocks per size: "
+      << "replica/floor (one fresh guest, epochs alternating R F F R), then the Session (a fresh Session and guest), "
+      << "then again; " << config.warmup << " warm-up epoch(s) at the start of each block. The goal is judged on "
+      << "the Session's pause, the daemon's own (on the replica's where the Session did not run); the replica, the "
+      << "capture steps re-implemented without the Session, is there to tell harness noise from Session cost.\n\n";
+  pause_table(out, results);
+  samples_line(out, results);
+  laps_table(out, results);
   std::cout << out.str() << std::flush;
 }
 
+// How many pages differ between neighbouring images.
+Summary changed_pages(const ImageSequence& images) {
+  std::vector<double> sizes;
+  for (size_t i = 0; i + 1 < images.count(); ++i) sizes.push_back(static_cast<double>(images.changed(i).size()));
+  return summarize(sizes);
+}
+
+void print_image_report(const Config& config, const ImageSequence& images, const SizeResult& r) {
+  Summary steps = changed_pages(images);
+  std::ostringstream out;
+  out << "## Epoch pause on a Linux guest's dirty sets (software backend, " << (images.bytes() >> 20)
+      << " MiB guest)\n\n"
+      << "Command: `" << config.command << "` (bench/pause_bench.cpp). The dirty sets of a real guest: "
+      << images.count() << " memory images of the Linux test guest one memcheck round apart "
+      << "(bench/linux_guest_images.sh), " << format_fixed(steps.min, 0) << " / " << format_fixed(steps.median, 0)
+      << " / " << format_fixed(steps.max, 0) << " pages (min / median / max) changed between neighbours. The guest "
+      << "here is idle (1 vCPU that writes nothing); before each epoch the bench walks its memory to the next image "
+      << "and back again at the end (0, 1, ..., " << images.count() - 1 << ", ..., 0, 1, ...), writing exactly the "
+      << "pages that differ (above 1 MiB), and an epoch counts only if it holds exactly those. Staging area "
+      << config.staging_mib << " MiB. " << config.rounds << " rounds of blocks: replica/floor (epochs alternating "
+      << "R F F R), then the Session; " << config.warmup << " warm-up epoch(s) at the start of each block. The row's "
+      << "first figure is the median dirty set of the accepted epochs.\n\n";
+  std::vector<SizeResult> results{r};
+  pause_table(out, results);
+  samples_line(out, results);
+  laps_table(out, results);
+  std::cout << out.str() << std::flush;
+}
+
+Status run_images(const Config& config) {
+  CKPT_ASSIGN_OR_RETURN(auto images, ImageSequence::open(config.images));
+  if (images->count() < 2) return invalid_argument("--images " + config.images + " needs at least two images");
+  CKPT_ASSIGN_OR_RETURN(std::string dir, make_bench_dir(config.dir, "pause_bench"));
+  SizeResult r;
+  r.target = static_cast<uint64_t>(changed_pages(*images).median);
+  r.samples = (config.image_samples + config.rounds - 1) / std::max(1u, config.rounds);
+  std::cerr << "pause_bench: " << images->count() << " images of " << (images->bytes() >> 20) << " MiB:" << std::flush;
+  for (unsigned round = 0; round < config.rounds; ++round) {
+    std::cerr << " replica/floor " << std::flush;
+    CKPT_RETURN_IF_ERROR(replay_alternating(config, *images, r));
+    if (!config.session) continue;
+    std::cerr << " Session " << std::flush;
+    std::string name = dir + "/session-images-" + std::to_string(round);
+    CKPT_RETURN_IF_ERROR(replay_session(config, *images, r, name, name + ".log"));
+  }
+  std::cerr << std::endl;
+  print_image_report(config, *images, r);
+  if (config.dir.empty()) return remove_tree(dir);
+  return Status::ok();
+}
+
 Status run(const Config& config) {
+  if (!config.images.empty()) return run_images(config);
   if (config.samples.size() != config.pages.size()) return invalid_argument("--samples needs one count per --pages");
   CKPT_ASSIGN_OR_RETURN(std::string dir, make_bench_dir(config.dir, "pause_bench"));
   double pause_ns = ns_per_pause();
@@ -437,6 +615,11 @@ int main(int argc, char** argv) {
   app.add_flag("!--main-thread", config.capture_thread,
                "run the replica and the floor on the main thread (which also polls the guest) instead of a loop "
                "thread like the Session's");
+  app.add_option("--images", config.images,
+                 "directory of raw memory images (*.img; bench/linux_guest_images.sh): instead of the random writer, "
+                 "replay the pages that changed between neighbouring images as the epochs' dirty sets");
+  app.add_option("--image-samples", config.image_samples, "with --images: accepted samples per path, over all rounds")
+      ->capture_default_str();
   CLI11_PARSE(app, argc, argv);
   config.command = ckpt::bench::command_line("pause_bench", argc, argv);
   ckpt::set_log_level(ckpt::LogLevel::kWarn);

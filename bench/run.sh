@@ -46,6 +46,7 @@ if [[ $quick = 1 ]]; then
   micro_args=(--benchmark_min_time=0.1 --benchmark_repetitions=3)
   store_args=(--size-mib 512 --deltas 5 --repeats 3)
   linux_images=6
+  linux_pause_args=(--image-samples 12 --rounds 2)
 else
   pause_args=()
   rate_args=()
@@ -57,6 +58,7 @@ else
   # STORE_BENCH_ARGS="--size-mib 2048 --deltas 20" runs the documented one.
   store_args=(--size-mib 512 --deltas 10)
   linux_images=11
+  linux_pause_args=()
 fi
 if [[ -n "${STORE_BENCH_ARGS:-}" ]]; then read -r -a store_args <<<"$STORE_BENCH_ARGS"; fi
 
@@ -125,9 +127,11 @@ if wants linux; then
     echo "Command: \`bench/linux_guest_images.sh DIR --images $linux_images && store_bench --images DIR --repeats 3\`: Debian's"
     echo "stock kernel and the test initramfs booted under QEMU (TCG) on this host, 384 MiB, memcheck keeping 128 MiB;"
     echo "the base is guest memory once memcheck has filled it, each delta the pages one more memcheck round changed."
+    echo
+    "$build/bench/pause_bench" --images "$images" "${linux_pause_args[@]}"
     rm -rf "$images"
   }
-  run_part linux "Store vs zstd CLI on a Linux guest's memory" linux
+  run_part linux "Store vs zstd CLI and epoch pause on a Linux guest's memory" linux
 fi
 if wants nested; then
   run_part nested "ckptd and QEMU in the nested KVM" "$root/bench/nested_compare.sh" "$build"

@@ -11,6 +11,7 @@ namespace ckpt::bench {
 
 struct Summary {
   size_t n = 0;
+  double min = 0;
   double median = 0;
   double p99 = 0;  // nearest rank: with fewer than 100 samples this is the maximum
   double max = 0;
@@ -25,6 +26,7 @@ inline Summary summarize(std::vector<double> values) {
   s.median = values.size() % 2 ? values[mid] : (values[mid - 1] + values[mid]) / 2;
   auto rank = static_cast<size_t>(std::ceil(0.99 * static_cast<double>(values.size())));
   s.p99 = values[std::max<size_t>(rank, 1) - 1];
+  s.min = values.front();
   s.max = values.back();
   return s;
 }

@@ -20,7 +20,6 @@
 #include <CLI/CLI.hpp>
 #include <algorithm>
 #include <cstring>
-#include <filesystem>
 #include <iostream>
 #include <memory>
 #include <string>
@@ -28,6 +27,7 @@
 
 #include "bench/bench_util.h"
 #include "bench/figures.h"
+#include "bench/memory_images.h"
 #include "bench/perf_window.h"
 #include "bench/synthetic_image.h"
 #include "common/log.h"
@@ -114,36 +114,12 @@ Status write_raw_image(const GuestImage& image, const std::string& path) {
   return Status::ok();
 }
 
-// The *.img files of `dir` in name order: at least one, all of one size, a whole number of pages.
-Result<std::vector<std::string>> list_images(const std::string& dir) {
-  std::error_code ec;
-  std::vector<std::string> files;
-  for (const auto& entry : std::filesystem::directory_iterator(dir, ec)) {
-    if (entry.path().extension() == ".img") files.push_back(entry.path().string());
-  }
-  if (ec) return Status::from_errno(ec.value(), "list " + dir);
-  std::sort(files.begin(), files.end());
-  if (files.empty()) return not_found("--images " + dir + " holds no *.img file (bench/linux_guest_images.sh makes them)");
-  CKPT_ASSIGN_OR_RETURN(uint64_t size, file_size(files.front()));
-  if (size == 0 || size % kPageSize != 0) {
-    return invalid_argument(files.front() + " is " + std::to_string(size) + " bytes, not a whole number of pages");
-  }
-  for (const std::string& f : files) {
-    CKPT_ASSIGN_OR_RETURN(uint64_t other, file_size(f));
-    if (other != size) {
-      return invalid_argument(f + " is " + std::to_string(other) + " bytes, " + files.front() + " " +
-                              std::to_string(size));
-    }
-  }
-  return files;
-}
-
 Result<std::unique_ptr<GuestImage>> prepare_image(const Config& config, const Paths& paths, ThreadPool& pool,
                                                   Results* results) {
   Stopwatch watch;
   std::unique_ptr<GuestImage> image;
   if (!config.images.empty()) {
-    CKPT_ASSIGN_OR_RETURN(results->image_files, list_images(config.images));
+    CKPT_ASSIGN_OR_RETURN(results->image_files, list_memory_images(config.images));
     CKPT_ASSIGN_OR_RETURN(uint64_t size, file_size(results->image_files.front()));
     CKPT_ASSIGN_OR_RETURN(image, GuestImage::create(size / kPageSize));
     CKPT_RETURN_IF_ERROR(image->load(results->image_files.front(), nullptr));

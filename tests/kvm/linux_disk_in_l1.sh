@@ -28,32 +28,19 @@ KILLS=${DISK_KILLS:-20}
 # The store lives in L1's memory, on a 1 GiB tmpfs: 226 epochs took 950 MiB there (a rebase every 17 epochs or so
 # writes a base of memory and disk), so the default of 1000 would fill it in a long run.
 KEEP_LAST=100
-TRACE=/sys/kernel/tracing/trace
 
 # The store on a file system of its own, so that the test can fill it up (check_full_store).
 STOREFS=/tmp/storefs
 store=$STOREFS/store
 log=/tmp/ckptd-disk.log
 sock=/tmp/ckptd-disk.sock
-pass=0
-fail=0
-daemon_pid=""
-ok() { pass=$((pass + 1)); echo "PASS: $*"; }
-l2_died=0
-bad() {
-	fail=$((fail + 1))
-	echo "FAIL: $*"
-	[ -r "$TRACE" ] || return 0
-	grep 'reason shutdown\|kvm_inj_exception' "$TRACE" | tail -n 5 | sed 's/^ */  traced in L1: /'
-	if grep -q 'reason shutdown' "$TRACE" || [ "$(grep 'kvm_inj_exception: #PF' "$TRACE" | grep -vc reinjected)" -ge 5 ]; then
-		l2_died=1
-	fi
-}
 
-console_text() { cat "$store/console.log.1" "$store/console.log" 2>/dev/null | tr -d '\r'; }
+MAX_ATTEMPTS=${MAX_ATTEMPTS:-4} # a whole run each
+# shellcheck source=tests/kvm/l1_lib.sh
+. /harness/bin/l1_lib.sh
+
 # Complete diskcheck lines only (console.log is read while ckptd appends to it).
 LINE='DISKCHECK round=.* total_bad=[0-9]* ms=[0-9]'
-field() { echo "$2" | sed -n "s/.* $1=\([^ ]*\).*/\1/p"; }
 lines() { console_text | grep -o "$LINE.*"; }
 line_count() { lines | wc -l; }
 
@@ -74,9 +61,6 @@ start_daemon() { # start_daemon ARGS...
 		t=$((t + 1))
 	done
 }
-
-# The guest stopped on its own (in this emulator: a triple fault no VMM caused, docs/testing.md): no use waiting.
-guest_stopped() { "$CKPT" --socket "$sock" status --json 2>/dev/null | grep -q '"state": *"guest-stopped"'; }
 
 marks() { console_text | grep -c '^\[ckptd: the guest continues from epoch [0-9]*\]$'; }
 # The console after the last restore mark.
@@ -131,11 +115,6 @@ check_fsck() {
 		return 1
 	fi
 	ok "$1: epoch $epoch's disk is a clean ext4 after its journal replay"
-}
-
-# status_number KEY: a number from `ckpt status --json` (empty if the daemon does not answer).
-status_number() {
-	"$CKPT" --socket "$sock" status --json 2>/dev/null | sed -n "s/.*\"$1\": *\([0-9][0-9]*\).*/\1/p" | head -n 1
 }
 
 # check_full_store: the store's file system fills up (a filler file takes every free byte). Epochs fail, and what
@@ -271,18 +250,5 @@ run_once() {
 
 mkdir -p "$STOREFS"
 mount -t tmpfs -o size=1g tmpfs "$STOREFS" || { echo "linux_disk: cannot mount a tmpfs on $STOREFS"; exit 1; }
-MAX_ATTEMPTS=${MAX_ATTEMPTS:-4}
-attempt=1
-while :; do
-	pass0=$pass fail0=$fail l2_died=0
-	[ -w "$TRACE" ] && : >"$TRACE"
-	run_once
-	kill -9 "$daemon_pid" 2>/dev/null
-	wait "$daemon_pid" 2>/dev/null
-	{ [ "$fail" -gt "$fail0" ] && [ "$l2_died" = 1 ] && [ "$attempt" -lt "$MAX_ATTEMPTS" ]; } || break
-	attempt=$((attempt + 1))
-	echo "linux_disk: the guest died or got stuck on its own (traced above); attempt $attempt of $MAX_ATTEMPTS"
-	pass=$pass0 fail=$fail0
-done
-echo "linux_disk: $pass passed, $fail failed"
-[ "$fail" -eq 0 ]
+attempts linux_disk run_once
+summary linux_disk

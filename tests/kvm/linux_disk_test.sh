@@ -42,4 +42,5 @@ timeout=$((2400 + kills * 20))
 	--extra-file "$kernel:/harness/guest/vmlinux" --extra-file "$work/initrd.cpio:/harness/guest/initrd.cpio" \
 	--extra-file "$work/disk.img:/harness/guest/disk.img" --env "DISK_KILLS=$kills" \
 	--extra-file /sbin/e2fsck.static:/harness/bin/e2fsck \
+	--extra-file "$here/l1_lib.sh:/harness/bin/l1_lib.sh" \
 	-- "$here/linux_disk_in_l1.sh"

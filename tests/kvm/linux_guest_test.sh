@@ -45,4 +45,5 @@ strip -o "$work/ckpt" "$build/cli/ckpt"
 	--extra-file "$work/initrd.cpio:/harness/guest/initrd.cpio" --env "SKIP_BZIMAGE=$skip_bzimage" \
 	--env "EVERY_MODE_FULL=${EVERY_MODE_FULL:-0}" \
 	--env "FULL_MODE=$full_mode" \
+	--extra-file "$here/l1_lib.sh:/harness/bin/l1_lib.sh" \
 	-- "$here/linux_guest_in_l1.sh" "$@"

@@ -321,18 +321,31 @@ TEST(KvmMachine, SaveAndRestoreIntoANewVmReachesTheSameImage) {
               static_cast<unsigned long long>(at_save), static_cast<unsigned long long>(kFinal));
 }
 
+// A machine that ran its workload a little, paused, and the state it saved: the start of the load_state tests.
+struct SavedMachine {
+  std::unique_ptr<Machine> machine;
+  std::vector<StateBlob> state;
+};
+
+void run_pause_and_save(const MachineConfig& config, SavedMachine& out) {
+  out.machine = make_machine(config);
+  ASSERT_TRUE(out.machine);
+  ASSERT_TRUE(out.machine->start().is_ok());
+  wait_for_progress(*out.machine, 20ms);
+  ASSERT_TRUE(out.machine->pause(5000ms).is_ok());
+  auto state = out.machine->save_state();
+  ASSERT_TRUE(state.is_ok()) << state.status().to_string();
+  out.state = std::move(*state);
+}
+
 // A guest saved where the CPU had a feature this host's KVM lacks may use that feature at any moment after a restore:
 // loading it must fail with an error that names the feature and the vCPU. The saved CPUID of vCPU 1 is edited to claim the lowest leaf 7.0 EBX bit that KVM does not offer here; the unedited state loads.
 TEST(KvmMachine, LoadRefusesASavedGuestWithACpuFeatureThisHostLacks) {
   SKIP_WITHOUT_KVM();
   MachineConfig config = small_config(TrackingMode::kAuto, 2, guest::WorkloadKind::kRandomWriter);
-  auto a = make_machine(config);
-  ASSERT_TRUE(a);
-  ASSERT_TRUE(a->start().is_ok());
-  wait_for_progress(*a, 20ms);
-  ASSERT_TRUE(a->pause(5000ms).is_ok());
-  auto state = a->save_state();
-  ASSERT_TRUE(state.is_ok()) << state.status().to_string();
+  SavedMachine saved;
+  ASSERT_NO_FATAL_FAILURE(run_pause_and_save(config, saved));
+  const std::vector<StateBlob>& state = saved.state;
 
   auto kvm = kvm::KvmSystem::open();
   ASSERT_TRUE(kvm.is_ok()) << kvm.status().to_string();
@@ -344,7 +357,7 @@ TEST(KvmMachine, LoadRefusesASavedGuestWithACpuFeatureThisHostLacks) {
   ASSERT_NE(leaf7->ebx, ~0u) << "this host offers every leaf 7.0 EBX feature: nothing to claim";
   const unsigned bit = static_cast<unsigned>(std::countr_one(leaf7->ebx));
 
-  std::vector<StateBlob> edited = *state;
+  std::vector<StateBlob> edited = state;
   bool found = false;
   for (StateBlob& blob : edited) {
     if (blob.name != "kvm/vcpu1/cpuid") continue;
@@ -371,7 +384,7 @@ TEST(KvmMachine, LoadRefusesASavedGuestWithACpuFeatureThisHostLacks) {
 
   auto c = kvm::create_kvm_machine(config);
   ASSERT_TRUE(c.is_ok()) << c.status().to_string();
-  Status loaded = (*c)->load_state(*state);
+  Status loaded = (*c)->load_state(state);
   EXPECT_TRUE(loaded.is_ok()) << "the unedited state: " << loaded.to_string();
 }
 
@@ -381,18 +394,15 @@ TEST(KvmMachine, LoadRefusesASavedGuestWithACpuFeatureThisHostLacks) {
 TEST(KvmMachine, LoadsAnEpochWithoutCpuidOrTscBlobsAndRefusesAnUnknownTscVersion) {
   SKIP_WITHOUT_KVM();
   MachineConfig config = small_config(TrackingMode::kAuto, 2, guest::WorkloadKind::kRandomWriter);
-  auto a = make_machine(config);
-  ASSERT_TRUE(a);
-  ASSERT_TRUE(a->start().is_ok());
-  wait_for_progress(*a, 20ms);
-  ASSERT_TRUE(a->pause(5000ms).is_ok());
-  auto state = a->save_state();
-  ASSERT_TRUE(state.is_ok()) << state.status().to_string();
+  SavedMachine saved;
+  ASSERT_NO_FATAL_FAILURE(run_pause_and_save(config, saved));
+  auto& a = saved.machine;
+  const std::vector<StateBlob>& state = saved.state;
   const uint64_t at_save = status_of(*a, 0);
 
   std::vector<StateBlob> older;
   size_t left_out = 0;
-  for (const StateBlob& blob : *state) {
+  for (const StateBlob& blob : state) {
     bool newer_blob = blob.name.ends_with("/cpuid") || blob.name.ends_with("/tsc");
     left_out += newer_blob;
     if (!newer_blob) older.push_back(blob);
@@ -410,7 +420,7 @@ TEST(KvmMachine, LoadsAnEpochWithoutCpuidOrTscBlobsAndRefusesAnUnknownTscVersion
   EXPECT_GT(status_of(**b, 0), at_save) << "the loaded guest did not run on";
 
   // A TSC blob from a newer ckptd (version 2): replaced where this host saved one, added where it did not.
-  std::vector<StateBlob> newer = *state;
+  std::vector<StateBlob> newer = state;
   std::vector<uint8_t> tsc(24, 0);
   tsc[0] = 2;  // TscPairing::version, little-endian
   auto it = std::find_if(newer.begin(), newer.end(), [](const StateBlob& s) { return s.name == "kvm/vcpu0/tsc"; });
