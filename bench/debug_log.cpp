@@ -54,19 +54,23 @@ DebugLaps parse_debug_laps(const std::string& path, uint64_t begin, uint64_t end
   if (begin > 0) in.ignore(std::numeric_limits<std::streamsize>::max(), '\n');  // begin may fall inside a line
   std::string line;
   while (static_cast<uint64_t>(in.tellg()) < end && std::getline(in, line)) {
+    // "N pages, M disk blocks, pause ...": the disk block count (issue 15) sits between the pages and the laps.
     if (size_t at = line.find("epoch capture: "); at != std::string::npos) {
       CaptureLap c;
       unsigned long long pages = 0;
-      if (std::sscanf(line.c_str() + at, "epoch capture: %llu pages, pause %lf, harvest %lf, copy %lf, rearm %lf, "
-                      "state %lf, resume %lf ms", &pages, &c.pause, &c.harvest, &c.copy, &c.rearm, &c.state,
-                      &c.resume) == 7) {
+      size_t laps_at = line.find("pause ", at);
+      if (std::sscanf(line.c_str() + at, "epoch capture: %llu pages", &pages) == 1 && laps_at != std::string::npos &&
+          std::sscanf(line.c_str() + laps_at, "pause %lf, harvest %lf, copy %lf, rearm %lf, state %lf, resume %lf ms",
+                      &c.pause, &c.harvest, &c.copy, &c.rearm, &c.state, &c.resume) == 6) {
         c.pages = pages;
         laps.captures.push_back(c);
       }
     } else if (size_t at2 = line.find("epoch write: "); at2 != std::string::npos) {
       WriteLap w;
       unsigned long long pages = 0;
-      if (std::sscanf(line.c_str() + at2, "epoch write: %llu pages in %lf ms", &pages, &w.ms) == 2) {
+      size_t ms_at = line.find(" in ", at2);
+      if (std::sscanf(line.c_str() + at2, "epoch write: %llu pages", &pages) == 1 && ms_at != std::string::npos &&
+          std::sscanf(line.c_str() + ms_at, " in %lf ms", &w.ms) == 1) {
         w.pages = pages;
         laps.writes.push_back(w);
       }

@@ -1,6 +1,6 @@
 // The Session's own phase timings, without a seam in daemon/: at debug level the epoch pipeline logs one line per
-// capture ("epoch capture: N pages, pause a, harvest b, copy c, rearm d, state e, resume f ms") and one per write
-// ("epoch write: N pages in X ms"). A bench sends stderr to a file while the Session runs and parses the lines.
+// capture ("epoch capture: N pages, M disk blocks, pause a, harvest b, copy c, rearm d, state e, resume f ms") and
+// one per write ("epoch write: N pages, M disk blocks in X ms"). A bench sends stderr to a file while the Session runs and parses the lines.
 #pragma once
 
 #include <cstdint>

@@ -243,6 +243,31 @@ Status measure_alternating(const Config& config, SizeResult& out, double pause_n
 
 // ---- B: the Session -------------------------------------------------------------------------------------------
 
+// A snapshot the bench took: its dirty pages, and whether it counts.
+struct TakenEpoch {
+  uint64_t pages = 0;
+  bool accepted = false;
+};
+
+// The Session's phase laps of the accepted snapshots, from its debug log. The log also holds epochs the bench did
+// not take (the base, the final one), so each snapshot is matched, in order, to the next capture and write lines
+// with its page count.
+void collect_session_laps(const std::string& log, const std::vector<TakenEpoch>& taken, SizeResult& out) {
+  DebugLaps laps = parse_debug_laps(log);
+  size_t c = 0, w = 0;
+  for (const TakenEpoch& epoch : taken) {
+    while (c < laps.captures.size() && laps.captures[c].pages != epoch.pages) ++c;
+    while (w < laps.writes.size() && laps.writes[w].pages != epoch.pages) ++w;
+    if (c == laps.captures.size()) return;
+    if (epoch.accepted) {
+      out.session_laps.push_back(laps.captures[c]);
+      if (w < laps.writes.size()) out.session_write_ms.push_back(laps.writes[w].ms);
+    }
+    ++c;
+    w += w < laps.writes.size();
+  }
+}
+
 daemon::DaemonConfig session_config(const Config& config, const vmm::MachineConfig& mc, const std::string& store) {
   daemon::DaemonConfig dc;
   dc.backend = vmm::Backend::kSoftware;
@@ -273,7 +298,7 @@ Status drive_session(const Config& config, SizeResult& out, double pause_ns, con
     delay_ms = ms;
     view->set_control(0, offsetof(vmm::guest::WorkloadControl, delay_loops), static_cast<uint64_t>(ms * 1e6 / pause_ns));
   };
-  std::vector<bool> accepted;  // per snapshot, in order: which capture lines of the log to keep
+  std::vector<TakenEpoch> taken;  // per snapshot, in order
   uint64_t done = 0, extra = 0;  // extra: the control page, dirtied by set_delay since the last epoch
   double slowest = 0;
   for (unsigned k = 0; out.session_pause.size() < wanted; ++k) {
@@ -285,7 +310,7 @@ Status drive_session(const Config& config, SizeResult& out, double pause_ns, con
     double round_trip = watch.seconds() * 1e3;
     bool warm = k >= config.warmup;  // epoch 0 also holds the guest's first touches of its control block
     bool ok = warm && seen == want && want < pages.size() && e.dirty_pages == pages[want] + kStatusPage + extra;
-    accepted.push_back(ok);
+    taken.push_back({e.dirty_pages, ok});
     if (ok) {
       out.session_pause.push_back(e.pause_ms);
       out.session_pages.push_back(e.dirty_pages);
@@ -304,12 +329,7 @@ Status drive_session(const Config& config, SizeResult& out, double pause_ns, con
   CKPT_RETURN_IF_ERROR(runner->stop());
   runner.reset();
   redirect->stop();
-  DebugLaps laps = parse_debug_laps(log);
-  for (size_t i = 0; i < accepted.size() && i < laps.captures.size(); ++i) {
-    if (!accepted[i]) continue;
-    out.session_laps.push_back(laps.captures[i]);
-    if (i < laps.writes.size()) out.session_write_ms.push_back(laps.writes[i].ms);
-  }
+  collect_session_laps(log, taken, out);
   return Status::ok();
 }
 
@@ -391,7 +411,7 @@ Status replay_session(const Config& config, const ImageSequence& images, SizeRes
     replay.load_first(view->memory());
     return Status::ok();
   }));
-  std::vector<bool> accepted;  // per snapshot, in order: which capture lines of the log to keep
+  std::vector<TakenEpoch> taken;  // per snapshot, in order
   for (unsigned k = 0; out.session_pause.size() < wanted; ++k) {
     if (k > 4 * out.samples + 16) return Status(StatusCode::kAborted, "too many discarded Session epochs");
     const uint64_t written = replay.step(view->memory());
@@ -399,7 +419,7 @@ Status replay_session(const Config& config, const ImageSequence& images, SizeRes
     // The first epoch is a warm-up, as in the other blocks (it may hold the first touches of the staging area).
     const bool warm = k >= std::max(1u, config.warmup);
     const bool ok = warm && e.dirty_pages == written;
-    accepted.push_back(ok);
+    taken.push_back({e.dirty_pages, ok});
     if (ok) out.session_pause.push_back(e.pause_ms);
     out.session_discarded += warm && !ok;
     std::cerr << "." << std::flush;
@@ -407,12 +427,7 @@ Status replay_session(const Config& config, const ImageSequence& images, SizeRes
   CKPT_RETURN_IF_ERROR(runner->stop());
   runner.reset();
   redirect->stop();
-  DebugLaps laps = parse_debug_laps(log);
-  for (size_t i = 0; i < accepted.size() && i < laps.captures.size(); ++i) {
-    if (!accepted[i]) continue;
-    out.session_laps.push_back(laps.captures[i]);
-    if (i < laps.writes.size()) out.session_write_ms.push_back(laps.writes[i].ms);
-  }
+  collect_session_laps(log, taken, out);
   return Status::ok();
 }
 
