@@ -256,15 +256,17 @@ void collect_session_laps(const std::string& log, const std::vector<TakenEpoch>&
   DebugLaps laps = parse_debug_laps(log);
   size_t c = 0, w = 0;
   for (const TakenEpoch& epoch : taken) {
-    while (c < laps.captures.size() && laps.captures[c].pages != epoch.pages) ++c;
-    while (w < laps.writes.size() && laps.writes[w].pages != epoch.pages) ++w;
-    if (c == laps.captures.size()) return;
+    // An epoch without lines of its own (one too big to stage is written while paused) takes none of the next's.
+    size_t cm = c, wm = w;
+    while (cm < laps.captures.size() && laps.captures[cm].pages != epoch.pages) ++cm;
+    while (wm < laps.writes.size() && laps.writes[wm].pages != epoch.pages) ++wm;
+    if (cm == laps.captures.size()) continue;
     if (epoch.accepted) {
-      out.session_laps.push_back(laps.captures[c]);
-      if (w < laps.writes.size()) out.session_write_ms.push_back(laps.writes[w].ms);
+      out.session_laps.push_back(laps.captures[cm]);
+      if (wm < laps.writes.size()) out.session_write_ms.push_back(laps.writes[wm].ms);
     }
-    ++c;
-    w += w < laps.writes.size();
+    c = cm + 1;
+    if (wm < laps.writes.size()) w = wm + 1;
   }
 }
 
@@ -546,8 +548,9 @@ void print_image_report(const Config& config, const ImageSequence& images, const
       << "and back again at the end (0, 1, ..., " << images.count() - 1 << ", ..., 0, 1, ...), writing exactly the "
       << "pages that differ (above 1 MiB), and an epoch counts only if it holds exactly those. Staging area "
       << config.staging_mib << " MiB. " << config.rounds << " rounds of blocks: replica/floor (epochs alternating "
-      << "R F F R), then the Session; " << config.warmup << " warm-up epoch(s) at the start of each block. The row's "
-      << "first figure is the median dirty set of the accepted epochs.\n\n";
+      << "R F F R), then the Session; " << config.warmup << " warm-up epoch(s) at the start of each block (at least "
+      << "one for the Session). The row's first figure is the median number of pages changed between neighbouring "
+      << "images, the one in parentheses the median dirty set of the accepted replica epochs.\n\n";
   std::vector<SizeResult> results{r};
   pause_table(out, results);
   samples_line(out, results);
@@ -632,7 +635,8 @@ int main(int argc, char** argv) {
                "thread like the Session's");
   app.add_option("--images", config.images,
                  "directory of raw memory images (*.img; bench/linux_guest_images.sh): instead of the random writer, "
-                 "replay the pages that changed between neighbouring images as the epochs' dirty sets");
+                 "replay the pages that changed between neighbouring images as the epochs' dirty sets (the guest's size "
+                 "is the images'; --memory-mib, --pages, --samples and --gate-ms do not apply)");
   app.add_option("--image-samples", config.image_samples, "with --images: accepted samples per path, over all rounds")
       ->capture_default_str();
   CLI11_PARSE(app, argc, argv);

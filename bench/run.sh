@@ -119,17 +119,19 @@ if wants store; then
 fi
 if wants linux; then
   linux() {
-    local images="$logs/linux-images"
-    "$root/bench/linux_guest_images.sh" "$images" --images "$linux_images" >&2
+    local images="$logs/linux-images" rc=0
+    "$root/bench/linux_guest_images.sh" "$images" --images "$linux_images" >&2 || return
     "$build/bench/store_bench" --images "$images" --repeats 3 | tee "$logs/linux.out" /dev/stderr |
-      sed -n '/^## store_bench results/,$p' | sed 's/^## store_bench results/## store_bench on a Linux guest'"'"'s memory/'
+      sed -n '/^## store_bench results/,$p' | sed 's/^## store_bench results/## store_bench on a Linux guest'"'"'s memory/' ||
+      rc=$?
     echo
     echo "Command: \`bench/linux_guest_images.sh DIR --images $linux_images && store_bench --images DIR --repeats 3\`: Debian's"
     echo "stock kernel and the test initramfs booted under QEMU (TCG) on this host, 384 MiB, memcheck keeping 128 MiB;"
     echo "the base is guest memory once memcheck has filled it, each delta the pages one more memcheck round changed."
     echo
-    "$build/bench/pause_bench" --images "$images" "${linux_pause_args[@]}"
+    "$build/bench/pause_bench" --images "$images" "${linux_pause_args[@]}" || rc=$?
     rm -rf "$images"
+    return "$rc"
   }
   run_part linux "Store vs zstd CLI and epoch pause on a Linux guest's memory" linux
 fi

@@ -75,7 +75,7 @@ fi
 # Triple faults of the test's own guests (L2): on AMD, KVM resets a vCPU whose guest shut down, so the VMM can only
 # say that it happened. L1's kvm_exit tracepoint still records the guest's RIP at the fault: trace every shutdown
 # exit (SVM_EXIT_SHUTDOWN, 0x7f) and print them after the test; tests that crash a guest on purpose see theirs too.
-# Tests may read the trace themselves (tests/kvm/linux_guest_in_l1.sh prints it when a check fails).
+# Tests may read the trace themselves (tests/kvm/l1_lib.sh prints it when a check of the Linux tests fails).
 trace=/sys/kernel/tracing
 if mount -t tracefs nodev "$trace" 2>/dev/null && [ -d "$trace/events/kvm/kvm_exit" ]; then
 	echo 'exit_reason==127' >"$trace/events/kvm/kvm_exit/filter" && echo 1 >"$trace/events/kvm/kvm_exit/enable"

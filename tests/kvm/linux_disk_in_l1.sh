@@ -35,7 +35,6 @@ store=$STOREFS/store
 log=/tmp/ckptd-disk.log
 sock=/tmp/ckptd-disk.sock
 
-MAX_ATTEMPTS=${MAX_ATTEMPTS:-4} # a whole run each
 # shellcheck source=tests/kvm/l1_lib.sh
 . /harness/bin/l1_lib.sh
 

@@ -30,9 +30,6 @@ CMDLINE="console=ttyS0 quiet panic=-1 memcheck.mib=${MEMCHECK_MIB:-192} memcheck
 reboot=t
 BOOT_TIMEOUT=${BOOT_TIMEOUT:-150}
 
-# Four attempts at each check: with three modes in make test, the emulator killed a guest twice in a row in one
-# mode (dirty-log, 2026-12-07), and three deaths in a row would fail make test for the emulator's sake.
-MAX_ATTEMPTS=${MAX_ATTEMPTS:-4}
 # shellcheck source=tests/kvm/l1_lib.sh
 . /harness/bin/l1_lib.sh
 
@@ -302,9 +299,20 @@ check_bzimage_boot() {
 # FULL_MODE (default: the first mode; none: no mode) runs every check; the others (the tracking modes differ only in
 # how dirty pages are found) leave out the console attach and the crash, unless EVERY_MODE_FULL=1.
 full_mode=${FULL_MODE:-$1}
+# One line per mode run, for loops that repeat a mode (tests/kvm/linux_guest_loop.sh counts them).
+run=0
 for m in "$@"; do
 	checks=core
 	{ [ "$m" = "$full_mode" ] || [ "${EVERY_MODE_FULL:-0}" = 1 ]; } && checks=full
+	fail0=$fail repeated0=$repeated
 	attempts "$m" run_mode "$m" "$checks"
+	run=$((run + 1))
+	if [ "$fail" -gt "$fail0" ]; then
+		result=failed
+		[ "$other_failure" = 0 ] && [ "$l2_died" = 1 ] && result="failed: the guest died on its own"
+	else
+		result=clean
+	fi
+	echo "linux_guest: run $run ($m): $result, guest deaths repeated: $((repeated - repeated0))"
 done
 summary linux_guest
