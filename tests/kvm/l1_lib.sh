@@ -16,12 +16,15 @@ daemon_pid=""
 
 ok() { pass=$((pass + 1)); echo "PASS: $*"; }
 # A failed check is the emulator's (l2_died) if L1 traced the guest dying or stuck while the test did not crash it on
-# purpose; any other failure (other_failure) stands, even if the guest dies later in the same attempt.
+# purpose, and so is every later failure of the same attempt (a dead guest cannot power off, say). A failure before
+# that (other_failure) stands, even if the guest dies later in the same attempt.
 bad() {
 	fail=$((fail + 1))
 	echo "FAIL: $*"
 	show_guest_faults
-	if [ "$crash_intended" = 0 ] && [ -r "$TRACE" ] && guest_died_on_its_own; then
+	if [ "$l2_died" = 1 ]; then
+		echo "(after the guest died on its own: a consequence)"
+	elif [ "$crash_intended" = 0 ] && [ -r "$TRACE" ] && guest_died_on_its_own; then
 		l2_died=1
 	else
 		other_failure=1

@@ -9,7 +9,8 @@
 #                                      [--per-segment N] [--logs DIR]
 # Each segment's full output goes to DIR/segment-K.log (default: a fresh /var/tmp/linux-guest-loop.XXXXXX).
 # Last line: "linux_guest_loop: MODE on SERIES: N runs, C clean, D guest deaths, F other failures; S segments, L of
-# them cut short by L1's death". Exit status 0 iff F is 0 (deaths are the emulator's and are reported, not failed).
+# them cut short (L1 died, a timeout, a harness failure)". Exit status 0 iff all RUNS ran and F is 0 (deaths are the
+# emulator's: reported, not failed); 125 if it stopped early (three segments in a row finished no run).
 set -uo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 usage="usage: linux_guest_loop.sh BUILD_DIR RUNS [--mode M] [--series S] [--per-segment N] [--logs DIR]"
@@ -63,5 +64,6 @@ while [ "$finished" -lt "$runs" ]; do
 	fi
 done
 echo "linux_guest_loop: $mode on $series: $finished runs, $clean clean, $deaths guest deaths, $failures other failures;" \
-	"$segments segments, $cut_short of them cut short by L1's death"
+	"$segments segments, $cut_short of them cut short (L1 died, a timeout, a harness failure)"
+[ "$finished" -ge "$runs" ] || exit 125
 [ "$failures" -eq 0 ]

@@ -13,7 +13,7 @@
 set -Eeuo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 repo=$here/../..
-build=${1:?usage: linux_guest_test.sh BUILD_DIR [--series S] [--smp N] MODE...}
+build=${1:?usage: linux_guest_test.sh BUILD_DIR [--series S] [--smp N] [--no-bzimage] [--full-mode M] [--timeout S] MODE...}
 shift
 series=backports smp=2 skip_bzimage=0 full_mode="" timeout=2400
 while [ $# -gt 0 ]; do
