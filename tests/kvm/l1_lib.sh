@@ -46,6 +46,10 @@ show_guest_faults() {
 	grep 'reason shutdown\|reason EXIT_SHUTDOWN\|kvm_inj_exception' "$TRACE" | tail -n 10 | sed 's/^ */  traced in L1: /'
 }
 forget_guest_faults() { [ -w "$TRACE" ] && : >"$TRACE"; }
+# L1 traced a shutdown of the guest at a user-space RIP (below 2^47: at most 12 hex digits; the kernel's are 16).
+traced_user_mode_shutdown() {
+	[ -r "$TRACE" ] && grep 'reason shutdown' "$TRACE" | grep -q 'rip 0x[0-9a-f]\{1,12\} '
+}
 
 # The guest's console so far (console.log and the one rotation before it), without carriage returns.
 console_text() { cat "$store/console.log.1" "$store/console.log" 2>/dev/null | tr -d '\r'; }
