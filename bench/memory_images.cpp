@@ -23,7 +23,7 @@ Result<std::vector<std::string>> list_memory_images(const std::string& dir) {
   std::sort(files.begin(), files.end());
   if (files.empty()) return not_found("--images " + dir + " holds no *.img file (bench/linux_guest_images.sh makes them)");
   CKPT_ASSIGN_OR_RETURN(uint64_t size, file_size(files.front()));
-  if (size == 0 || size % kImagePageBytes != 0) {
+  if (size == 0 || size % vmm::guest::kPageSize != 0) {
     return invalid_argument(files.front() + " is " + std::to_string(size) + " bytes, not a whole number of pages");
   }
   for (const std::string& f : files) {
@@ -47,12 +47,12 @@ Result<std::unique_ptr<ImageSequence>> ImageSequence::open(const std::string& di
     if (map == MAP_FAILED) return Status::from_errno(errno, "mmap " + file);
     seq->maps_.push_back(static_cast<const uint8_t*>(map));
   }
-  const uint64_t pages = seq->bytes_ / kImagePageBytes;
+  const uint64_t pages = seq->bytes_ / vmm::guest::kPageSize;
   for (size_t i = 0; i + 1 < seq->maps_.size(); ++i) {
     std::vector<uint64_t>& changed = seq->changed_.emplace_back();
     for (uint64_t gfn = 0; gfn < pages; ++gfn) {
-      const uint64_t at = gfn * kImagePageBytes;
-      if (std::memcmp(seq->maps_[i] + at, seq->maps_[i + 1] + at, kImagePageBytes) != 0) changed.push_back(gfn);
+      const uint64_t at = gfn * vmm::guest::kPageSize;
+      if (std::memcmp(seq->maps_[i] + at, seq->maps_[i + 1] + at, vmm::guest::kPageSize) != 0) changed.push_back(gfn);
     }
   }
   return seq;
@@ -63,7 +63,7 @@ ImageSequence::~ImageSequence() {
 }
 
 void ImageReplay::load_first(std::span<uint8_t> memory) {
-  const uint64_t from = first_gfn_ * kImagePageBytes;
+  const uint64_t from = first_gfn_ * vmm::guest::kPageSize;
   std::span<const uint8_t> first = images_.image(0);
   std::memcpy(memory.data() + from, first.data() + from, std::min(memory.size(), first.size()) - from);
   at_ = 0;
@@ -80,9 +80,9 @@ uint64_t ImageReplay::step(std::span<uint8_t> memory) {
   std::span<const uint8_t> target = images_.image(next);
   uint64_t written = 0;
   for (uint64_t gfn : changed) {
-    const uint64_t at = gfn * kImagePageBytes;
-    if (gfn < first_gfn_ || at + kImagePageBytes > memory.size()) continue;
-    std::memcpy(memory.data() + at, target.data() + at, kImagePageBytes);
+    const uint64_t at = gfn * vmm::guest::kPageSize;
+    if (gfn < first_gfn_ || at + vmm::guest::kPageSize > memory.size()) continue;
+    std::memcpy(memory.data() + at, target.data() + at, vmm::guest::kPageSize);
     ++written;
   }
   at_ = next;

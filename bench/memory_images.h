@@ -10,10 +10,9 @@
 #include <vector>
 
 #include "common/status.h"
+#include "vmm/guest/guest_abi.h"
 
 namespace ckpt::bench {
-
-inline constexpr uint64_t kImagePageBytes = 4096;
 
 // The *.img files of `dir` in name order: at least one, all of one size, a whole number of pages.
 Result<std::vector<std::string>> list_memory_images(const std::string& dir);

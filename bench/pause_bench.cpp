@@ -342,7 +342,7 @@ Status drive_session(const Config& config, SizeResult& out, double pause_ns, con
 // walks its memory to the next image (bench/memory_images.h), writing through the tracked mapping exactly the
 // pages that differ, so an epoch is exact when it holds those pages and no other.
 
-constexpr uint64_t kReplayFirstGfn = vmm::guest::kWorkloadGpa / 4096;  // the control blocks below stay untouched
+constexpr uint64_t kReplayFirstGfn = vmm::guest::kWorkloadGpa / vmm::guest::kPageSize;  // the control blocks below stay untouched
 
 vmm::MachineConfig idle_machine_config(uint64_t bytes) {
   vmm::MachineConfig m;

@@ -41,7 +41,7 @@ while [ "$finished" -lt "$runs" ]; do
 	modes=()
 	for ((i = 0; i < n; i++)); do modes+=("$mode"); done
 	# About 2 minutes a run under TCG; the limit leaves room for slow ones.
-	MAX_ATTEMPTS=1 KVM_HARNESS_EMULATOR_RETRIES=0 "$here/linux_guest_test.sh" "$build" --series "$series" --no-bzimage \
+	MAX_ATTEMPTS=1 KVM_HARNESS_EMULATOR_RETRIES=0 "$here/linux_guest_test.sh" "$build" --series "$series" --no-bzimage --one-l1 \
 		--full-mode none --timeout $((n * 240 + 300)) "${modes[@]}" >"$log" 2>&1
 	rc=$?
 	got=$(grep -c '^linux_guest: run [0-9]* (' "$log")
