@@ -77,8 +77,8 @@ Result<RestorePlan> plan_restore(const std::vector<std::shared_ptr<const EpochMe
 }
 
 
-Status for_each_wanted_run(const BlockRef& block, uint64_t wanted, const uint8_t* raw,
-                           const std::function<Status(uint64_t gfn, uint32_t count, const uint8_t* pages)>& put) {
+Status for_each_wanted_span(const BlockRef& block, uint64_t wanted,
+                            const std::function<Status(uint64_t gfn, uint32_t count, uint32_t data_index)>& span) {
   uint32_t data_index = 0;
   for (const PageRun& run : block.runs) {
     if (run.zero) continue;
@@ -90,11 +90,18 @@ Status for_each_wanted_run(const BlockRef& block, uint64_t wanted, const uint8_t
       }
       uint32_t start = i;
       while (i < run.count && (wanted >> (data_index + i) & 1)) ++i;
-      CKPT_RETURN_IF_ERROR(put(run.first_gfn + start, i - start, raw + size_t{data_index + start} * format::kPageSize));
+      CKPT_RETURN_IF_ERROR(span(run.first_gfn + start, i - start, data_index + start));
     }
     data_index += run.count;
   }
   return Status::ok();
+}
+
+Status for_each_wanted_run(const BlockRef& block, uint64_t wanted, const uint8_t* raw,
+                           const std::function<Status(uint64_t gfn, uint32_t count, const uint8_t* pages)>& put) {
+  return for_each_wanted_span(block, wanted, [&](uint64_t gfn, uint32_t count, uint32_t data_index) {
+    return put(gfn, count, raw + size_t{data_index} * format::kPageSize);
+  });
 }
 
 }  // namespace ckpt::snap

@@ -37,6 +37,11 @@ struct RestorePlan {
 // (kNotFound), or a link whose space has another size.
 Result<RestorePlan> plan_restore(const std::vector<std::shared_ptr<const EpochMeta>>& chain, uint32_t space);
 
+// Calls span(first gfn, count, index of its first data page in the block) for each run of consecutive gfns of
+// `block` that `wanted` selects (bit i = data page i), in run order. Stops at the first error span returns.
+Status for_each_wanted_span(const BlockRef& block, uint64_t wanted,
+                            const std::function<Status(uint64_t gfn, uint32_t count, uint32_t data_index)>& span);
+
 // Calls put(first gfn, count, pages) for each run of consecutive gfns of `block` that `wanted` selects (bit i = data
 // page i), `raw` being the block's decoded data pages, in run order. Stops at the first error put returns.
 Status for_each_wanted_run(const BlockRef& block, uint64_t wanted, const uint8_t* raw,

@@ -1,0 +1,77 @@
+// Guest memory at a committed epoch, read one block at a time, in any order: what a lazy restore serves page faults
+// and its background filler from. It holds the restore plan (restore_plan.h: each page from the newest epoch of the
+// chain that has it), an index from every gfn to the block that holds its content (or to "zero"), and every file of
+// the chain open from the start, so that a compaction or retention that replaces or removes those files while the
+// guest runs cannot take a page away: an open file stays readable after it was renamed over or unlinked.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "common/byte_buffer.h"
+#include "common/status.h"
+#include "snapshot/block_codec.h"
+#include "snapshot/catalog.h"
+#include "snapshot/io/file_system.h"
+#include "snapshot/restore_plan.h"
+
+namespace ckpt::snap {
+
+class LazySource {
+ public:
+  // An index into blocks(); kZeroBlock for a page whose content at the epoch is zero.
+  using BlockIndex = uint32_t;
+  static constexpr BlockIndex kZeroBlock = UINT32_MAX;
+
+  // What one reading thread needs: a decompressor and buffers for one block. Not shared between threads.
+  struct Reader {
+    BlockDecompressor decompressor;
+    ByteBuffer scratch{max_stored_block_size()};
+    ByteBuffer raw{size_t{format::kMaxDataPagesPerBlock} * format::kPageSize};
+  };
+
+  // Plans guest memory at `epoch` and opens every file of its chain, each checked against the catalog's metadata
+  // (a file replaced since the catalog was loaded fails with kBusy, naming it). Fails as restore_to_memory would on
+  // a chain that lacks a page, and with the open's error when the process may not hold that many files.
+  static Result<std::unique_ptr<LazySource>> open(FileSystem& fs, const Catalog& catalog, uint64_t epoch);
+
+  uint64_t epoch() const { return epoch_; }
+  uint64_t pages() const { return plan_.pages; }
+  size_t chain_length() const { return files_.size(); }
+  // The blocks with pages to take, oldest epoch first and in file order (the order that reads files front to back).
+  size_t blocks() const { return plan_.tasks.size(); }
+  uint64_t data_pages() const { return plan_.data_pages; }
+  uint64_t zero_pages() const { return plan_.zero_pages; }
+
+  // The block that holds `gfn` (< pages()), or kZeroBlock.
+  BlockIndex block_of(uint64_t gfn) const { return page_block_[gfn]; }
+  // The lowest gfn that block `block` gives the restore (a stable name for the block across restores of other
+  // epochs: the working-set record keeps gfns, not block indexes).
+  uint64_t first_gfn_of(BlockIndex block) const { return first_gfn_[block]; }
+  // Pages the restore takes from block `block`.
+  uint32_t pages_of(BlockIndex block) const;
+
+  // Reads and checks block `block` and calls put(first gfn, count, pages) for each run of consecutive pages the
+  // restore takes from it, in gfn order within a run. Errors name the file and the offset (read_block). Thread-safe
+  // with one Reader per thread.
+  Status read(BlockIndex block, Reader& reader,
+              const std::function<Status(uint64_t gfn, uint32_t count, const uint8_t* pages)>& put) const;
+
+  // The stored bytes of block `block` (statistics).
+  uint32_t stored_bytes_of(BlockIndex block) const;
+
+ private:
+  LazySource() = default;
+
+  uint64_t epoch_ = 0;
+  std::vector<std::shared_ptr<const EpochMeta>> chain_;  // newest first, as Catalog::chain returns it
+  std::vector<std::unique_ptr<ReadableFile>> files_;     // files_[i] holds chain_[i]
+  RestorePlan plan_;
+  std::vector<BlockIndex> page_block_;  // per gfn
+  std::vector<uint64_t> first_gfn_;     // per block
+};
+
+}  // namespace ckpt::snap
