@@ -1,12 +1,12 @@
 #include "vmm/software/uffd_wp_tracker.h"
 
 #include <fcntl.h>
-#include <sys/syscall.h>
-#include <sys/utsname.h>
 #include <unistd.h>
 
 #include <cerrno>
 #include <string>
+
+#include "vmm/uffd/userfaultfd.h"
 
 namespace ckpt::vmm::software {
 namespace {
@@ -14,44 +14,6 @@ namespace {
 constexpr uint64_t kPage = 4096;
 constexpr const char* kNeedsNewKernel =
     "it needs Linux 6.7 or later (Debian 12: the 6.12 kernel from bookworm-backports)";
-
-std::string kernel_release() {
-  utsname u{};
-  if (::uname(&u) != 0) return "unknown";
-  return u.release;
-}
-
-// userfaultfd(2), non-blocking (a blocking uffd makes poll() report POLLERR at once; nothing polls it today, but
-// nothing should trip over it later). UFFD_USER_MODE_ONLY needs no privilege; kernels before 5.11 reject the flag
-// with EINVAL, and then only a privileged process or vm.unprivileged_userfaultfd=1 may open one.
-Result<UniqueFd> open_userfaultfd() {
-  int fd = static_cast<int>(::syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK | UFFD_USER_MODE_ONLY));
-  if (fd < 0 && errno == EINVAL) fd = static_cast<int>(::syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK));
-  if (fd >= 0) return UniqueFd(fd);
-  const int err = errno;
-  if (err == ENOSYS) {
-    return Status(
-        StatusCode::kUnsupported,
-        "userfaultfd: not available (ENOSYS): the kernel " + kernel_release() + " is built without CONFIG_USERFAULTFD",
-        err);
-  }
-  if (err == EPERM) {
-    return Status(StatusCode::kPermission,
-                  "userfaultfd: not permitted (EPERM): set sysctl vm.unprivileged_userfaultfd=1 or run with "
-                  "CAP_SYS_PTRACE",
-                  err);
-  }
-  return Status::from_errno(err, "userfaultfd");
-}
-
-// UFFDIO_API: asks for `features` and returns every feature the kernel offers. An fd accepts one UFFDIO_API only.
-Result<uint64_t> uffd_api_handshake(int fd, uint64_t features) {
-  struct uffdio_api api {};
-  api.api = UFFD_API;
-  api.features = features;
-  if (::ioctl(fd, UFFDIO_API, &api) != 0) return Status::from_errno(errno, "ioctl UFFDIO_API");
-  return static_cast<uint64_t>(api.features);
-}
 
 Status require_wp_async(uint64_t offered) {
   if (offered & UFFD_FEATURE_WP_ASYNC) return Status::ok();
@@ -98,8 +60,7 @@ Status probe_pagemap_scan(int pagemap) {
 }  // namespace
 
 Status probe_uffd_wp() {
-  CKPT_ASSIGN_OR_RETURN(UniqueFd uffd, open_userfaultfd());
-  CKPT_ASSIGN_OR_RETURN(uint64_t offered, uffd_api_handshake(uffd.get(), 0));
+  CKPT_ASSIGN_OR_RETURN(uint64_t offered, uffd_features_offered(FaultScope::kUserModeOnly));
   CKPT_RETURN_IF_ERROR(require_wp_async(offered));
   CKPT_ASSIGN_OR_RETURN(UniqueFd pagemap, open_pagemap());
   return probe_pagemap_scan(pagemap.get());
@@ -110,18 +71,24 @@ UffdWpTracker::UffdWpTracker(GuestMemory& memory, size_t vector_regions)
       vector_(vector_regions == 0 ? kDefaultVectorRegions : vector_regions),
       pending_(memory.pages()) {}
 
-Result<std::unique_ptr<UffdWpTracker>> UffdWpTracker::create(GuestMemory& memory, size_t vector_regions) {
+Result<std::unique_ptr<UffdWpTracker>> UffdWpTracker::create(GuestMemory& memory, size_t vector_regions,
+                                                             bool missing_too) {
   CKPT_RETURN_IF_ERROR(probe_uffd_wp());
   std::unique_ptr<UffdWpTracker> t(new UffdWpTracker(memory, vector_regions));
+  t->missing_too_ = missing_too;
+  // Missing pages are served for the VMM's kernel-mode accesses too where the process may have that; the guest's
+  // own (its vCPU threads) are user-mode accesses either way.
+  FaultScope scope = FaultScope::kUserModeOnly;
+  if (missing_too && uffd_features_offered(FaultScope::kAll).is_ok()) scope = FaultScope::kAll;
   // The features a fd offers are only known after its one UFFDIO_API, so ask a throwaway fd first.
-  uint64_t offered = 0;
-  {
-    CKPT_ASSIGN_OR_RETURN(UniqueFd probe, open_userfaultfd());
-    CKPT_ASSIGN_OR_RETURN(offered, uffd_api_handshake(probe.get(), 0));
+  CKPT_ASSIGN_OR_RETURN(uint64_t offered, uffd_features_offered(scope));
+  if (missing_too && !(offered & UFFD_FEATURE_MISSING_SHMEM)) {
+    return unsupported("userfaultfd: the kernel " + kernel_release() +
+                       " does not offer UFFD_FEATURE_MISSING_SHMEM (missing pages of memfd memory)");
   }
-  CKPT_ASSIGN_OR_RETURN(t->uffd_, open_userfaultfd());
-  const uint64_t wanted =
-      UFFD_FEATURE_WP_ASYNC | (offered & (UFFD_FEATURE_WP_UNPOPULATED | UFFD_FEATURE_WP_HUGETLBFS_SHMEM));
+  CKPT_ASSIGN_OR_RETURN(t->uffd_, open_userfaultfd(scope));
+  const uint64_t wanted = UFFD_FEATURE_WP_ASYNC | (missing_too ? UFFD_FEATURE_MISSING_SHMEM : 0) |
+                          (offered & (UFFD_FEATURE_WP_UNPOPULATED | UFFD_FEATURE_WP_HUGETLBFS_SHMEM));
   CKPT_RETURN_IF_ERROR(uffd_api_handshake(t->uffd_.get(), wanted).status());
   CKPT_ASSIGN_OR_RETURN(t->pagemap_, open_pagemap());
   CKPT_RETURN_IF_ERROR(t->register_slots());
@@ -136,9 +103,13 @@ Status UffdWpTracker::register_slots() {
     uffdio_register reg{};
     reg.range.start = reinterpret_cast<uint64_t>(slot.host);
     reg.range.len = slot.bytes;
-    reg.mode = UFFDIO_REGISTER_MODE_WP;
+    reg.mode = UFFDIO_REGISTER_MODE_WP | (missing_too_ ? UFFDIO_REGISTER_MODE_MISSING : 0);
     if (::ioctl(uffd_.get(), UFFDIO_REGISTER, &reg) != 0) {
-      return Status::from_errno(errno, "ioctl UFFDIO_REGISTER (write-protect mode)" + where);
+      return Status::from_errno(errno, std::string("ioctl UFFDIO_REGISTER (write-protect") +
+                                           (missing_too_ ? " and missing" : "") + " mode)" + where);
+    }
+    if (missing_too_ && (reg.ioctls & (uint64_t{1} << _UFFDIO_COPY)) == 0) {
+      return unsupported("ioctl UFFDIO_REGISTER" + where + ": the kernel offers no UFFDIO_COPY for memfd memory");
     }
     if ((reg.ioctls & (uint64_t{1} << _UFFDIO_WRITEPROTECT)) == 0) {
       return unsupported("ioctl UFFDIO_REGISTER" + where +

@@ -34,9 +34,12 @@ class UffdWpTracker final : public SoftwareTracker {
   static constexpr size_t kDefaultVectorRegions = 4096;  // 96 KiB of page_region: one call covers most harvests
 
   // Opens the userfaultfd and /proc/self/pagemap, registers every slot of `memory` and write-protects it all.
-  // `memory` must outlive the tracker.
+  // `memory` must outlive the tracker. With `missing_too` (a lazy restore: `memory` is all holes) the slots are
+  // registered in missing mode as well, on the same fd (a mapping has one userfaultfd): every first access to a
+  // page then waits until a MissingPages over uffd() installs it (vmm/uffd/missing_pages.h).
   static Result<std::unique_ptr<UffdWpTracker>> create(GuestMemory& memory,
-                                                       size_t vector_regions = kDefaultVectorRegions);
+                                                       size_t vector_regions = kDefaultVectorRegions,
+                                                       bool missing_too = false);
 
   std::string_view name() const override { return "uffd-wp"; }
   Status harvest_and_rearm(DirtyBitmap& out) override;
@@ -44,6 +47,8 @@ class UffdWpTracker final : public SoftwareTracker {
 
   // PAGEMAP_SCAN calls made by the last harvest (more than one only when the vector filled up).
   uint64_t last_scan_calls() const { return last_scan_calls_; }
+  // The userfaultfd, registered in missing mode too if created so.
+  int uffd() const { return uffd_.get(); }
 
  private:
   UffdWpTracker(GuestMemory& memory, size_t vector_regions);
@@ -60,6 +65,7 @@ class UffdWpTracker final : public SoftwareTracker {
   std::vector<page_region> vector_;  // the ioctl's output, reused by every call
   DirtyBitmap pending_;              // harvested (so re-protected) but not yet handed out
   uint64_t last_scan_calls_ = 0;
+  bool missing_too_ = false;
 };
 
 }  // namespace ckpt::vmm::software

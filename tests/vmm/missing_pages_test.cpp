@@ -1,0 +1,168 @@
+// MissingPages, what a lazy restore installs guest memory with: every first access waits for its page and then
+// reads what was installed (user-mode and kernel-mode accesses alike), an install never overwrites a page that is
+// present, and under the software backend's write tracking installed pages are not dirty, written ones are.
+#include <fcntl.h>
+#include <poll.h>
+#include <unistd.h>
+
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cstring>
+#include <random>
+#include <thread>
+#include <vector>
+
+#include "vmm/software/uffd_wp_tracker.h"
+#include "vmm/uffd/missing_pages.h"
+
+namespace ckpt::vmm {
+namespace {
+
+constexpr uint64_t kPage = 4096;
+constexpr uint32_t kGroup = 16;  // pages installed per fault, as a lazy restore installs a block's
+
+// The content the tests install at a page: its gfn in every 8-byte word.
+void pattern(uint64_t gfn, uint8_t* page) {
+  for (size_t i = 0; i < kPage; i += 8) std::memcpy(page + i, &gfn, 8);
+}
+
+bool holds_pattern(const uint8_t* page, uint64_t gfn) {
+  std::vector<uint8_t> want(kPage);
+  pattern(gfn, want.data());
+  return std::memcmp(page, want.data(), kPage) == 0;
+}
+
+// Serves faults from a thread of its own, as the lazy restore's fault thread does: the aligned group of kGroup
+// pages around each fault, with pattern().
+class FaultServer {
+ public:
+  explicit FaultServer(MissingPages& pages) : pages_(pages), thread_([this] { run(); }) {}
+  ~FaultServer() {
+    stop_ = true;
+    thread_.join();
+  }
+  uint64_t faults() const { return faults_; }
+
+ private:
+  void run() {
+    std::vector<uint8_t> group(kGroup * kPage);
+    while (!stop_) {
+      pollfd p{pages_.fd(), POLLIN, 0};
+      if (::poll(&p, 1, 20) <= 0) continue;
+      for (;;) {
+        auto fault = pages_.next_fault();
+        ASSERT_TRUE(fault.is_ok()) << fault.status().to_string();
+        if (!fault->has_value()) break;
+        ++faults_;
+        const uint64_t first = **fault / kGroup * kGroup;
+        for (uint32_t i = 0; i < kGroup; ++i) pattern(first + i, group.data() + i * kPage);
+        auto installed = pages_.install(first, kGroup, group.data());
+        ASSERT_TRUE(installed.is_ok()) << installed.status().to_string();
+        ASSERT_TRUE(pages_.wake(**fault, 1).is_ok());  // in case another install raced ahead of this one
+      }
+    }
+  }
+
+  MissingPages& pages_;
+  std::atomic<bool> stop_{false};
+  std::atomic<uint64_t> faults_{0};
+  std::thread thread_;
+};
+
+#define CREATE_OR_SKIP(var, expr)                                                                  \
+  auto var = (expr);                                                                               \
+  if (!var.is_ok() && (var.status().code() == StatusCode::kPermission ||                           \
+                       var.status().code() == StatusCode::kUnsupported)) {                         \
+    GTEST_SKIP() << var.status().to_string();                                                      \
+  }                                                                                                \
+  ASSERT_TRUE(var.is_ok()) << var.status().to_string();
+
+TEST(MissingPages, EveryFirstAccessWaitsForItsPageUserAndKernelMode) {
+  auto memory = GuestMemory::create(16ull << 20);
+  ASSERT_TRUE(memory.is_ok());
+  CREATE_OR_SKIP(pages, MissingPages::create(**memory));
+  FaultServer server(**pages);
+  const uint64_t n = (*memory)->pages();
+  // A kernel-mode access first (KVM's are such): read(2) from a file into a missing page is served, not EFAULT.
+  char path[] = "/tmp/missing-pages-XXXXXX";
+  int fd = ::mkstemp(path);
+  ASSERT_GE(fd, 0);
+  ::unlink(path);
+  std::vector<uint8_t> ones(kPage, 1);
+  ASSERT_EQ(::pwrite(fd, ones.data(), kPage, 0), static_cast<ssize_t>(kPage));
+  ASSERT_EQ(::pread(fd, (*memory)->host() + 100 * kPage, kPage, 0), static_cast<ssize_t>(kPage));
+  ::close(fd);
+  EXPECT_EQ(std::memcmp((*memory)->host() + 100 * kPage, ones.data(), kPage), 0);
+  // Then every page, in a random order: each reads its installed content (page 100 what read(2) put there).
+  std::vector<uint64_t> order(n);
+  for (uint64_t g = 0; g < n; ++g) order[g] = g;
+  std::shuffle(order.begin(), order.end(), std::mt19937_64(3));
+  size_t wrong = 0;
+  for (uint64_t g : order) {
+    if (g != 100 && !holds_pattern((*memory)->host() + g * kPage, g)) ++wrong;
+  }
+  EXPECT_EQ(wrong, 0u);
+  EXPECT_EQ(server.faults(), n / kGroup) << "one fault per group: a group's pages came with its first fault";
+}
+
+TEST(MissingPages, AnInstallNeverOverwritesAPresentPage) {
+  auto memory = GuestMemory::create(2ull << 20);
+  ASSERT_TRUE(memory.is_ok());
+  CREATE_OR_SKIP(pages, MissingPages::create(**memory));
+  std::vector<uint8_t> a(kPage, 0xAA), b(8 * kPage, 0xBB);
+  auto one = (*pages)->install(5, 1, a.data());
+  ASSERT_TRUE(one.is_ok()) << one.status().to_string();
+  EXPECT_EQ(*one, 1u);
+  // Pages 2..9 with B: page 5 is present, so 7 are installed and page 5 keeps A.
+  auto eight = (*pages)->install(2, 8, b.data());
+  ASSERT_TRUE(eight.is_ok()) << eight.status().to_string();
+  EXPECT_EQ(*eight, 7u);
+  EXPECT_EQ((*memory)->host()[5 * kPage], 0xAA);
+  EXPECT_EQ((*memory)->host()[4 * kPage], 0xBB);
+  EXPECT_EQ((*memory)->host()[9 * kPage + 4095], 0xBB);
+  // Zero pages likewise; the present ones stay.
+  auto zeros = (*pages)->install_zero(0, 100);
+  ASSERT_TRUE(zeros.is_ok());
+  EXPECT_EQ(*zeros, 100u - 8u);  // pages 2..9 are present
+  EXPECT_EQ((*memory)->host()[0], 0);
+  EXPECT_EQ((*memory)->host()[99 * kPage], 0);
+  EXPECT_EQ((*memory)->host()[3 * kPage], 0xBB);
+  EXPECT_FALSE((*pages)->install((*memory)->pages() - 1, 2, b.data()).is_ok()) << "beyond guest memory";
+}
+
+// The software backend: one userfaultfd tracks writes (async write-protect) and serves missing pages.
+TEST(MissingPages, InstalledPagesAreNotDirtyWrittenOnesAre) {
+  auto memory = GuestMemory::create(16ull << 20);
+  ASSERT_TRUE(memory.is_ok());
+  CREATE_OR_SKIP(tracker, software::UffdWpTracker::create(**memory, software::UffdWpTracker::kDefaultVectorRegions,
+                                                          /*missing_too=*/true));
+  auto pages = MissingPages::over((*tracker)->uffd(), **memory, /*write_protect=*/true);
+  FaultServer server(*pages);
+  uint8_t* host = (*memory)->host();
+  // Read 100 pages (faulted in), write one of them and one page never touched before; fill 64 pages without any
+  // access, as the background filler does.
+  uint64_t sum = 0;
+  for (uint64_t g = 0; g < 100; ++g) sum += std::atomic_ref<uint8_t>(host[g * kPage]).load();
+  host[50 * kPage + 8] = 1;
+  host[2000 * kPage + 8] = 2;
+  std::vector<uint8_t> filled(64 * kPage, 7);
+  ASSERT_TRUE(pages->install(1000, 64, filled.data()).is_ok());
+  DirtyBitmap dirty((*memory)->pages());
+  ASSERT_TRUE((*tracker)->harvest_and_rearm(dirty).is_ok());
+  EXPECT_EQ(dirty.to_gfns(), (std::vector<uint64_t>{50, 2000}));
+  EXPECT_FALSE(holds_pattern(host + 2000 * kPage, 2000));  // written after it was installed
+  EXPECT_EQ(host[2000 * kPage + 8], 2);
+  EXPECT_TRUE(holds_pattern(host + 2001 * kPage, 2001));
+  EXPECT_EQ(host[1000 * kPage], 7);
+  // A filled page written later is dirty like any other.
+  host[1010 * kPage] = 9;
+  DirtyBitmap again((*memory)->pages());
+  ASSERT_TRUE((*tracker)->harvest_and_rearm(again).is_ok());
+  EXPECT_EQ(again.to_gfns(), std::vector<uint64_t>{1010});
+  EXPECT_GT(sum, 0u);
+}
+
+}  // namespace
+}  // namespace ckpt::vmm

@@ -1,0 +1,50 @@
+// Guest memory that starts out missing and is filled on demand, for a lazy restore: every slot is registered with a
+// userfaultfd in missing mode, so the first access to a page not yet installed, by the guest (a vCPU, also through
+// KVM) or by the VMM, waits until install() puts the page's content in place. Pages are installed with UFFDIO_COPY,
+// which places a page only where none is (so a page the guest has since written is never overwritten) and wakes
+// whoever waits on it. With write-protect (the software backend's async tracking on the same fd) a page is
+// installed write-protected: filled pages are not dirty, the guest's later writes to them are.
+//
+// Thread safety: every method may be called from any thread; one thread should read faults.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+
+#include "common/status.h"
+#include "common/unique_fd.h"
+#include "vmm/guest_memory.h"
+
+namespace ckpt::vmm {
+
+class MissingPages {
+ public:
+  // A userfaultfd of its own over every slot of `memory`, which must be all holes (fresh). Kernel-mode faults
+  // included (KVM's), so it needs the privilege open_userfaultfd(FaultScope::kAll) names.
+  static Result<std::unique_ptr<MissingPages>> create(GuestMemory& memory);
+  // Over `uffd`, owned by someone else, that has every slot of `memory` registered in missing mode already.
+  static std::unique_ptr<MissingPages> over(int uffd, GuestMemory& memory, bool write_protect);
+
+  // Readable (poll) while a fault waits.
+  int fd() const { return fd_; }
+  // The gfn of the next waiting fault, or nothing when none waits. Never blocks.
+  Result<std::optional<uint64_t>> next_fault();
+  // Installs `count` pages at `gfn` from `pages`, leaving any page already present as it is; returns how many it
+  // installed.
+  Result<uint32_t> install(uint64_t gfn, uint32_t count, const uint8_t* pages);
+  // The same with zero pages.
+  Result<uint32_t> install_zero(uint64_t gfn, uint32_t count);
+  // Wakes accesses waiting on [gfn, gfn + count) (after they were resolved some other way: a page already present).
+  Status wake(uint64_t gfn, uint32_t count);
+
+ private:
+  MissingPages(int fd, GuestMemory& memory, bool write_protect) : fd_(fd), memory_(memory), wp_(write_protect) {}
+
+  UniqueFd owned_;
+  int fd_;
+  GuestMemory& memory_;
+  bool wp_;
+};
+
+}  // namespace ckpt::vmm
