@@ -52,6 +52,10 @@ uint32_t LazySource::stored_bytes_of(BlockIndex block) const {
 
 Status LazySource::read(BlockIndex block, Reader& reader,
                         const std::function<Status(uint64_t gfn, uint32_t count, const uint8_t* pages)>& put) const {
+  if (files_.empty()) {
+    return Status(StatusCode::kAborted,
+                  "lazy restore of epoch " + std::to_string(epoch_) + ": block read after the files were closed");
+  }
   const BlockTask& task = plan_.tasks[block];
   const EpochMeta& meta = *chain_[task.link];
   Status read = read_block(*files_[task.link], meta, task.block, reader.decompressor, reader.scratch, reader.raw.data());

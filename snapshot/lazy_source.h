@@ -63,6 +63,10 @@ class LazySource {
   // The stored bytes of block `block` (statistics).
   uint32_t stored_bytes_of(BlockIndex block) const;
 
+  // Closes the chain's files, once every block has been read: read() fails from then on. Not concurrently with a
+  // read().
+  void close_files() { files_.clear(); }
+
  private:
   LazySource() = default;
 

@@ -139,7 +139,8 @@ TEST(MissingPages, InstalledPagesAreNotDirtyWrittenOnesAre) {
   CREATE_OR_SKIP(tracker, software::UffdWpTracker::create(**memory, software::UffdWpTracker::kDefaultVectorRegions,
                                                           /*missing_too=*/true));
   auto pages = MissingPages::over((*tracker)->uffd(), **memory, /*write_protect=*/true);
-  FaultServer server(*pages);
+  ASSERT_TRUE(pages.is_ok()) << pages.status().to_string();
+  FaultServer server(**pages);
   uint8_t* host = (*memory)->host();
   // Read 100 pages (faulted in), write one of them and one page never touched before; fill 64 pages without any
   // access, as the background filler does.
@@ -148,7 +149,7 @@ TEST(MissingPages, InstalledPagesAreNotDirtyWrittenOnesAre) {
   host[50 * kPage + 8] = 1;
   host[2000 * kPage + 8] = 2;
   std::vector<uint8_t> filled(64 * kPage, 7);
-  ASSERT_TRUE(pages->install(1000, 64, filled.data()).is_ok());
+  ASSERT_TRUE((*pages)->install(1000, 64, filled.data()).is_ok());
   DirtyBitmap dirty((*memory)->pages());
   ASSERT_TRUE((*tracker)->harvest_and_rearm(dirty).is_ok());
   EXPECT_EQ(dirty.to_gfns(), (std::vector<uint64_t>{50, 2000}));

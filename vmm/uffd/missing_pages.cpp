@@ -1,5 +1,6 @@
 #include "vmm/uffd/missing_pages.h"
 
+#include <fcntl.h>
 #include <linux/userfaultfd.h>
 #include <sys/ioctl.h>
 #include <unistd.h>
@@ -41,20 +42,19 @@ Result<std::unique_ptr<MissingPages>> MissingPages::create(GuestMemory& memory) 
       return unsupported("ioctl UFFDIO_REGISTER" + where + ": the kernel offers no UFFDIO_COPY for memfd memory");
     }
   }
-  std::unique_ptr<MissingPages> pages(new MissingPages(fd.get(), memory, false));
-  pages->owned_ = std::move(fd);
-  return pages;
+  return std::unique_ptr<MissingPages>(new MissingPages(std::move(fd), memory, false));
 }
 
-std::unique_ptr<MissingPages> MissingPages::over(int uffd, GuestMemory& memory, bool write_protect) {
-  return std::unique_ptr<MissingPages>(new MissingPages(uffd, memory, write_protect));
+Result<std::unique_ptr<MissingPages>> MissingPages::over(int uffd, GuestMemory& memory, bool write_protect) {
+  UniqueFd fd(::fcntl(uffd, F_DUPFD_CLOEXEC, 0));
+  if (!fd.valid()) return Status::from_errno(errno, "duplicate the userfaultfd");
+  return std::unique_ptr<MissingPages>(new MissingPages(std::move(fd), memory, write_protect));
 }
 
 Result<std::optional<uint64_t>> MissingPages::next_fault() {
-  const uint64_t base = reinterpret_cast<uint64_t>(memory_.host());
   for (;;) {
     uffd_msg msg{};
-    ssize_t n = ::read(fd_, &msg, sizeof msg);
+    ssize_t n = ::read(fd_.get(), &msg, sizeof msg);
     if (n < 0 && errno == EINTR) continue;
     if (n < 0 && errno == EAGAIN) return std::optional<uint64_t>();
     if (n < 0) return Status::from_errno(errno, "read userfaultfd");
@@ -62,28 +62,27 @@ Result<std::optional<uint64_t>> MissingPages::next_fault() {
     // Only page faults are asked for (no fork, remap or remove events).
     if (msg.event != UFFD_EVENT_PAGEFAULT) continue;
     const uint64_t address = msg.arg.pagefault.address;
-    if (address < base || address >= base + memory_.bytes()) {
+    if (address < base_ || address >= base_ + pages_ * kPage) {
       return Status::from_errno(EFAULT, "userfaultfd: a fault at " + std::to_string(address) +
                                             ", outside guest memory");
     }
-    return std::optional<uint64_t>((address - base) / kPage);
+    return std::optional<uint64_t>((address - base_) / kPage);
   }
 }
 
 Result<uint32_t> MissingPages::install(uint64_t gfn, uint32_t count, const uint8_t* pages) {
-  if (gfn + count > memory_.pages() || gfn + count < gfn) {
+  if (gfn + count > pages_ || gfn + count < gfn) {
     return invalid_argument("install pages " + std::to_string(gfn) + "+" + std::to_string(count) +
-                            " beyond guest memory of " + std::to_string(memory_.pages()) + " pages");
+                            " beyond guest memory of " + std::to_string(pages_) + " pages");
   }
-  const uint64_t base = reinterpret_cast<uint64_t>(memory_.host());
   uint32_t done = 0, installed = 0;
   while (done < count) {
     uffdio_copy copy{};
-    copy.dst = base + (gfn + done) * kPage;
+    copy.dst = base_ + (gfn + done) * kPage;
     copy.src = reinterpret_cast<uint64_t>(pages + uint64_t{done} * kPage);
     copy.len = uint64_t{count - done} * kPage;
     copy.mode = wp_ ? UFFDIO_COPY_MODE_WP : 0;
-    if (::ioctl(fd_, UFFDIO_COPY, &copy) == 0) {
+    if (::ioctl(fd_.get(), UFFDIO_COPY, &copy) == 0) {
       installed += count - done;
       break;
     }
@@ -117,9 +116,9 @@ Result<uint32_t> MissingPages::install_zero(uint64_t gfn, uint32_t count) {
 
 Status MissingPages::wake(uint64_t gfn, uint32_t count) {
   uffdio_range range{};
-  range.start = reinterpret_cast<uint64_t>(memory_.host()) + gfn * kPage;
+  range.start = base_ + gfn * kPage;
   range.len = uint64_t{count} * kPage;
-  if (::ioctl(fd_, UFFDIO_WAKE, &range) != 0) {
+  if (::ioctl(fd_.get(), UFFDIO_WAKE, &range) != 0) {
     return Status::from_errno(errno, "ioctl UFFDIO_WAKE at gfn " + std::to_string(gfn));
   }
   return Status::ok();

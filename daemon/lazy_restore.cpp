@@ -1,0 +1,219 @@
+#include "daemon/lazy_restore.h"
+
+#include <poll.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <unordered_set>
+
+#include "common/log.h"
+
+namespace ckpt::daemon {
+
+namespace {
+
+uint64_t now_ns() {
+  return static_cast<uint64_t>(
+      std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now().time_since_epoch())
+          .count());
+}
+
+}  // namespace
+
+LazyRestore::LazyRestore(std::unique_ptr<snap::LazySource> source, std::shared_ptr<vmm::MissingPages> pages,
+                         Options options)
+    : source_(std::move(source)),
+      pages_(std::move(pages)),
+      options_(std::move(options)),
+      state_(new std::atomic<uint8_t>[source_->blocks()]()) {
+  progress_.epoch = source_->epoch();
+  progress_.pages = source_->pages();
+  progress_.data_pages = source_->data_pages();
+  progress_.blocks = source_->blocks();
+}
+
+Result<std::unique_ptr<LazyRestore>> LazyRestore::start(std::unique_ptr<snap::LazySource> source,
+                                                        std::shared_ptr<vmm::MissingPages> pages, Options options) {
+  std::unique_ptr<LazyRestore> lazy(new LazyRestore(std::move(source), std::move(pages), std::move(options)));
+  lazy->stop_event_ = UniqueFd(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
+  if (!lazy->stop_event_.valid()) return Status::from_errno(errno, "eventfd for the lazy restore");
+  lazy->start_ns_ = now_ns();
+  if (lazy->source_->blocks() == 0) {  // all zero: nothing to read, ever
+    lazy->source_->close_files();
+    lazy->progress_.filled = true;
+  }
+  lazy->fault_thread_ = std::thread([l = lazy.get()] { l->serve_faults(); });
+  if (lazy->options_.fill_in_background) lazy->filler_thread_ = std::thread([l = lazy.get()] { l->fill(); });
+  return lazy;
+}
+
+LazyRestore::~LazyRestore() {
+  abandon();
+  stopping_ = true;
+  uint64_t one = 1;
+  (void)!::write(stop_event_.get(), &one, sizeof one);
+  done_.notify_all();
+  if (filler_thread_.joinable()) filler_thread_.join();
+  if (fault_thread_.joinable()) fault_thread_.join();
+}
+
+LazyRestore::Progress LazyRestore::progress() const {
+  std::lock_guard lock(mu_);
+  Progress p = progress_;
+  if (!p.filled) p.seconds = static_cast<double>(now_ns() - start_ns_) / 1e9;
+  return p;
+}
+
+bool LazyRestore::wait_filled(int timeout_ms) const {
+  std::unique_lock lock(mu_);
+  return done_.wait_for(lock, std::chrono::milliseconds(timeout_ms),
+                        [&] { return progress_.filled || !progress_.error.is_ok(); }) &&
+         progress_.filled;
+}
+
+std::vector<uint64_t> LazyRestore::touched_blocks() const {
+  std::lock_guard lock(mu_);
+  return touched_;
+}
+
+void LazyRestore::abandon() {
+  std::vector<uint64_t> waiting;
+  {
+    std::lock_guard lock(mu_);
+    if (abandoned_.exchange(true)) return;
+    waiting.swap(unanswered_);
+  }
+  done_.notify_all();
+  // Faults left waiting on a failed block: zeros now, so that the accesses end (the guest is going away).
+  for (uint64_t gfn : waiting) {
+    (void)pages_->install_zero(gfn, 1);
+    (void)pages_->wake(gfn, 1);
+  }
+}
+
+void LazyRestore::fail(const Status& error) {
+  {
+    std::lock_guard lock(mu_);
+    if (!progress_.error.is_ok()) return;
+    progress_.error = error;
+  }
+  done_.notify_all();
+  CKPT_LOG(kError) << "lazy restore of epoch " << source_->epoch() << ": " << error.to_string()
+                   << "; the guest must not run on";
+  if (options_.on_error) options_.on_error(error);
+}
+
+bool LazyRestore::install_block(snap::LazySource::BlockIndex block, snap::LazySource::Reader& reader) {
+  uint8_t expected = kMissing;
+  if (!state_[block].compare_exchange_strong(expected, kReading)) {
+    if (expected == kReading) {  // another thread reads it: its install wakes the waiting access too
+      std::unique_lock lock(mu_);
+      done_.wait(lock, [&] { return state_[block].load() != kReading; });
+      expected = state_[block].load();
+    }
+    return expected == kInstalled;
+  }
+  uint64_t installed = 0;
+  Status read = source_->read(block, reader, [&](uint64_t gfn, uint32_t count, const uint8_t* data) -> Status {
+    CKPT_ASSIGN_OR_RETURN(uint32_t n, pages_->install(gfn, count, data));
+    installed += n;
+    return Status::ok();
+  });
+  if (!read.is_ok()) {
+    {
+      std::lock_guard lock(mu_);  // a waiter checks the state under the lock: no wake-up lost
+      state_[block] = kFailed;
+    }
+    done_.notify_all();
+    fail(read);
+    return false;
+  }
+  bool now_filled = false;
+  {
+    std::lock_guard lock(mu_);
+    state_[block] = kInstalled;
+    progress_.installed_pages += installed;
+    progress_.bytes_read += source_->stored_bytes_of(block);
+    now_filled = ++progress_.blocks_installed == progress_.blocks;
+    if (now_filled) {
+      // Every read is over (each ran under a kReading state, and none is left): the files can go.
+      source_->close_files();
+      progress_.filled = true;
+      progress_.seconds = static_cast<double>(now_ns() - start_ns_) / 1e9;
+    }
+  }
+  done_.notify_all();
+  if (now_filled) {
+    CKPT_LOG(kInfo) << "lazy restore of epoch " << source_->epoch() << ": every page resident after "
+                    << progress().seconds << " s (" << progress().faults << " faults served)";
+  }
+  return true;
+}
+
+Status LazyRestore::serve_one(uint64_t gfn, snap::LazySource::Reader& reader) {
+  const snap::LazySource::BlockIndex block = abandoned_ ? snap::LazySource::kZeroBlock : source_->block_of(gfn);
+  {
+    std::lock_guard lock(mu_);
+    ++progress_.faults;
+    if (block != snap::LazySource::kZeroBlock && state_[block].load() == kMissing) {
+      ++progress_.fault_reads;
+      if (touched_.size() < options_.record_limit) touched_.push_back(source_->first_gfn_of(block));
+    }
+  }
+  if (block == snap::LazySource::kZeroBlock) {
+    CKPT_RETURN_IF_ERROR(pages_->install_zero(gfn, 1).status());
+  } else if (!install_block(block, reader)) {
+    // Never installed: the access waits on, until abandon() (the guest is stopped meanwhile through on_error).
+    std::lock_guard lock(mu_);
+    if (!abandoned_) {
+      unanswered_.push_back(gfn);
+      return Status::ok();
+    }
+  }
+  return pages_->wake(gfn, 1);
+}
+
+void LazyRestore::serve_faults() {
+  snap::LazySource::Reader reader;
+  pollfd fds[2] = {{pages_->fd(), POLLIN, 0}, {stop_event_.get(), POLLIN, 0}};
+  while (!stopping_) {
+    if (::poll(fds, 2, -1) < 0) {
+      if (errno == EINTR) continue;
+      fail(Status::from_errno(errno, "poll the lazy restore's userfaultfd"));
+      return;
+    }
+    if (fds[1].revents) return;
+    for (;;) {
+      auto fault = pages_->next_fault();
+      if (!fault.is_ok()) {
+        fail(fault.status());
+        return;
+      }
+      if (!fault->has_value()) break;
+      Status served = serve_one(**fault, reader);
+      if (!served.is_ok()) fail(served.with_context("serve a fault at gfn " + std::to_string(**fault)));
+    }
+  }
+}
+
+void LazyRestore::fill() {
+  snap::LazySource::Reader reader;
+  std::vector<snap::LazySource::BlockIndex> order;
+  std::unordered_set<snap::LazySource::BlockIndex> first;
+  for (uint64_t gfn : options_.prefetch_gfns) {
+    if (gfn >= source_->pages()) continue;
+    const snap::LazySource::BlockIndex block = source_->block_of(gfn);
+    if (block != snap::LazySource::kZeroBlock && first.insert(block).second) order.push_back(block);
+  }
+  for (snap::LazySource::BlockIndex b = 0; b < source_->blocks(); ++b) {
+    if (!first.count(b)) order.push_back(b);
+  }
+  for (snap::LazySource::BlockIndex block : order) {
+    if (stopping_ || abandoned_) return;
+    if (state_[block].load() != kMissing) continue;
+    if (!install_block(block, reader)) return;  // reported; the guest is being stopped
+  }
+}
+
+}  // namespace ckpt::daemon

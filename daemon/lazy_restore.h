@@ -1,0 +1,103 @@
+// Serves a lazily restored guest's memory while it runs: the guest starts on memory that is all missing
+// (vmm::MissingPages); a fault thread answers each first access by reading the block that holds the page from the
+// newest epoch of the chain that has it (snap::LazySource) and installing all of that block's pages the restore takes
+// at once; a page that is zero at the epoch costs no read. A filler thread meanwhile installs every other block,
+// front to back through the chain's files (blocks named for prefetch first), so that the store is needed only for
+// a while: once every block is in, the chain's files are closed and only zero pages remain to be served.
+//
+// A block that fails its checksum (or cannot be read) is never installed: whoever waits on one of its pages waits
+// on, the error (naming the file and offset) is kept and reported once through on_error, whose job is to stop the
+// guest; the other blocks are still served. abandon() then answers every fault with zeros, so that a guest being
+// torn down can be (its memory no longer matters).
+//
+// Thread safety: the public methods may be called from any thread.
+#pragma once
+
+#include <atomic>
+#include <condition_variable>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+#include "common/status.h"
+#include "common/unique_fd.h"
+#include "snapshot/lazy_source.h"
+#include "vmm/uffd/missing_pages.h"
+
+namespace ckpt::daemon {
+
+class LazyRestore {
+ public:
+  struct Options {
+    // Gfns whose blocks the filler installs first, in this order (a working set recorded by an earlier restore);
+    // gfns beyond the guest and zero pages are skipped.
+    std::vector<uint64_t> prefetch_gfns;
+    // Called once, from a serving thread, with the first block that failed. Must not block on guest memory.
+    std::function<void(const Status&)> on_error;
+    // Faults to remember for the working-set record (first access to each block, in order).
+    size_t record_limit = 4096;
+    // Off: only faults bring pages in (tests; counting the faults a guest takes).
+    bool fill_in_background = true;
+  };
+
+  struct Progress {
+    uint64_t epoch = 0;
+    uint64_t pages = 0;            // guest pages
+    uint64_t data_pages = 0;       // pages the epoch holds data for
+    uint64_t installed_pages = 0;  // of those, installed so far
+    uint64_t blocks = 0, blocks_installed = 0;
+    uint64_t faults = 0;           // faults served (first accesses to missing pages, zero pages included)
+    uint64_t fault_reads = 0;      // of those, the ones that had to read a block
+    uint64_t bytes_read = 0;       // stored bytes read from the chain
+    bool filled = false;           // every block installed; the chain's files are closed
+    double seconds = 0;            // since start; to the moment the last block went in, once filled
+    Status error;                  // the first block that failed, else ok
+  };
+
+  // Starts the fault thread and the filler. `pages` must cover memory of source->pages() pages, all missing.
+  static Result<std::unique_ptr<LazyRestore>> start(std::unique_ptr<snap::LazySource> source,
+                                                    std::shared_ptr<vmm::MissingPages> pages, Options options);
+  ~LazyRestore();
+  LazyRestore(const LazyRestore&) = delete;
+  LazyRestore& operator=(const LazyRestore&) = delete;
+
+  Progress progress() const;
+  // Blocks until every block is installed, an error, or `timeout_ms` (tests, the eager setting).
+  bool wait_filled(int timeout_ms) const;
+  // Stops reading the store: the filler ends, and from now on every fault gets zero pages (a guest being torn down).
+  void abandon();
+  // The first gfn of each block in the order the guest first touched them, at most record_limit.
+  std::vector<uint64_t> touched_blocks() const;
+
+ private:
+  enum BlockState : uint8_t { kMissing = 0, kReading = 1, kInstalled = 2, kFailed = 3 };
+
+  LazyRestore(std::unique_ptr<snap::LazySource> source, std::shared_ptr<vmm::MissingPages> pages, Options options);
+  void serve_faults();
+  void fill();
+  // Installs block `block` unless another thread has it; waits for that thread otherwise. False if it failed.
+  bool install_block(snap::LazySource::BlockIndex block, snap::LazySource::Reader& reader);
+  void fail(const Status& error);
+  Status serve_one(uint64_t gfn, snap::LazySource::Reader& reader);
+
+  std::unique_ptr<snap::LazySource> source_;
+  std::shared_ptr<vmm::MissingPages> pages_;
+  Options options_;
+  std::unique_ptr<std::atomic<uint8_t>[]> state_;  // per block
+  UniqueFd stop_event_;                            // eventfd: wakes the fault thread's poll
+  std::atomic<bool> stopping_{false}, abandoned_{false};
+  uint64_t start_ns_ = 0;
+
+  mutable std::mutex mu_;  // guards the fields below; done_ signals block completions
+  mutable std::condition_variable done_;
+  Progress progress_;
+  std::vector<uint64_t> touched_;
+  std::vector<uint64_t> unanswered_;  // faults on failed blocks, left waiting until abandon()
+
+  std::thread fault_thread_, filler_thread_;
+};
+
+}  // namespace ckpt::daemon
