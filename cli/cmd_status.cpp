@@ -20,6 +20,20 @@ std::string ms(double v, const char* format = "%.2f ms") {
   return out;
 }
 
+// "epoch 12: 45% of 1.2 GiB in, 130 faults (40 waited for a read), 3.1 s" or "... all in after 3.1 s, ..."
+std::string lazy_restore_text(const json& l) {
+  uint64_t data = count_field(l, "data_pages"), in = count_field(l, "installed_pages");
+  char seconds[32];
+  std::snprintf(seconds, sizeof seconds, "%.2f s", number_field(l, "seconds"));
+  std::string progress =
+      field(l, "filled").is_boolean() && field(l, "filled").get<bool>()
+          ? "all " + human_bytes(data * 4096) + " in after " + seconds
+          : std::to_string(data ? in * 100 / data : 100) + "% of " + human_bytes(data * 4096) + " in, " + seconds;
+  return "epoch " + std::to_string(count_field(l, "epoch")) + ": " + progress + "; " +
+         group_digits(count_field(l, "faults")) + " faults, " + group_digits(count_field(l, "fault_reads")) +
+         " of them waited for a block";
+}
+
 std::string disks_text(uint64_t disks) {
   if (disks == 0) return "";
   return ", " + std::to_string(disks) + (disks == 1 ? " disk" : " disks");
@@ -63,6 +77,7 @@ void print_human(const json& s) {
   row("last epoch", epoch_field(s, "last_committed_epoch") + " (the next builds on " + epoch_field(s, "parent_epoch") +
                         ")");
   if (field(s, "resumed_from_epoch").is_number()) row("resumed from", epoch_field(s, "resumed_from_epoch"));
+  if (field(s, "lazy_restore").is_object()) row("lazy restore", lazy_restore_text(field(s, "lazy_restore")));
   row("pause", "mean " + ms(number_field(pause, "mean")) + ", p50 " + ms(number_field(pause, "p50")) + ", p99 " +
                    ms(number_field(pause, "p99")) + ", max " + ms(number_field(pause, "max")) + " (" +
                    group_digits(count_field(pause, "count")) + " pauses)");

@@ -188,6 +188,16 @@ const Setting kSettings[] = {
      CKPT_NUMBER_SETTING(retention_keep_seconds, 0, kMaxU64)},
     {"retention-interval", "10", "Apply retention at most once per this many seconds", true, false,
      CKPT_NUMBER_SETTING(retention_interval_s, 1, 86400 * 366)},
+    {"restore", "lazy",
+     "How --resume and 'ckpt restore' bring memory back: lazy (the guest runs at once, pages come on first access "
+     "and from a background filler) or eager (every page before the guest runs)",
+     true, false,
+     [](const std::string& t, DaemonConfig& c) -> Status {
+       if (t == "lazy") c.lazy_restore = true;
+       else if (t == "eager") c.lazy_restore = false;
+       else return invalid_argument("'" + t + "' is neither lazy nor eager");
+       return Status::ok();
+     }},
     {"compact-max-chain", "1000",
      "Rebase the running VM's chain in the background once it holds this many deltas (0: no limit)", true, false,
      CKPT_NUMBER_SETTING(compact_max_chain, 0, 1000000)},

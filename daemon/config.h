@@ -34,6 +34,7 @@ struct DaemonConfig {
   // The store and the epoch pipeline.
   std::string store_dir = "/var/lib/ckptd";
   bool resume = false;
+  bool lazy_restore = true;  // --resume and live restores run the guest before its memory is all in (LazyRestore)
   uint64_t epoch_ms = 100;
   int compression_level = 1;
   snap::WriteEngine write_engine = snap::WriteEngine::kAuto;

@@ -84,6 +84,7 @@ void LazyRestore::abandon() {
     if (abandoned_.exchange(true)) return;
     waiting.swap(unanswered_);
   }
+  { std::lock_guard wait_for_callbacks(callback_mu_); }
   done_.notify_all();
   // Faults left waiting on a failed block: zeros now, so that the accesses end (the guest is going away).
   for (uint64_t gfn : waiting) {
@@ -95,13 +96,21 @@ void LazyRestore::abandon() {
 void LazyRestore::fail(const Status& error) {
   {
     std::lock_guard lock(mu_);
-    if (!progress_.error.is_ok()) return;
+    if (!progress_.error.is_ok() || abandoned_) return;  // once torn down, what fails no longer matters
     progress_.error = error;
   }
   done_.notify_all();
   CKPT_LOG(kError) << "lazy restore of epoch " << source_->epoch() << ": " << error.to_string()
                    << "; the guest must not run on";
-  if (options_.on_error) options_.on_error(error);
+  std::lock_guard lock(callback_mu_);
+  if (options_.on_error && !abandoned_) options_.on_error(error);
+}
+
+void LazyRestore::set_on_error(std::function<void(const Status&)> on_error) {
+  std::lock_guard lock(callback_mu_);
+  options_.on_error = std::move(on_error);
+  Status failed = progress().error;
+  if (!failed.is_ok() && options_.on_error && !abandoned_) options_.on_error(failed);
 }
 
 bool LazyRestore::install_block(snap::LazySource::BlockIndex block, snap::LazySource::Reader& reader) {

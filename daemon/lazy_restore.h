@@ -68,7 +68,10 @@ class LazyRestore {
   // Blocks until every block is installed, an error, or `timeout_ms` (tests, the eager setting).
   bool wait_filled(int timeout_ms) const;
   // Stops reading the store: the filler ends, and from now on every fault gets zero pages (a guest being torn down).
+  // No on_error call runs or follows once it returns.
   void abandon();
+  // Replaces Options::on_error; called at once if a block has failed already.
+  void set_on_error(std::function<void(const Status&)> on_error);
   // The first gfn of each block in the order the guest first touched them, at most record_limit.
   std::vector<uint64_t> touched_blocks() const;
 
@@ -90,6 +93,8 @@ class LazyRestore {
   UniqueFd stop_event_;                            // eventfd: wakes the fault thread's poll
   std::atomic<bool> stopping_{false}, abandoned_{false};
   uint64_t start_ns_ = 0;
+
+  std::mutex callback_mu_;  // held while on_error runs, and by abandon(): none runs after it
 
   mutable std::mutex mu_;  // guards the fields below; done_ signals block completions
   mutable std::condition_variable done_;

@@ -19,6 +19,7 @@ Session::Session(DaemonConfig config, std::unique_ptr<StoreWorker> worker, Stagi
 
 Session::~Session() {
   detach_console();  // the machine goes before the console (member order), but stops using it first
+  if (lazy_) lazy_->abandon();  // no vCPU may wait on a failed block while the machine stops
 }
 
 CompactionSettings compaction_settings(const DaemonConfig& config) {
@@ -45,7 +46,8 @@ Result<std::unique_ptr<Session>> Session::create(const DaemonConfig& config, std
   }
   BuiltVm vm;
   if (newest) {
-    auto rebuilt = rebuild_machine(config, store->fs(), config.store_dir, *newest);
+    auto rebuilt = rebuild_machine(config, store->fs(), config.store_dir, *newest,
+                                   config.lazy_restore ? MemoryRestore::kLazy : MemoryRestore::kEager);
     if (!rebuilt.is_ok() && (rebuilt.status().code() == StatusCode::kCorruption ||
                              rebuilt.status().code() == StatusCode::kNotFound)) {
       // Refusing is safe, but under systemd it repeats every few seconds: say how to get out.
@@ -107,7 +109,23 @@ Status Session::adopt_machine(BuiltVm vm, std::optional<uint64_t> loaded_epoch) 
     CKPT_RETURN_IF_ERROR(digests_.record("loaded", *loaded_epoch, DigestLog::digest(machine->host_memory())));
   }
   detach_console();  // the machine being replaced is destroyed below
+  if (lazy_) lazy_->abandon();  // its vCPUs stop on zeros rather than wait on a failed block
   machine_ = std::move(machine);
+  std::unique_ptr<LazyRestore> old_lazy;  // goes only now that its machine has, and outside mu_
+  {
+    std::lock_guard lock(mu_);  // stats() reads lazy_
+    old_lazy = std::move(lazy_);
+    lazy_ = std::move(vm.lazy);
+  }
+  old_lazy.reset();
+  if (lazy_) {  // not under mu_: the callback takes it
+    LazyRestore* current = lazy_.get();
+    lazy_->set_on_error([this, current](const Status& error) {
+      std::lock_guard lock(mu_);
+      commands_.push_back([this, current, error] { stop_after_failed_restore(current, error); });
+      cv_.notify_all();
+    });
+  }
   // The rebuilt working images go in place only now that their VM replaced the old one. Should a rename fail, the
   // VM runs on from the rebuilt file (its descriptors stay good) and the next resume rebuilds the images again.
   Status published = vm.publish_disks();
@@ -199,6 +217,7 @@ Status Session::verify_against_fresh_vm(uint64_t epoch) {
   std::vector<bool> compare(want.size() / StagingArea::kPage, false);
   for (vmm::Machine* m : {machine_.get(), fresh.get()}) {
     auto ranges = m->data_ranges();
+    if (m == machine_.get() && lazy_ && !lazy_->progress().filled) ranges = Status(StatusCode::kAborted, "filling");
     if (!ranges.is_ok()) {
       compare.assign(compare.size(), true);
       continue;
@@ -362,6 +381,7 @@ void Session::reload(const DaemonConfig& config) {
     config_.retention_interval_s = config.retention_interval_s;
     config_.compact_max_chain = config.compact_max_chain;
     config_.compact_max_read_amplification = config.compact_max_read_amplification;
+    config_.lazy_restore = config.lazy_restore;
     config_.log_level = config.log_level;
     reschedule_ = true;
   }
@@ -404,7 +424,12 @@ Result<RestoreOutcome> Session::restore_on_loop(uint64_t epoch) {
   }
   if (!guest_stopped) outcome.saved_epoch = saved->epoch;
   std::unique_ptr<snap::FileSystem> fs = snap::make_posix_file_system();
-  auto rebuilt = rebuild_machine(config_, *fs, worker_->store_dir(), epoch);
+  MemoryRestore memory;
+  {
+    std::lock_guard lock(mu_);  // reloadable
+    memory = config_.lazy_restore ? MemoryRestore::kLazy : MemoryRestore::kEager;
+  }
+  auto rebuilt = rebuild_machine(config_, *fs, worker_->store_dir(), epoch, memory);
   if (!rebuilt.is_ok()) {
     Status resumed = start_or_resume();
     (void)resumed;
@@ -423,6 +448,26 @@ Result<RestoreOutcome> Session::restore_on_loop(uint64_t epoch) {
                                     : "the previous state is epoch " + std::to_string(saved->epoch))
                   << ") in " << outcome.seconds << " s";
   return outcome;
+}
+
+void Session::stop_after_failed_restore(const LazyRestore* which, const Status& error) {
+  if (which != lazy_.get() || !machine_) return;
+  std::string detail = error.message();
+  if (!machine_paused_) {
+    // A vCPU waiting on a page of the failed block may not stop (it waits on, in the kernel): it never runs on.
+    Status paused = machine_->pause(std::chrono::milliseconds(2000));
+    if (paused.is_ok()) {
+      machine_paused_ = true;
+    } else {
+      detail += " (" + paused.message() + ")";
+    }
+  }
+  std::lock_guard lock(mu_);
+  guest_stop_ = {vmm::GuestStopReason::kRestoreFailed, detail};
+  stats_.guest_stop = vmm::guest_stop_reason_name(guest_stop_.reason);
+  stats_.guest_stop_detail = detail;
+  ++stats_.errors_total;  // LazyRestore has logged it
+  stats_.last_error = error.to_string();
 }
 
 bool Session::note_guest_stop() {
@@ -495,6 +540,11 @@ DaemonStats Session::stats() const {
   s.compaction = compactor_->stats();
   s.compaction.store_epochs = worker_->store_for_maintenance().epoch_count();  // now, not at the last pass
   s.compaction.store_bytes = worker_->store_for_maintenance().total_bytes();
+  if (lazy_) {
+    LazyRestore::Progress p = lazy_->progress();
+    s.lazy_restore = LazyRestoreStats{p.epoch,  p.data_pages, p.installed_pages, p.faults,
+                                      p.fault_reads, p.bytes_read, p.filled,  p.seconds};
+  }
   if (!recent_pauses_ms_.empty()) {
     std::vector<double> sorted(recent_pauses_ms_.begin(), recent_pauses_ms_.end());
     std::sort(sorted.begin(), sorted.end());

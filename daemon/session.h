@@ -27,6 +27,7 @@
 #include "daemon/digest_log.h"
 #include "daemon/dirty_set.h"
 #include "daemon/disk_images.h"
+#include "daemon/lazy_restore.h"
 #include "daemon/metrics/daemon_stats.h"
 #include "daemon/staging_area.h"
 #include "daemon/store_worker.h"
@@ -126,6 +127,9 @@ class Session {
   Status start_or_resume();
   // Loop thread, mu_ held: reads whether the guest stopped on its own and records it for status; true if it did.
   bool note_guest_stop();
+  // A lazy restore's block failed (`which` is the LazyRestore that said so): pause the guest and mark it stopped,
+  // unless that machine has been replaced since. Loop thread.
+  void stop_after_failed_restore(const LazyRestore* which, const Status& error);
   Status guest_stopped_error() const;  // mu_ held
 
   // Worker thread.
@@ -147,6 +151,9 @@ class Session {
   StagingArea staging_;
   DigestLog digests_;
   std::unique_ptr<Console> console_;       // before machine_: outlives every machine that feeds it
+  // A lazily restored machine's page server (loop thread only). Before machine_: it serves the machine's vCPUs
+  // until they have stopped; abandon() before machine_ goes, in case one waits on a block that failed.
+  std::unique_ptr<LazyRestore> lazy_;
   std::unique_ptr<vmm::Machine> machine_;  // loop thread only
   // The working images of machine_'s disks, in order (loop thread; the worker reads them only while the loop thread
   // waits for it, in write_while_paused).

@@ -5,6 +5,7 @@
 #include "common/log.h"
 #include "daemon/resume_settings.h"
 #include "snapshot/catalog.h"
+#include "snapshot/lazy_source.h"
 #include "snapshot/restore.h"
 #include "vmm/machine_factory.h"
 #include "vmm/x86/linux_loader.h"
@@ -59,7 +60,7 @@ Status BuiltVm::publish_disks() {
 }
 
 Result<BuiltVm> rebuild_machine(const DaemonConfig& config, snap::FileSystem& fs, const std::string& store_dir,
-                                uint64_t epoch) {
+                                uint64_t epoch, MemoryRestore memory) {
   std::string what = "rebuild the VM from epoch " + std::to_string(epoch);
   CKPT_ASSIGN_OR_RETURN(snap::Catalog catalog, snap::Catalog::load(fs, store_dir));
   auto chain = catalog.chain(epoch);
@@ -95,12 +96,42 @@ Result<BuiltVm> rebuild_machine(const DaemonConfig& config, snap::FileSystem& fs
     images.push_back(std::move(*image));
   }
   BuiltVm vm;
-  CKPT_ASSIGN_OR_RETURN(vm.machine, vmm::create_machine(machine_config, config.backend));
+  std::unique_ptr<snap::LazySource> source;
+  if (memory == MemoryRestore::kLazy) {
+    auto opened = snap::LazySource::open(fs, catalog, epoch);
+    if (opened.is_ok()) {
+      source = std::move(*opened);
+    } else if (opened.status().code() == StatusCode::kIoError) {  // EMFILE on a very long chain, say
+      CKPT_LOG(kWarn) << what << ": a lazy restore cannot hold the chain's files open ("
+                      << opened.status().to_string() << "); restoring every page first instead";
+    } else {
+      return opened.status().with_context(what);
+    }
+  }
+  machine_config.lazy_memory = source != nullptr;
+  auto created = vmm::create_machine(machine_config, config.backend);
+  if (!created.is_ok() && source && (created.status().code() == StatusCode::kPermission ||
+                                     created.status().code() == StatusCode::kUnsupported)) {
+    CKPT_LOG(kWarn) << what << ": no lazy restore here (" << created.status().to_string()
+                    << "); restoring every page first instead";
+    source.reset();
+    machine_config.lazy_memory = false;
+    created = vmm::create_machine(machine_config, config.backend);
+  }
+  CKPT_RETURN_IF_ERROR(created.status());
+  vm.machine = std::move(*created);
   auto& machine = vm.machine;
-  snap::RestoreOptions options;
-  options.memory_is_zeroed = true;  // a new machine's memory is all holes
-  auto restored = snap::restore_to_memory(fs, catalog, epoch, machine->host_memory(), options);
-  if (!restored.is_ok()) return restored.status().with_context(what);
+  if (source) {
+    // Serving from here on: whatever reads guest memory below (the workload check, load_state's writes) faults.
+    auto lazy = LazyRestore::start(std::move(source), machine->missing_pages(), {});
+    if (!lazy.is_ok()) return lazy.status().with_context(what);
+    vm.lazy = std::move(*lazy);
+  } else {
+    snap::RestoreOptions options;
+    options.memory_is_zeroed = true;  // a new machine's memory is all holes
+    auto restored = snap::restore_to_memory(fs, catalog, epoch, machine->host_memory(), options);
+    if (!restored.is_ok()) return restored.status().with_context(what);
+  }
   // The workload is what the guest reads from its control blocks, now restored: the store's, whatever the settings
   // say. The machine has not run and nothing has been written, so refusing here changes nothing.
   if (machine_config.guest == vmm::GuestKind::kBuiltin) {

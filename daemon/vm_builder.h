@@ -10,6 +10,7 @@
 #include "common/status.h"
 #include "daemon/config.h"
 #include "daemon/disk_images.h"
+#include "daemon/lazy_restore.h"
 #include "snapshot/io/file_system.h"
 #include "vmm/machine.h"
 
@@ -19,6 +20,9 @@ namespace ckpt::daemon {
 // store runs on images not yet in place (`pending`): publish_disks() puts them there once the VM has replaced the
 // one before it; dropped unpublished, they go with the machine (their files are removed, its descriptors stay).
 struct BuiltVm {
+  // A lazily restored machine's server of missing pages. Declared before the machine so that it outlives it: the
+  // machine's vCPUs may wait on it until they stop (LazyRestore::abandon() first if one waits on a failed block).
+  std::unique_ptr<LazyRestore> lazy;
   std::unique_ptr<vmm::Machine> machine;
   std::vector<OpenDisk> disks;
   std::vector<PendingImage> pending;  // disks[i]'s image, for a rebuilt machine
@@ -30,12 +34,16 @@ struct BuiltVm {
 // (disk_images.h).
 Result<BuiltVm> create_fresh_machine(const DaemonConfig& config);
 
+// How a rebuilt machine gets its memory: every page before it starts (eager), or on demand while it runs (lazy:
+// LazyRestore; where lazy is impossible, the log says why and the restore is eager).
+enum class MemoryRestore { kEager, kLazy };
+
 // The machine is loaded but not started. Its size, workload and disks are the store's: the epoch is the truth about
 // the guest it holds. A setting the user gave that differs (memory-mib, vcpus, the workload-* settings, the number
 // of disks) is refused with invalid_argument naming it and both values (resume_settings.h); one left at its default
 // takes the store's value. Each disk's working image is rebuilt from the chain beside the current one (pending, so
 // that a failure anywhere before publish_disks leaves the current images as they were).
 Result<BuiltVm> rebuild_machine(const DaemonConfig& config, snap::FileSystem& fs, const std::string& store_dir,
-                                uint64_t epoch);
+                                uint64_t epoch, MemoryRestore memory = MemoryRestore::kEager);
 
 }  // namespace ckpt::daemon

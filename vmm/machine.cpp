@@ -23,6 +23,7 @@ constexpr std::pair<std::string_view, GuestStopReason> kStopReasons[] = {
     {"triple-fault", GuestStopReason::kTripleFault},
     {"reset", GuestStopReason::kReset},
     {"poweroff", GuestStopReason::kPowerOff},
+    {"restore-failed", GuestStopReason::kRestoreFailed},
 };
 
 // The name of `value` in `table`, or "unknown".

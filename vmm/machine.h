@@ -17,6 +17,8 @@
 
 namespace ckpt::vmm {
 
+class MissingPages;
+
 enum class TrackingMode {
   kAuto,       // the best the host offers: dirty ring, else clear-log, else dirty-log (KVM); uffd-wp (software)
   kDirtyRing,  // KVM dirty ring per vCPU (ACQ_REL when offered)
@@ -74,6 +76,10 @@ struct MachineConfig {
   TrackingMode tracking = TrackingMode::kAuto;
   WorkloadConfig workload;
   uint32_t dirty_ring_entries = 4096;  // per vCPU; a power of two; the kernel's minimum is 256 (one page)
+  // A lazy restore's machine: guest memory starts out missing, every first access to a page waits until
+  // missing_pages() installs it (vmm/uffd/missing_pages.h). Only for a machine that load_state() fills, never
+  // load_guest().
+  bool lazy_memory = false;
 };
 
 // One named piece of machine state ("kvm/vcpu0/regs"), opaque outside the backend that produced it.
@@ -98,14 +104,17 @@ class ConsoleSink {
   virtual void console_output(std::span<const uint8_t> bytes) = 0;
 };
 
-// Why a guest stopped running on its own (not an error of the VMM): the daemon takes no further epochs from it.
+// Why a guest stopped running (on its own, or because its memory could not be brought back): the daemon takes no
+// further epochs from it, and a restore brings back a running guest.
 enum class GuestStopReason {
-  kNone,         // running (or never started)
-  kTripleFault,  // KVM_EXIT_SHUTDOWN: a triple fault; also how Linux reboots with reboot=t (e.g. after panic=-1)
-  kReset,        // the guest asked for a reset (i8042 pulse on port 0x64, or port 0xcf9, also ACPI's reset register)
-  kPowerOff,     // the guest powered off: ACPI soft off (S5), as Linux's poweroff does
+  kNone,           // running (or never started)
+  kTripleFault,    // KVM_EXIT_SHUTDOWN: a triple fault; also how Linux reboots with reboot=t (e.g. after panic=-1)
+  kReset,          // the guest asked for a reset (i8042 pulse on port 0x64, or port 0xcf9, also ACPI's reset register)
+  kPowerOff,       // the guest powered off: ACPI soft off (S5), as Linux's poweroff does
+  kRestoreFailed,  // a lazy restore met a block it could not read or check: the guest must not run on (the daemon
+                   // sets this one, not the machine)
 };
-// "running", "triple-fault", "reset", "poweroff"
+// "running", "triple-fault", "reset", "poweroff", "restore-failed"
 std::string_view guest_stop_reason_name(GuestStopReason reason);
 
 struct GuestStop {
@@ -162,6 +171,8 @@ class Machine {
   virtual Status vcpu_error() const = 0;
   // Whether the guest stopped on its own (triple fault, reset request); its vCPUs are then parked for good.
   virtual GuestStop guest_stop() const { return {}; }
+  // With MachineConfig::lazy_memory: what installs the missing pages (kept usable after the machine is gone).
+  virtual std::shared_ptr<MissingPages> missing_pages() const { return nullptr; }
 
   // The guest's serial console (COM1), where it has one (a Linux guest). The sink gets every byte the guest sends
   // from then on; nullptr detaches. Any thread; the sink must outlive the machine or be detached first.

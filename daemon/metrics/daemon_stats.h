@@ -54,6 +54,18 @@ struct CompactionStats {
   uint64_t store_bytes = 0;
 };
 
+// The last lazy restore of the running VM (daemon/lazy_restore.h): how much of its memory is in.
+struct LazyRestoreStats {
+  uint64_t epoch = 0;
+  uint64_t data_pages = 0;       // pages the epoch holds data for (the rest are zero)
+  uint64_t installed_pages = 0;  // of those, resident now
+  uint64_t faults = 0;           // first accesses served
+  uint64_t fault_reads = 0;      // of those, the ones that waited for a block to be read
+  uint64_t bytes_read = 0;       // stored bytes read from the chain
+  bool filled = false;           // every page in; the chain's files let go
+  double seconds = 0;            // since the restore; until it was filled, once it is
+};
+
 struct DaemonStats {
   // The VM.
   std::string backend;   // "kvm" or "software"
@@ -73,6 +85,7 @@ struct DaemonStats {
   uint64_t epochs_skipped = 0;  // of the failed: captured before an earlier write failed, so not written
   std::optional<uint64_t> last_committed_epoch;
   std::optional<uint64_t> resumed_from_epoch;  // set when the VM was rebuilt from a committed epoch
+  std::optional<LazyRestoreStats> lazy_restore;  // set while the VM runs on a lazy restore's memory
   PauseHistogram pause_ms = make_pause_histogram();
   double last_pause_ms = 0;
   // Exact percentiles over the most recent pauses (up to 10,000), for status and summaries; 0 when none yet.

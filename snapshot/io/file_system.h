@@ -29,6 +29,8 @@ class WritableFile {
 };
 
 // A file read at explicit offsets. Thread-safe (pread).
+// Independent of the FileSystem that opened it: it stays readable after that is gone (a lazy restore holds its
+// chain's files for as long as the guest needs them).
 class ReadableFile {
  public:
   virtual ~ReadableFile() = default;

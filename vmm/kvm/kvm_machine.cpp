@@ -17,6 +17,7 @@
 #include "vmm/kvm/tsc_state.h"
 #include "vmm/kvm/virtio_disks.h"
 #include "vmm/kvm/vcpu_cpuid.h"
+#include "vmm/uffd/missing_pages.h"
 #include "vmm/x86/linux_loader.h"
 
 namespace ckpt::vmm::kvm {
@@ -36,6 +37,7 @@ class KvmMachine final : public Machine, private VcpuExitHandler {
   const MachineConfig& config() const override { return config_; }
   std::span<uint8_t> host_memory() override { return {memory_->host(), memory_->bytes()}; }
   Result<std::vector<std::pair<uint64_t, uint64_t>>> data_ranges() const override { return memory_->data_ranges(); }
+  std::shared_ptr<MissingPages> missing_pages() const override { return missing_; }
   Status write_memory(uint64_t gpa, std::span<const uint8_t> bytes) override { return memory_->write(gpa, bytes); }
   Status load_guest() override;
   Status start() override;
@@ -89,6 +91,7 @@ class KvmMachine final : public Machine, private VcpuExitHandler {
   std::unique_ptr<KvmSystem> kvm_;
   UniqueFd vm_;
   std::unique_ptr<GuestMemory> memory_;
+  std::shared_ptr<MissingPages> missing_;  // lazy_memory only
   std::unique_ptr<DirtyTracker> tracker_;
   // Reused by every harvest: a fresh bitmap (32 KiB per GiB of guest) costs page faults inside the pause.
   DirtyBitmap harvested_;
@@ -110,6 +113,9 @@ Status KvmMachine::init() {
   }
   CKPT_ASSIGN_OR_RETURN(kvm_, KvmSystem::open());
   CKPT_ASSIGN_OR_RETURN(memory_, GuestMemory::create(config_.memory_bytes));
+  if (config_.lazy_memory) {
+    CKPT_ASSIGN_OR_RETURN(missing_, MissingPages::create(*memory_));
+  }
   CKPT_RETURN_IF_ERROR(create_vm());
   // Capabilities that must precede vCPUs (dirty ring) are enabled here, before the slots and the vCPUs exist.
   CKPT_ASSIGN_OR_RETURN(tracker_, make_dirty_tracker(config_.tracking, vm_.get(), *memory_,

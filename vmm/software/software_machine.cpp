@@ -9,6 +9,8 @@
 #include "vmm/guest_memory.h"
 #include "vmm/software/software_state.h"
 #include "vmm/software/software_vcpu.h"
+#include "vmm/software/uffd_wp_tracker.h"
+#include "vmm/uffd/missing_pages.h"
 
 namespace ckpt::vmm::software {
 namespace {
@@ -27,6 +29,7 @@ class SoftwareMachine final : public Machine {
   const MachineConfig& config() const override { return config_; }
   std::span<uint8_t> host_memory() override { return {memory_->host(), memory_->bytes()}; }
   Result<std::vector<std::pair<uint64_t, uint64_t>>> data_ranges() const override { return memory_->data_ranges(); }
+  std::shared_ptr<MissingPages> missing_pages() const override { return missing_; }
   Status write_memory(uint64_t gpa, std::span<const uint8_t> bytes) override { return memory_->write(gpa, bytes); }
   Status load_guest() override;
   Status start() override;
@@ -54,6 +57,7 @@ class SoftwareMachine final : public Machine {
   // Declared before the vCPUs, so destroyed after them: their threads write this memory until joined.
   std::unique_ptr<GuestMemory> memory_;
   std::unique_ptr<SoftwareTracker> tracker_;
+  std::shared_ptr<MissingPages> missing_;  // lazy_memory only
   // Reused by every harvest: a fresh bitmap (32 KiB per GiB of guest) costs page faults inside the pause.
   DirtyBitmap harvested_;
   VcpuControl control_;
@@ -81,7 +85,17 @@ Status SoftwareMachine::init() {
   }
   CKPT_RETURN_IF_ERROR(check_tracking());
   CKPT_ASSIGN_OR_RETURN(memory_, GuestMemory::create(config_.memory_bytes));
-  CKPT_ASSIGN_OR_RETURN(tracker_, make_software_tracker(*memory_, options_.conservative, options_.scan_vector_regions));
+  CKPT_ASSIGN_OR_RETURN(tracker_, make_software_tracker(*memory_, options_.conservative, options_.scan_vector_regions,
+                                                        config_.lazy_memory));
+  if (config_.lazy_memory) {
+    // One userfaultfd per mapping: the uffd-wp tracker's serves the missing pages too; a conservative tracker has
+    // none, so they get one of their own.
+    if (auto* uffd = dynamic_cast<UffdWpTracker*>(tracker_.get())) {
+      CKPT_ASSIGN_OR_RETURN(missing_, MissingPages::over(uffd->uffd(), *memory_, /*write_protect=*/true));
+    } else {
+      CKPT_ASSIGN_OR_RETURN(missing_, MissingPages::create(*memory_));
+    }
+  }
   for (unsigned i = 0; i < config_.vcpus; ++i) {
     vcpus_.push_back(
         std::make_unique<SoftwareVcpu>(i, std::span<uint8_t>(memory_->host(), memory_->bytes()), control_));

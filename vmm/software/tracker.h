@@ -54,7 +54,9 @@ enum class ConservativePolicy {
 
 // Builds the tracker over every slot of `memory` and protects all of it. `scan_vector_regions` sizes the
 // PAGEMAP_SCAN output vector (0: the default); tests make it tiny to exercise the resume path.
+// With `missing_too` the uffd-wp tracker registers missing mode as well (UffdWpTracker::create).
 Result<std::unique_ptr<SoftwareTracker>> make_software_tracker(GuestMemory& memory, ConservativePolicy policy,
-                                                               size_t scan_vector_regions = 0);
+                                                               size_t scan_vector_regions = 0,
+                                                               bool missing_too = false);
 
 }  // namespace ckpt::vmm::software
