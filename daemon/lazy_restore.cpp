@@ -100,8 +100,7 @@ void LazyRestore::fail(const Status& error) {
     progress_.error = error;
   }
   done_.notify_all();
-  CKPT_LOG(kError) << "lazy restore of epoch " << source_->epoch() << ": " << error.to_string()
-                   << "; the guest must not run on";
+  CKPT_LOG(kError) << error.to_string() << "; the guest must not run on";
   std::lock_guard lock(callback_mu_);
   if (options_.on_error && !abandoned_) options_.on_error(error);
 }

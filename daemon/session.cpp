@@ -482,7 +482,9 @@ bool Session::note_guest_stop() {
 
 Status Session::guest_stopped_error() const {
   return Status(StatusCode::kAborted,
-                "the guest stopped itself (" + std::string(vmm::guest_stop_reason_name(guest_stop_.reason)) + ": " +
+                std::string(guest_stop_.reason == vmm::GuestStopReason::kRestoreFailed ? "the guest was stopped ("
+                                                                                       : "the guest stopped itself (") +
+                    std::string(vmm::guest_stop_reason_name(guest_stop_.reason)) + ": " +
                     guest_stop_.detail + "): no epochs are taken of a stopped guest; the store holds it up to epoch " +
                     (parent_ ? std::to_string(*parent_) : std::string("none")) +
                     ", and 'ckpt restore EPOCH' brings back a running guest");

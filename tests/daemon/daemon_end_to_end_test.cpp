@@ -185,6 +185,70 @@ TEST(Daemon, LiveRestoreRestartsTheVmFromAnEarlierEpoch) {
   expect_every_epoch_exact(d);
 }
 
+// A lazy resume from an epoch with a damaged data block: the block is never installed, the guest is stopped as
+// restore-failed (status names the file and the offset), no epoch is taken of it, the store is left as it was, and
+// a live restore of an intact epoch runs the guest again.
+TEST(Daemon, ALazyRestoreMeetingADamagedBlockStopsTheGuestAndLosesNothing) {
+  DaemonProcess d;
+  // No digests: the one taken when the VM is loaded reads every page, and would wait on the damaged block.
+  d.append_config("record-digests =\n");
+  ASSERT_TRUE(d.start().is_ok()) << d.log();
+  ASSERT_TRUE(d.wait_until([](const json& s) { return committed(s) >= 6; }, 60s));
+  ASSERT_TRUE(shut_down(d).is_ok());
+  snap::Catalog catalog = load(d.store());
+  const uint64_t newest = *catalog.newest();
+  const snap::EpochMeta& meta = *catalog.entries().at(newest).meta;
+  ASSERT_NE(meta.parent, snap::format::kNoParent);
+  const uint64_t intact = meta.parent;  // its chain does not hold the newest epoch's file
+  const snap::BlockRef* damaged = nullptr;
+  for (const snap::BlockRef& block : meta.blocks) {
+    if (block.stored_len > 0) {
+      damaged = &block;
+      break;
+    }
+  }
+  ASSERT_NE(damaged, nullptr) << "the newest epoch holds no data block";
+  const std::string path = catalog.path_of(newest);
+  {
+    std::fstream file(path, std::ios::in | std::ios::out | std::ios::binary);
+    file.seekg(static_cast<std::streamoff>(damaged->offset + 1));
+    char byte = 0;
+    file.read(&byte, 1);
+    byte = static_cast<char>(byte ^ 0x20);
+    file.seekp(static_cast<std::streamoff>(damaged->offset + 1));
+    file.write(&byte, 1);
+  }
+  auto read_all = [](const std::string& p) {
+    std::ifstream in(p, std::ios::binary);
+    return std::string(std::istreambuf_iterator<char>(in), {});
+  };
+  const std::string damaged_bytes = read_all(path);
+
+  ASSERT_TRUE(d.start({"--resume"}).is_ok()) << d.log();
+  ASSERT_TRUE(d.wait_until([](const json& s) { return s.value("state", "") == "guest-stopped"; }, 30s)) << d.log();
+  json s = d.status();
+  ASSERT_TRUE(s["guest_stop"].is_object()) << s.dump();
+  EXPECT_EQ(s["guest_stop"]["reason"], "restore-failed");
+  const std::string detail = s["guest_stop"]["detail"].get<std::string>();
+  EXPECT_NE(detail.find(path), std::string::npos) << detail;
+  EXPECT_NE(detail.find("offset " + std::to_string(damaged->offset)), std::string::npos) << detail;
+  EXPECT_FALSE(s["lazy_restore"]["filled"].get<bool>());
+  auto snapshot = d.call("snapshot");
+  ASSERT_TRUE(snapshot.is_ok());
+  EXPECT_FALSE(snapshot->ok) << "an epoch was taken of a guest whose memory is not all there";
+  EXPECT_EQ(*load(d.store()).newest(), newest);
+
+  auto restored = d.call("restore", {{"epoch", intact}});
+  ASSERT_TRUE(restored.is_ok() && restored->ok) << (restored.is_ok() ? restored->message : "") << d.log();
+  ASSERT_TRUE(d.wait_until([&](const json& s) {
+    return s.value("state", "") == "running" && s["last_committed_epoch"].get<uint64_t>() >= newest + 3;
+  }, 60s)) << d.log();
+  ASSERT_TRUE(shut_down(d).is_ok());
+  EXPECT_EQ(read_all(path), damaged_bytes) << "the store was changed";
+  catalog = load(d.store());
+  EXPECT_EQ(catalog.entries().at(newest + 1).meta->parent, intact);
+}
+
 // A small tmpfs filled up: writes fail with ENOSPC, their pages stay owed, and once space returns the next epochs
 // carry them, so every committed epoch is still exactly the memory at its pause.
 TEST(Daemon, FailedWritesOweTheirPagesAndLoseNone) {
