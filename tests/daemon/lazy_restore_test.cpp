@@ -12,6 +12,7 @@
 #include "daemon/lazy_restore.h"
 #include "snapshot/epoch_file.h"
 #include "tests/snapshot/test_util.h"
+#include "tests/vmm/userfaultfd_skip.h"
 #include "vmm/software/uffd_wp_tracker.h"
 
 namespace ckpt::daemon {
@@ -21,14 +22,6 @@ using snap::testing::GuestModel;
 using snap::testing::TempDir;
 constexpr uint64_t kPage = 4096;
 constexpr uint64_t kPages = 4096;  // 16 MiB
-
-#define CREATE_OR_SKIP(var, expr)                                                                  \
-  auto var = (expr);                                                                               \
-  if (!var.is_ok() && (var.status().code() == StatusCode::kPermission ||                           \
-                       var.status().code() == StatusCode::kUnsupported)) {                         \
-    GTEST_SKIP() << var.status().to_string();                                                      \
-  }                                                                                                \
-  ASSERT_TRUE(var.is_ok()) << var.status().to_string();
 
 class LazyRestoreTest : public ::testing::Test {
  protected:
@@ -75,7 +68,7 @@ class LazyRestoreTest : public ::testing::Test {
 };
 
 TEST_F(LazyRestoreTest, TheGuestSeesTheEpochWhileTheFillerRuns) {
-  CREATE_OR_SKIP(pages, vmm::MissingPages::create(*memory_));
+  ASSIGN_OR_SKIP_WITHOUT_USERFAULTFD(pages, vmm::MissingPages::create(*memory_));
   auto src = source();
   const uint64_t data_pages = src->data_pages();
   auto lazy = LazyRestore::start(std::move(src), std::move(*pages), {});
@@ -91,7 +84,7 @@ TEST_F(LazyRestoreTest, TheGuestSeesTheEpochWhileTheFillerRuns) {
 }
 
 TEST_F(LazyRestoreTest, FaultsAloneBringEveryPageOneReadPerBlock) {
-  CREATE_OR_SKIP(pages, vmm::MissingPages::create(*memory_));
+  ASSIGN_OR_SKIP_WITHOUT_USERFAULTFD(pages, vmm::MissingPages::create(*memory_));
   auto src = source();
   const uint64_t blocks = src->blocks(), zero_pages = src->zero_pages();
   LazyRestore::Options options;
@@ -109,8 +102,9 @@ TEST_F(LazyRestoreTest, FaultsAloneBringEveryPageOneReadPerBlock) {
 
 // The software backend: the same userfaultfd tracks writes. Pages the restore only filled in are not dirty.
 TEST_F(LazyRestoreTest, OnlyTheGuestsWritesAreDirty) {
-  CREATE_OR_SKIP(tracker, vmm::software::UffdWpTracker::create(
-                              *memory_, vmm::software::UffdWpTracker::kDefaultVectorRegions, /*missing_too=*/true));
+  ASSIGN_OR_SKIP_WITHOUT_USERFAULTFD(
+      tracker, vmm::software::UffdWpTracker::create(*memory_, vmm::software::UffdWpTracker::kDefaultVectorRegions,
+                                                    /*missing_too=*/true));
   auto pages = vmm::MissingPages::over((*tracker)->uffd(), *memory_, /*write_protect=*/true);
   ASSERT_TRUE(pages.is_ok());
   auto lazy = LazyRestore::start(source(), std::move(*pages), {});
@@ -143,7 +137,7 @@ TEST_F(LazyRestoreTest, ADamagedBlockStopsTheAccessThatNeedsItAndIsReported) {
   }
   ASSERT_NE(victim, UINT64_MAX);
 
-  CREATE_OR_SKIP(pages, vmm::MissingPages::create(*memory_));
+  ASSIGN_OR_SKIP_WITHOUT_USERFAULTFD(pages, vmm::MissingPages::create(*memory_));
   std::atomic<int> errors{0};
   std::string message;
   LazyRestore::Options options;

@@ -14,6 +14,7 @@
 #include <thread>
 #include <vector>
 
+#include "tests/vmm/userfaultfd_skip.h"
 #include "vmm/software/uffd_wp_tracker.h"
 #include "vmm/uffd/missing_pages.h"
 
@@ -71,18 +72,10 @@ class FaultServer {
   std::thread thread_;
 };
 
-#define CREATE_OR_SKIP(var, expr)                                                                  \
-  auto var = (expr);                                                                               \
-  if (!var.is_ok() && (var.status().code() == StatusCode::kPermission ||                           \
-                       var.status().code() == StatusCode::kUnsupported)) {                         \
-    GTEST_SKIP() << var.status().to_string();                                                      \
-  }                                                                                                \
-  ASSERT_TRUE(var.is_ok()) << var.status().to_string();
-
 TEST(MissingPages, EveryFirstAccessWaitsForItsPageUserAndKernelMode) {
   auto memory = GuestMemory::create(16ull << 20);
   ASSERT_TRUE(memory.is_ok());
-  CREATE_OR_SKIP(pages, MissingPages::create(**memory));
+  ASSIGN_OR_SKIP_WITHOUT_USERFAULTFD(pages, MissingPages::create(**memory));
   FaultServer server(**pages);
   const uint64_t n = (*memory)->pages();
   // A kernel-mode access first (KVM's are such): read(2) from a file into a missing page is served, not EFAULT.
@@ -110,7 +103,7 @@ TEST(MissingPages, EveryFirstAccessWaitsForItsPageUserAndKernelMode) {
 TEST(MissingPages, AnInstallNeverOverwritesAPresentPage) {
   auto memory = GuestMemory::create(2ull << 20);
   ASSERT_TRUE(memory.is_ok());
-  CREATE_OR_SKIP(pages, MissingPages::create(**memory));
+  ASSIGN_OR_SKIP_WITHOUT_USERFAULTFD(pages, MissingPages::create(**memory));
   std::vector<uint8_t> a(kPage, 0xAA), b(8 * kPage, 0xBB);
   auto one = (*pages)->install(5, 1, a.data());
   ASSERT_TRUE(one.is_ok()) << one.status().to_string();
@@ -136,8 +129,9 @@ TEST(MissingPages, AnInstallNeverOverwritesAPresentPage) {
 TEST(MissingPages, InstalledPagesAreNotDirtyWrittenOnesAre) {
   auto memory = GuestMemory::create(16ull << 20);
   ASSERT_TRUE(memory.is_ok());
-  CREATE_OR_SKIP(tracker, software::UffdWpTracker::create(**memory, software::UffdWpTracker::kDefaultVectorRegions,
-                                                          /*missing_too=*/true));
+  ASSIGN_OR_SKIP_WITHOUT_USERFAULTFD(
+      tracker, software::UffdWpTracker::create(**memory, software::UffdWpTracker::kDefaultVectorRegions,
+                                               /*missing_too=*/true));
   auto pages = MissingPages::over((*tracker)->uffd(), **memory, /*write_protect=*/true);
   ASSERT_TRUE(pages.is_ok()) << pages.status().to_string();
   FaultServer server(**pages);
