@@ -225,10 +225,8 @@ void Session::plan_full_epoch(EpochJob& job) {
       std::fill_n(job.disk_untouched[i].begin() + first, std::min(count, disk.blocks - first), false);
     }
   }
-  // While a lazy restore fills, a hole may be a page not yet in: every page is read (each faults in its content).
-  if (lazy_ && !lazy_->progress().filled) return;
-  Result<std::vector<std::pair<uint64_t, uint64_t>>> data = machine_->data_ranges();
-  if (!data.is_ok()) return;  // every page is read: slower, same result
+  Result<std::vector<std::pair<uint64_t, uint64_t>>> data = resident_data_ranges();
+  if (!data.is_ok()) return;  // every page is read (faulting in what a lazy restore has not): slower, same result
   job.untouched.assign(gfns.size(), true);
   for (auto [first, count] : *data) std::fill_n(job.untouched.begin() + first, count, false);
 }

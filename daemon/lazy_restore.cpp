@@ -65,10 +65,15 @@ LazyRestore::Progress LazyRestore::progress() const {
   return p;
 }
 
+Status LazyRestore::error() const {
+  std::lock_guard lock(mu_);
+  return error_;
+}
+
 bool LazyRestore::wait_filled(int timeout_ms) const {
   std::unique_lock lock(mu_);
   return done_.wait_for(lock, std::chrono::milliseconds(timeout_ms),
-                        [&] { return progress_.filled || !progress_.error.is_ok(); }) &&
+                        [&] { return progress_.filled || !error_.is_ok(); }) &&
          progress_.filled;
 }
 
@@ -96,8 +101,8 @@ void LazyRestore::abandon() {
 void LazyRestore::fail(const Status& error) {
   {
     std::lock_guard lock(mu_);
-    if (!progress_.error.is_ok() || abandoned_) return;  // once torn down, what fails no longer matters
-    progress_.error = error;
+    if (!error_.is_ok() || abandoned_) return;  // once torn down, what fails no longer matters
+    error_ = error;
   }
   done_.notify_all();
   CKPT_LOG(kError) << error.to_string() << "; the guest must not run on";
@@ -108,7 +113,7 @@ void LazyRestore::fail(const Status& error) {
 void LazyRestore::set_on_error(std::function<void(const Status&)> on_error) {
   std::lock_guard lock(callback_mu_);
   options_.on_error = std::move(on_error);
-  Status failed = progress().error;
+  Status failed = error();
   if (!failed.is_ok() && options_.on_error && !abandoned_) options_.on_error(failed);
 }
 

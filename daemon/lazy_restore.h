@@ -24,6 +24,7 @@
 
 #include "common/status.h"
 #include "common/unique_fd.h"
+#include "daemon/metrics/daemon_stats.h"
 #include "snapshot/lazy_source.h"
 #include "vmm/uffd/missing_pages.h"
 
@@ -43,19 +44,7 @@ class LazyRestore {
     bool fill_in_background = true;
   };
 
-  struct Progress {
-    uint64_t epoch = 0;
-    uint64_t pages = 0;            // guest pages
-    uint64_t data_pages = 0;       // pages the epoch holds data for
-    uint64_t installed_pages = 0;  // of those, installed so far
-    uint64_t blocks = 0, blocks_installed = 0;
-    uint64_t faults = 0;           // faults served (first accesses to missing pages, zero pages included)
-    uint64_t fault_reads = 0;      // of those, the ones that had to read a block
-    uint64_t bytes_read = 0;       // stored bytes read from the chain
-    bool filled = false;           // every block installed; the chain's files are closed
-    double seconds = 0;            // since start; to the moment the last block went in, once filled
-    Status error;                  // the first block that failed, else ok
-  };
+  using Progress = LazyRestoreStats;
 
   // Starts the fault thread and the filler. `pages` must cover memory of source->pages() pages, all missing.
   static Result<std::unique_ptr<LazyRestore>> start(std::unique_ptr<snap::LazySource> source,
@@ -65,6 +54,8 @@ class LazyRestore {
   LazyRestore& operator=(const LazyRestore&) = delete;
 
   Progress progress() const;
+  // The first block that failed, else ok.
+  Status error() const;
   // Blocks until every block is installed, an error, or `timeout_ms` (tests, the eager setting).
   bool wait_filled(int timeout_ms) const;
   // Stops reading the store: the filler ends, and from now on every fault gets zero pages (a guest being torn down).
@@ -99,6 +90,7 @@ class LazyRestore {
   mutable std::mutex mu_;  // guards the fields below; done_ signals block completions
   mutable std::condition_variable done_;
   Progress progress_;
+  Status error_;
   std::vector<uint64_t> touched_;
   std::vector<uint64_t> unanswered_;  // faults on failed blocks, left waiting until abandon()
 

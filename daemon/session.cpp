@@ -201,6 +201,13 @@ Status Session::run() {
   return Status::ok();
 }
 
+Result<std::vector<std::pair<uint64_t, uint64_t>>> Session::resident_data_ranges() const {
+  if (lazy_ && !lazy_->progress().filled) {
+    return Status(StatusCode::kAborted, "a lazy restore is still filling the guest's memory");
+  }
+  return machine_->data_ranges();
+}
+
 // The guest is paused at `epoch`: a VM rebuilt from the store must hold the same memory, byte for byte, and accept
 // the epoch's vCPU and VM state.
 Status Session::verify_against_fresh_vm(uint64_t epoch) {
@@ -216,8 +223,7 @@ Status Session::verify_against_fresh_vm(uint64_t epoch) {
   // fault each to read. Every other page is compared.
   std::vector<bool> compare(want.size() / StagingArea::kPage, false);
   for (vmm::Machine* m : {machine_.get(), fresh.get()}) {
-    auto ranges = m->data_ranges();
-    if (m == machine_.get() && lazy_ && !lazy_->progress().filled) ranges = Status(StatusCode::kAborted, "filling");
+    auto ranges = m == machine_.get() ? resident_data_ranges() : m->data_ranges();
     if (!ranges.is_ok()) {
       compare.assign(compare.size(), true);
       continue;
@@ -542,11 +548,7 @@ DaemonStats Session::stats() const {
   s.compaction = compactor_->stats();
   s.compaction.store_epochs = worker_->store_for_maintenance().epoch_count();  // now, not at the last pass
   s.compaction.store_bytes = worker_->store_for_maintenance().total_bytes();
-  if (lazy_) {
-    LazyRestore::Progress p = lazy_->progress();
-    s.lazy_restore = LazyRestoreStats{p.epoch,  p.data_pages, p.installed_pages, p.faults,
-                                      p.fault_reads, p.bytes_read, p.filled,  p.seconds};
-  }
+  if (lazy_) s.lazy_restore = lazy_->progress();
   if (!recent_pauses_ms_.empty()) {
     std::vector<double> sorted(recent_pauses_ms_.begin(), recent_pauses_ms_.end());
     std::sort(sorted.begin(), sorted.end());

@@ -119,6 +119,9 @@ class Session {
   Status tracking_failed(Status s);
   Result<EpochCommitted> take_final_epoch();
   Status verify_against_fresh_vm(uint64_t epoch);
+  // machine_'s data ranges (vmm::Machine::data_ranges), or an error while a lazy restore still fills it: then a
+  // hole may be a page not yet in rather than a zero page, and every page must be read.
+  Result<std::vector<std::pair<uint64_t, uint64_t>>> resident_data_ranges() const;
   Result<RestoreOutcome> restore_on_loop(uint64_t epoch);
   Status adopt_machine(BuiltVm vm, std::optional<uint64_t> loaded_epoch);
   Status start_machine();

@@ -54,16 +54,18 @@ struct CompactionStats {
   uint64_t store_bytes = 0;
 };
 
-// The last lazy restore of the running VM (daemon/lazy_restore.h): how much of its memory is in.
+// A lazy restore's progress (daemon/lazy_restore.h, which counts it): how much of the running VM's memory is in.
 struct LazyRestoreStats {
   uint64_t epoch = 0;
+  uint64_t pages = 0;            // guest pages
   uint64_t data_pages = 0;       // pages the epoch holds data for (the rest are zero)
   uint64_t installed_pages = 0;  // of those, resident now
-  uint64_t faults = 0;           // first accesses served
-  uint64_t fault_reads = 0;      // of those, the ones that waited for a block to be read
-  uint64_t bytes_read = 0;       // stored bytes read from the chain
-  bool filled = false;           // every page in; the chain's files let go
-  double seconds = 0;            // since the restore; until it was filled, once it is
+  uint64_t blocks = 0, blocks_installed = 0;
+  uint64_t faults = 0;       // first accesses to missing pages served, zero pages included
+  uint64_t fault_reads = 0;  // of those, the ones that waited for a block to be read
+  uint64_t bytes_read = 0;   // stored bytes read from the chain
+  bool filled = false;       // every block in; the chain's files let go
+  double seconds = 0;        // since the restore; until it was filled, once it is
 };
 
 struct DaemonStats {

@@ -77,7 +77,7 @@ TEST_F(LazyRestoreTest, TheGuestSeesTheEpochWhileTheFillerRuns) {
   ASSERT_TRUE((*lazy)->wait_filled(20000));
   LazyRestore::Progress p = (*lazy)->progress();
   EXPECT_TRUE(p.filled);
-  EXPECT_TRUE(p.error.is_ok());
+  EXPECT_TRUE((*lazy)->error().is_ok());
   EXPECT_EQ(p.installed_pages, data_pages);
   EXPECT_EQ(p.blocks_installed, p.blocks);
   EXPECT_EQ(p.epoch, 3u);
@@ -159,7 +159,7 @@ TEST_F(LazyRestoreTest, ADamagedBlockStopsTheAccessThatNeedsItAndIsReported) {
   EXPECT_EQ(errors.load(), 1);
   EXPECT_NE(message.find(delta), std::string::npos) << message;
   EXPECT_NE(message.find("offset"), std::string::npos) << message;
-  EXPECT_FALSE((*lazy)->progress().error.is_ok());
+  EXPECT_FALSE((*lazy)->error().is_ok());
   // Other pages are still served (a page of epoch 3's own blocks, or a zero page).
   EXPECT_EQ(std::memcmp(memory_->host(), expected_.data(), kPage), 0);
   // Tearing the guest down: the stuck access ends (on zeros).
