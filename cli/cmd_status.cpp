@@ -31,7 +31,8 @@ std::string lazy_restore_text(const json& l) {
           : std::to_string(data ? in * 100 / data : 100) + "% of " + human_bytes(data * 4096) + " in, " + seconds;
   return "epoch " + std::to_string(count_field(l, "epoch")) + ": " + progress + "; " +
          group_digits(count_field(l, "faults")) + " faults, " + group_digits(count_field(l, "fault_reads")) +
-         " of them waited for a block";
+         " of them waited for a block; " + group_digits(count_field(l, "prefetch_blocks")) +
+         " blocks prefetched from the working-set record";
 }
 
 std::string disks_text(uint64_t disks) {

@@ -70,6 +70,7 @@ json status_json(Session& session) {
                                                  {"installed_pages", s.lazy_restore->installed_pages},
                                                  {"faults", s.lazy_restore->faults},
                                                  {"fault_reads", s.lazy_restore->fault_reads},
+                                                 {"prefetch_blocks", s.lazy_restore->prefetch_blocks},
                                                  {"bytes_read", s.lazy_restore->bytes_read},
                                                  {"filled", s.lazy_restore->filled},
                                                  {"seconds", s.lazy_restore->seconds}}

@@ -31,6 +31,8 @@ LazyRestore::LazyRestore(std::unique_ptr<snap::LazySource> source, std::shared_p
   progress_.pages = source_->pages();
   progress_.data_pages = source_->data_pages();
   progress_.blocks = source_->blocks();
+  order_ = fill_order(*source_, options_.prefetch_gfns);
+  progress_.prefetch_blocks = order_.prefetched;
 }
 
 Result<std::unique_ptr<LazyRestore>> LazyRestore::start(std::unique_ptr<snap::LazySource> source,
@@ -77,9 +79,21 @@ bool LazyRestore::wait_filled(int timeout_ms) const {
          progress_.filled;
 }
 
-std::vector<uint64_t> LazyRestore::touched_blocks() const {
-  std::lock_guard lock(mu_);
-  return touched_;
+std::vector<uint64_t> LazyRestore::working_set() const {
+  std::vector<uint64_t> gfns;
+  {
+    std::lock_guard lock(mu_);
+    gfns = touched_;
+  }
+  std::unordered_set<snap::LazySource::BlockIndex> listed;
+  for (uint64_t gfn : gfns) listed.insert(source_->block_of(gfn));
+  for (uint64_t gfn : options_.prefetch_gfns) {
+    if (gfns.size() >= options_.record_limit) break;
+    if (gfn >= source_->pages()) continue;
+    const snap::LazySource::BlockIndex block = source_->block_of(gfn);
+    if (block != snap::LazySource::kZeroBlock && listed.insert(block).second) gfns.push_back(source_->first_gfn_of(block));
+  }
+  return gfns;
 }
 
 void LazyRestore::abandon() {
@@ -158,8 +172,10 @@ bool LazyRestore::install_block(snap::LazySource::BlockIndex block, snap::LazySo
   }
   done_.notify_all();
   if (now_filled) {
-    CKPT_LOG(kInfo) << "lazy restore of epoch " << source_->epoch() << ": every page resident after "
-                    << progress().seconds << " s (" << progress().faults << " faults served)";
+    const Progress p = progress();
+    CKPT_LOG(kInfo) << "lazy restore of epoch " << source_->epoch() << ": every page resident after " << p.seconds
+                    << " s (" << p.faults << " faults served, " << p.fault_reads << " of them reading a block; "
+                    << p.prefetch_blocks << " blocks prefetched from the working-set record)";
   }
   return true;
 }
@@ -210,23 +226,32 @@ void LazyRestore::serve_faults() {
   }
 }
 
+LazyRestore::FillOrder LazyRestore::fill_order(const snap::LazySource& source, std::span<const uint64_t> prefetch_gfns) {
+  FillOrder order;
+  std::vector<bool> listed(source.blocks(), false);
+  for (uint64_t gfn : prefetch_gfns) {
+    if (gfn >= source.pages()) continue;
+    const snap::LazySource::BlockIndex block = source.block_of(gfn);
+    if (block == snap::LazySource::kZeroBlock || listed[block]) continue;
+    listed[block] = true;
+    order.blocks.push_back(block);
+  }
+  order.prefetched = order.blocks.size();
+  for (snap::LazySource::BlockIndex b = 0; b < source.blocks(); ++b) {
+    if (!listed[b]) order.blocks.push_back(b);
+  }
+  return order;
+}
+
 void LazyRestore::fill() {
   snap::LazySource::Reader reader;
-  std::vector<snap::LazySource::BlockIndex> order;
-  std::unordered_set<snap::LazySource::BlockIndex> first;
-  for (uint64_t gfn : options_.prefetch_gfns) {
-    if (gfn >= source_->pages()) continue;
-    const snap::LazySource::BlockIndex block = source_->block_of(gfn);
-    if (block != snap::LazySource::kZeroBlock && first.insert(block).second) order.push_back(block);
-  }
-  for (snap::LazySource::BlockIndex b = 0; b < source_->blocks(); ++b) {
-    if (!first.count(b)) order.push_back(b);
-  }
-  for (snap::LazySource::BlockIndex block : order) {
+  for (snap::LazySource::BlockIndex block : order_.blocks) {
     if (stopping_ || abandoned_) return;
-    if (state_[block].load() != kMissing) continue;
+    if (state_[block].load() == kInstalled) continue;
+    // One a fault is reading is waited for: once the loop ends, every block is in.
     if (!install_block(block, reader)) return;  // reported; the guest is being stopped
   }
+  if (options_.on_filled && !stopping_ && !abandoned_ && progress().filled) options_.on_filled(working_set());
 }
 
 }  // namespace ckpt::daemon

@@ -19,6 +19,7 @@
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <span>
 #include <thread>
 #include <vector>
 
@@ -38,8 +39,12 @@ class LazyRestore {
     std::vector<uint64_t> prefetch_gfns;
     // Called once, from a serving thread, with the first block that failed. Must not block on guest memory.
     std::function<void(const Status&)> on_error;
-    // Faults to remember for the working-set record (first access to each block, in order).
+    // Blocks to remember for the working-set record (working_set()).
     size_t record_limit = 4096;
+    // Called once, from the filler thread, when every block is in (never after a failure or abandon()), with
+    // working_set(): the record to keep for the next restore. May block (it writes a file); must not touch guest
+    // memory.
+    std::function<void(std::vector<uint64_t> working_set)> on_filled;
     // Off: only faults bring pages in (tests; counting the faults a guest takes).
     bool fill_in_background = true;
   };
@@ -63,8 +68,17 @@ class LazyRestore {
   void abandon();
   // Replaces Options::on_error; called at once if a block has failed already.
   void set_on_error(std::function<void(const Status&)> on_error);
-  // The first gfn of each block in the order the guest first touched them, at most record_limit.
-  std::vector<uint64_t> touched_blocks() const;
+  // The working set to record for the next restore, as gfns (the first of each block), at most record_limit: the
+  // blocks the guest faulted on, in the order it did, then those of prefetch_gfns it did not fault on (installed
+  // before the guest could ask, so whether it needed them is unknown: they stay until newer faults push them out).
+  std::vector<uint64_t> working_set() const;
+  // The filler's order: the blocks of `prefetch_gfns` in its order, each once (zero pages and gfns beyond the guest
+  // skipped), then every other block in file order.
+  struct FillOrder {
+    std::vector<snap::LazySource::BlockIndex> blocks;
+    uint64_t prefetched = 0;  // the first blocks, from prefetch_gfns
+  };
+  static FillOrder fill_order(const snap::LazySource& source, std::span<const uint64_t> prefetch_gfns);
 
  private:
   enum BlockState : uint8_t { kMissing = 0, kReading = 1, kInstalled = 2, kFailed = 3 };
@@ -80,6 +94,7 @@ class LazyRestore {
   std::unique_ptr<snap::LazySource> source_;
   std::shared_ptr<vmm::MissingPages> pages_;
   Options options_;
+  FillOrder order_;
   std::unique_ptr<std::atomic<uint8_t>[]> state_;  // per block
   UniqueFd stop_event_;                            // eventfd: wakes the fault thread's poll
   std::atomic<bool> stopping_{false}, abandoned_{false};

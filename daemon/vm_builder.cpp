@@ -7,6 +7,7 @@
 #include "snapshot/catalog.h"
 #include "snapshot/lazy_source.h"
 #include "snapshot/restore.h"
+#include "snapshot/working_set.h"
 #include "vmm/machine_factory.h"
 #include "vmm/x86/linux_loader.h"
 
@@ -20,6 +21,26 @@ std::string disk_name(const std::string& path, size_t index) {
   std::string name = slash == std::string::npos ? path : path.substr(slash + 1);
   if (name.empty()) name = "disk" + std::to_string(index);
   return name.substr(0, 200) + (name.size() > 200 ? "~" + std::to_string(index) : "");
+}
+
+// The store's working-set record goes first, and the blocks this guest reaches for first replace it once all is in
+// (snapshot/working_set.h). A record that cannot be read or written costs the prefetch, nothing else: logged.
+LazyRestore::Options working_set_options(snap::FileSystem& fs, const std::string& store_dir, uint64_t guest_pages) {
+  LazyRestore::Options options;
+  auto recorded = snap::load_working_set(fs, store_dir, guest_pages);
+  if (recorded.is_ok()) {
+    options.prefetch_gfns = std::move(*recorded);
+  } else {
+    CKPT_LOG(kWarn) << recorded.status().to_string() << "; this restore prefetches nothing";
+  }
+  options.on_filled = [store_dir, guest_pages](std::vector<uint64_t> working_set) {
+    std::unique_ptr<snap::FileSystem> own = snap::make_posix_file_system(snap::WriteEngine::kPwrite);
+    Status saved = snap::save_working_set(*own, store_dir, guest_pages, working_set);
+    if (!saved.is_ok()) {
+      CKPT_LOG(kWarn) << "keep the working-set record: " << saved.to_string();
+    }
+  };
+  return options;
 }
 
 }  // namespace
@@ -123,7 +144,8 @@ Result<BuiltVm> rebuild_machine(const DaemonConfig& config, snap::FileSystem& fs
   auto& machine = vm.machine;
   if (source) {
     // Serving from here on: whatever reads guest memory below (the workload check, load_state's writes) faults.
-    auto lazy = LazyRestore::start(std::move(source), machine->missing_pages(), {});
+    auto lazy = LazyRestore::start(std::move(source), machine->missing_pages(),
+                                   working_set_options(fs, store_dir, meta.header.guest_pages));
     if (!lazy.is_ok()) return lazy.status().with_context(what);
     vm.lazy = std::move(*lazy);
   } else {

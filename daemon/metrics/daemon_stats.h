@@ -61,6 +61,7 @@ struct LazyRestoreStats {
   uint64_t data_pages = 0;       // pages the epoch holds data for (the rest are zero)
   uint64_t installed_pages = 0;  // of those, resident now
   uint64_t blocks = 0, blocks_installed = 0;
+  uint64_t prefetch_blocks = 0;  // blocks of the store's working-set record, installed first
   uint64_t faults = 0;       // first accesses to missing pages served, zero pages included
   uint64_t fault_reads = 0;  // of those, the ones that waited for a block to be read
   uint64_t bytes_read = 0;   // stored bytes read from the chain

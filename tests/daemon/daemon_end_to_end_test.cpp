@@ -7,6 +7,7 @@
 #include <netinet/in.h>
 #include <sys/mount.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -17,6 +18,7 @@
 #include "snapshot/catalog.h"
 #include "snapshot/restore.h"
 #include "snapshot/verify.h"
+#include "snapshot/working_set.h"
 #include "tests/daemon/daemon_process.h"
 #include "tests/daemon/notify_listener.h"
 #include "vmm/guest/guest_image.h"
@@ -247,6 +249,56 @@ TEST(Daemon, ALazyRestoreMeetingADamagedBlockStopsTheGuestAndLosesNothing) {
   EXPECT_EQ(read_all(path), damaged_bytes) << "the store was changed";
   catalog = load(d.store());
   EXPECT_EQ(catalog.entries().at(newest + 1).meta->parent, intact);
+}
+
+// The working-set record: a lazy restore writes the blocks its guest waited for, once all is in; the next restore
+// from the store installs them first; a damaged record costs the prefetch, with a warning, and nothing else.
+TEST(Daemon, ALazyRestoreRecordsItsWorkingSetAndTheNextPrefetchesIt) {
+  DaemonProcess d;
+  ASSERT_TRUE(d.start().is_ok()) << d.log();
+  ASSERT_TRUE(d.wait_until([](const json& s) { return committed(s) >= 4; }, 60s));
+  const std::string record = d.store() + "/" + snap::kWorkingSetName;
+  auto fs = snap::make_posix_file_system();
+  // Restores `epoch` live and waits until every page is in and the record is written (its file replaced).
+  auto restore_and_fill = [&](uint64_t epoch) -> json {
+    struct stat before {};
+    const bool had = ::stat(record.c_str(), &before) == 0;
+    auto restored = d.call("restore", {{"epoch", epoch}});
+    EXPECT_TRUE(restored.is_ok() && restored->ok) << (restored.is_ok() ? restored->message : "") << d.log();
+    EXPECT_TRUE(d.wait_until([](const json& s) {
+      return s["lazy_restore"].is_object() && s["lazy_restore"]["filled"].get<bool>();
+    }, 60s)) << d.log();
+    for (int i = 0; i < 500; ++i) {
+      struct stat now {};
+      if (::stat(record.c_str(), &now) == 0 && (!had || now.st_ino != before.st_ino)) break;
+      std::this_thread::sleep_for(10ms);
+    }
+    return d.status()["lazy_restore"];
+  };
+
+  json first = restore_and_fill(2);
+  EXPECT_EQ(first["prefetch_blocks"], 0u) << "no record yet";
+  auto recorded = snap::load_working_set(*fs, d.store(), (64ull << 20) / 4096);
+  ASSERT_TRUE(recorded.is_ok()) << recorded.status().to_string();
+  // Every block the guest (or the daemon loading its state) waited for, once each: the record.
+  EXPECT_EQ(recorded->size(), std::min<uint64_t>(first["fault_reads"].get<uint64_t>(), 4096));
+
+  json second = restore_and_fill(2);  // the same chain: every recorded block is one to prefetch
+  EXPECT_EQ(second["prefetch_blocks"].get<uint64_t>(), recorded->size());
+
+  {
+    std::fstream file(record, std::ios::in | std::ios::out | std::ios::binary);
+    file.seekp(3);
+    file.put('!');
+  }
+  json third = restore_and_fill(3);
+  EXPECT_EQ(third["prefetch_blocks"], 0u);
+  EXPECT_NE(d.log().find("working-set record " + record + ": "), std::string::npos) << d.log();
+  const uint64_t now = committed(d.status());
+  ASSERT_TRUE(d.wait_until([&](const json& s) { return committed(s) >= now + 2; }, 60s)) << d.log();
+  ASSERT_TRUE(shut_down(d).is_ok());
+  EXPECT_GT(expect_every_epoch_exact(d), 0u);
+  EXPECT_TRUE(snap::load_working_set(*fs, d.store(), (64ull << 20) / 4096).is_ok()) << "the third wrote a new one";
 }
 
 // A small tmpfs filled up: writes fail with ENOSPC, their pages stay owed, and once space returns the next epochs

@@ -4,8 +4,10 @@
 // never lets that access run on wrong memory.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cstring>
+#include <mutex>
 #include <random>
 #include <thread>
 
@@ -96,7 +98,7 @@ TEST_F(LazyRestoreTest, FaultsAloneBringEveryPageOneReadPerBlock) {
   EXPECT_TRUE(p.filled) << "every block was faulted in";
   EXPECT_EQ(p.fault_reads, blocks) << "a block's pages all come with its first fault";
   EXPECT_EQ(p.faults, blocks + zero_pages) << "each zero page is a fault of its own, with no read";
-  EXPECT_EQ((*lazy)->touched_blocks().size(), blocks);
+  EXPECT_EQ((*lazy)->working_set().size(), blocks);
   EXPECT_EQ(read_all_and_compare(3), 0u);
 }
 
@@ -166,6 +168,93 @@ TEST_F(LazyRestoreTest, ADamagedBlockStopsTheAccessThatNeedsItAndIsReported) {
   (*lazy)->abandon();
   guest.join();
   EXPECT_TRUE(done);
+}
+
+// The working-set record: what the guest faulted on first, in its order, then the prefetch list's other blocks.
+TEST_F(LazyRestoreTest, TheWorkingSetIsTheGuestsFaultsInOrderThenThePrefetchLeftovers) {
+  auto probe = source();
+  ASSERT_NE(probe, nullptr);
+  // Three data pages in three different blocks, and a zero page.
+  std::vector<uint64_t> data;
+  for (uint64_t g = 0; g < kPages && data.size() < 3; ++g) {
+    if (probe->block_of(g) == snap::LazySource::kZeroBlock) continue;
+    bool new_block = true;
+    for (uint64_t d : data) new_block &= probe->block_of(d) != probe->block_of(g);
+    if (new_block) data.push_back(g);
+  }
+  ASSERT_EQ(data.size(), 3u);
+  uint64_t zero = 0;
+  while (probe->block_of(zero) != snap::LazySource::kZeroBlock) ++zero;
+  auto first_of = [&](uint64_t g) { return probe->first_gfn_of(probe->block_of(g)); };
+
+  for (size_t limit : {size_t{16}, size_t{2}}) {
+    SCOPED_TRACE(limit);
+    auto fresh = vmm::GuestMemory::create(kPages * kPage);  // all missing again
+    ASSERT_TRUE(fresh.is_ok());
+    memory_ = std::move(*fresh);
+    ASSIGN_OR_SKIP_WITHOUT_USERFAULTFD(pages, vmm::MissingPages::create(*memory_));
+    LazyRestore::Options options;
+    options.fill_in_background = false;
+    options.record_limit = limit;
+    // Listed: the third page's block, the first page's (faulted below, so listed once), a zero page, a gfn beyond.
+    options.prefetch_gfns = {data[2], data[0], zero, kPages + 5};
+    auto lazy = LazyRestore::start(source(), std::move(*pages), options);
+    ASSERT_TRUE(lazy.is_ok()) << lazy.status().to_string();
+    for (uint64_t g : {data[1], zero, data[0], data[1]}) {
+      EXPECT_EQ(std::memcmp(memory_->host() + g * kPage, expected_.data() + g * kPage, kPage), 0) << g;
+    }
+    std::vector<uint64_t> want = {first_of(data[1]), first_of(data[0]), first_of(data[2])};
+    want.resize(std::min(want.size(), limit));
+    EXPECT_EQ((*lazy)->working_set(), want);
+    EXPECT_EQ((*lazy)->progress().prefetch_blocks, 2u);
+  }
+}
+
+TEST_F(LazyRestoreTest, ThePrefetchListsBlocksComeFirstThenTheRestInFileOrder) {
+  auto probe = source();
+  ASSERT_NE(probe, nullptr);
+  ASSERT_GE(probe->blocks(), 10u);
+  const uint64_t b7 = probe->first_gfn_of(7), b2 = probe->first_gfn_of(2);
+  uint64_t zero = 0;
+  while (probe->block_of(zero) != snap::LazySource::kZeroBlock) ++zero;
+  LazyRestore::FillOrder order =
+      LazyRestore::fill_order(*probe, std::vector<uint64_t>{b7, zero, b2, b7 + 1, kPages, b2});
+  EXPECT_EQ(order.prefetched, 2u);
+  ASSERT_EQ(order.blocks.size(), probe->blocks());
+  EXPECT_EQ(order.blocks[0], 7u);
+  EXPECT_EQ(order.blocks[1], 2u);
+  std::vector<snap::LazySource::BlockIndex> rest(order.blocks.begin() + 2, order.blocks.end());
+  EXPECT_TRUE(std::is_sorted(rest.begin(), rest.end()));
+  EXPECT_EQ(std::count(rest.begin(), rest.end(), 7u) + std::count(rest.begin(), rest.end(), 2u), 0);
+}
+
+TEST_F(LazyRestoreTest, OnceFilledTheRecordIsHandedOverOnce) {
+  ASSIGN_OR_SKIP_WITHOUT_USERFAULTFD(pages, vmm::MissingPages::create(*memory_));
+  auto probe = source();
+  ASSERT_NE(probe, nullptr);
+  std::mutex mu;
+  std::vector<std::vector<uint64_t>> handed;
+  LazyRestore::Options options;
+  options.prefetch_gfns = {probe->first_gfn_of(3), probe->first_gfn_of(1)};
+  options.on_filled = [&](std::vector<uint64_t> working_set) {
+    std::lock_guard lock(mu);
+    handed.push_back(std::move(working_set));
+  };
+  auto lazy = LazyRestore::start(source(), std::move(*pages), options);
+  ASSERT_TRUE(lazy.is_ok()) << lazy.status().to_string();
+  ASSERT_TRUE((*lazy)->wait_filled(20000));
+  // The filler hands the record over after the last block went in: wait for it, then end the restore.
+  for (int i = 0; i < 2000; ++i) {
+    {
+      std::lock_guard lock(mu);
+      if (!handed.empty()) break;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  lazy->reset();
+  ASSERT_EQ(handed.size(), 1u);
+  EXPECT_EQ(handed[0], (std::vector<uint64_t>{probe->first_gfn_of(3), probe->first_gfn_of(1)}));
+  EXPECT_EQ(read_all_and_compare(6), 0u);
 }
 
 }  // namespace
