@@ -3,7 +3,7 @@
 # run, written to bench/RESULTS.md (machine, load, commands, figures). `make bench` runs it with $(BUILD_DIR).
 # Usage: bench/run.sh [BUILD_DIR] [--quick] [--only NAMES] [--out FILE]
 #   --quick       smaller sample counts and store image (a smoke run of ~5 minutes; figures are noisier)
-#   --only NAMES  comma-separated subset of: pause,rate,memory,micro,store,linux,long,profile; also nested and disk
+#   --only NAMES  comma-separated subset of: pause,rate,memory,micro,store,restore,linux,long,profile; also nested and disk
 #                 (not in the default set: bench/nested_compare.sh, ckptd against QEMU in the nested KVM, ~10
 #                 minutes; bench/disk_nested.sh, an epoch with and without disk traffic in the nested KVM, ~5 minutes)
 #   --out FILE    where the report goes (default bench/RESULTS.md)
@@ -16,7 +16,7 @@ build=build
 if [[ $# -gt 0 && "$1" != --* ]]; then build=$1; shift; fi
 [[ "$build" = /* ]] || build="$root/$build"
 quick=0
-only="pause,rate,memory,micro,store,linux,long,profile"
+only="pause,rate,memory,micro,store,restore,linux,long,profile"
 out="$root/bench/RESULTS.md"
 while [[ $# -gt 0 ]]; do
   case "$1" in
@@ -33,7 +33,7 @@ command -v zstd >/dev/null || { echo "bench/run.sh: the zstd CLI is missing (scr
 if [[ ! -f "$build/CMakeCache.txt" ]]; then
   cmake -S "$root" -B "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
 fi
-targets=(store_bench pause_bench epoch_rate_bench ckptd ckpt extend_store guest_memcheck)
+targets=(store_bench restore_bench pause_bench epoch_rate_bench ckptd ckpt extend_store guest_memcheck)
 grep -q "^benchmark_DIR:.*-NOTFOUND" "$build/CMakeCache.txt" 2>/dev/null || targets+=(micro_bench)
 echo "bench/run.sh: building ${targets[*]} in $build" >&2
 cmake --build "$build" -j "$(nproc)" --target "${targets[@]}" >/dev/null
@@ -45,6 +45,7 @@ if [[ $quick = 1 ]]; then
   long_args=(2000 20000)
   micro_args=(--benchmark_min_time=0.1 --benchmark_repetitions=3)
   store_args=(--size-mib 512 --deltas 5 --repeats 3)
+  restore_args=(--sizes-mib 256,1024 --repeats 3)
   linux_images=6
   linux_pause_args=(--image-samples 12 --rounds 2)
 else
@@ -57,6 +58,7 @@ else
   # took 4 minutes under load) keeps the suite within ~15 minutes; the ratios hardly depend on the size.
   # STORE_BENCH_ARGS="--size-mib 2048 --deltas 20" runs the documented one.
   store_args=(--size-mib 512 --deltas 10)
+  restore_args=()
   linux_images=11
   linux_pause_args=()
 fi
@@ -116,6 +118,14 @@ if wants store; then
     echo "Command: \`store_bench ${store_args[*]}\` (bench/store_bench.cpp). Its own defaults (2 GiB, 20 deltas) take 3-5 minutes here; \`STORE_BENCH_ARGS=\"--size-mib 2048 --deltas 20\" bench/run.sh\` runs them."
   }
   run_part store "Store vs zstd CLI" store
+fi
+if wants restore; then
+  restore() {
+    "$build/bench/restore_bench" "${restore_args[@]}"
+    echo
+    echo "Command: \`restore_bench ${restore_args[*]}\` (bench/restore_bench.cpp); \`--sizes-mib 16384\` needs ~24 GiB free."
+  }
+  run_part restore "Restore: lazy against eager" restore
 fi
 if wants linux; then
   linux() {

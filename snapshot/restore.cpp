@@ -144,6 +144,15 @@ Result<RestoreStats> restore_to_memory(FileSystem& fs, const Catalog& catalog, u
   return restore_space(fs, catalog, epoch, f::kMemorySpace, sink, memory.size() / f::kPageSize, options);
 }
 
+Result<RestoreStats> restore_to_zeroed_fd(FileSystem& fs, const Catalog& catalog, uint64_t epoch, int fd,
+                                         uint64_t bytes, const std::string& name, const RestoreOptions& options) {
+  if (bytes % f::kPageSize != 0) {
+    return invalid_argument("restore destination of " + std::to_string(bytes) + " bytes is not whole pages");
+  }
+  FdSink sink(fd, name);
+  return restore_space(fs, catalog, epoch, f::kMemorySpace, sink, bytes / f::kPageSize, options);
+}
+
 Result<uint64_t> guest_pages_of(const Catalog& catalog, uint64_t epoch) {
   CKPT_ASSIGN_OR_RETURN(auto chain, catalog.chain(epoch));
   return chain.front()->header.guest_pages;

@@ -40,6 +40,13 @@ Result<uint64_t> guest_pages_of(const Catalog& catalog, uint64_t epoch);
 Result<RestoreStats> restore_to_memory(FileSystem& fs, const Catalog& catalog, uint64_t epoch,
                                        std::span<uint8_t> memory, const RestoreOptions& options = {});
 
+// The same into `fd`, a file of `bytes` bytes (the guest's size) that reads as zero wherever nothing was written,
+// such as the fresh memfd behind a new VM's memory: data pages go in with pwrite, zero pages are skipped. Filling a
+// fresh memfd so is ~10x faster here than storing through its mapping, which takes a page fault per page. `name`
+// names the file in errors.
+Result<RestoreStats> restore_to_zeroed_fd(FileSystem& fs, const Catalog& catalog, uint64_t epoch, int fd,
+                                         uint64_t bytes, const std::string& name, const RestoreOptions& options = {});
+
 // Writes the guest memory at `epoch` as a raw image file at `path`: into a temporary file beside it, fsync'ed, then
 // renamed over `path`, so a restore that fails leaves an existing file untouched. Refuses a path inside the store's
 // directory and an existing path that is not a regular file. Zero pages are left to the file system's zero fill.

@@ -159,8 +159,10 @@ TEST(Daemon, KillNineThenResumeContinuesFromTheNewestEpochBitExactly) {
   expect_every_epoch_exact(d);
 }
 
-TEST(Daemon, LiveRestoreRestartsTheVmFromAnEarlierEpoch) {
+// `restore`: the setting (lazy, the default, or eager: pages written into the fresh VM's memfd before it runs).
+void live_restore_restarts_the_vm_from_an_earlier_epoch(const std::string& restore) {
   DaemonProcess d;
+  d.append_config("restore = " + restore + "\n");
   ASSERT_TRUE(d.start().is_ok()) << d.log();
   ASSERT_TRUE(d.wait_until([](const json& s) { return committed(s) >= 6; }, 60s));
   auto missing = d.call("restore", {{"epoch", 999999}});
@@ -185,6 +187,12 @@ TEST(Daemon, LiveRestoreRestartsTheVmFromAnEarlierEpoch) {
     EXPECT_NE(entry.meta->tag, "before-restore-to-999999") << "a refused restore saved the VM anyway";
   }
   expect_every_epoch_exact(d);
+}
+
+TEST(Daemon, LiveRestoreRestartsTheVmFromAnEarlierEpoch) { live_restore_restarts_the_vm_from_an_earlier_epoch("lazy"); }
+
+TEST(Daemon, AnEagerLiveRestoreRestartsTheVmFromAnEarlierEpoch) {
+  live_restore_restarts_the_vm_from_an_earlier_epoch("eager");
 }
 
 // A lazy resume from an epoch with a damaged data block: the block is never installed, the guest is stopped as

@@ -36,6 +36,7 @@ class KvmMachine final : public Machine, private VcpuExitHandler {
   TrackingMode tracking_mode() const override { return tracker_->mode(); }
   const MachineConfig& config() const override { return config_; }
   std::span<uint8_t> host_memory() override { return {memory_->host(), memory_->bytes()}; }
+  int memory_fd() const override { return memory_->fd(); }
   Result<std::vector<std::pair<uint64_t, uint64_t>>> data_ranges() const override { return memory_->data_ranges(); }
   std::shared_ptr<MissingPages> missing_pages() const override { return missing_; }
   Status write_memory(uint64_t gpa, std::span<const uint8_t> bytes) override { return memory_->write(gpa, bytes); }
