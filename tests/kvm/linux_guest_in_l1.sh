@@ -58,7 +58,7 @@ wait_for_lines() {
 kernel=$KERNEL
 start_daemon() { # start_daemon [--resume]
 	"$CKPTD" --backend kvm --tracking "$mode" --vcpus 2 --memory-mib 384 --epoch-ms 1000 --store "$store" \
-		--socket "$sock" --kernel "$kernel" --initrd "$INITRD" --cmdline "$CMDLINE reboot=$reboot" --log-level warn "$@" \
+		--restore "${RESTORE:-lazy}" --socket "$sock" --kernel "$kernel" --initrd "$INITRD" --cmdline "$CMDLINE reboot=$reboot" --log-level warn "$@" \
 		>>"$store.daemon.log" 2>&1 &
 	daemon_pid=$!
 	local t=0

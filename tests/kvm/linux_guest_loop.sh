@@ -6,30 +6,32 @@
 # after a guest death (MAX_ATTEMPTS=1): every death is counted, with what L1 traced.
 #
 # Usage: tests/kvm/linux_guest_loop.sh BUILD_DIR RUNS [--mode ring|clear-log|dirty-log] [--series bookworm|backports]
-#                                      [--per-segment N] [--logs DIR]
+#                                      [--per-segment N] [--logs DIR] [--restore lazy|eager]
 # Each segment's full output goes to DIR/segment-K.log (default: a fresh /var/tmp/linux-guest-loop.XXXXXX).
-# Last line: "linux_guest_loop: MODE on SERIES: N runs, C clean, D guest deaths, F other failures; S segments, L of
+# Last line: "linux_guest_loop: MODE on SERIES (R restores): N runs, C clean, D guest deaths, F other failures; S segments, L of
 # them cut short (L1 died, a timeout, a harness failure)". Exit status 0 iff all RUNS ran and F is 0 (deaths are the
 # emulator's: reported, not failed); 125 if it stopped early (three segments in a row finished no run).
 set -uo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-usage="usage: linux_guest_loop.sh BUILD_DIR RUNS [--mode M] [--series S] [--per-segment N] [--logs DIR]"
+usage="usage: linux_guest_loop.sh BUILD_DIR RUNS [--mode M] [--series S] [--per-segment N] [--logs DIR] [--restore R]"
 build=${1:?$usage}
 runs=${2:?$usage}
 shift 2
-mode=ring series=backports per_segment=20 logs=""
+mode=ring series=backports per_segment=20 logs="" restore=lazy
 while [ $# -gt 0 ]; do
 	case "$1" in
 	--mode) mode=${2:?}; shift 2 ;;
 	--series) series=${2:?}; shift 2 ;;
 	--per-segment) per_segment=${2:?}; shift 2 ;;
 	--logs) logs=${2:?}; shift 2 ;;
+	--restore) restore=${2:?}; shift 2 ;;
 	*) echo "linux_guest_loop: unknown argument $1 ($usage)" >&2; exit 2 ;;
 	esac
 done
 [[ "$runs" =~ ^[1-9][0-9]*$ ]] || { echo "linux_guest_loop: RUNS must be a positive number, not '$runs'" >&2; exit 2; }
 [[ "$per_segment" =~ ^[1-9][0-9]*$ ]] || { echo "linux_guest_loop: --per-segment must be a positive number" >&2; exit 2; }
 case "$mode" in ring | clear-log | dirty-log) ;; *) echo "linux_guest_loop: unknown mode '$mode'" >&2; exit 2 ;; esac
+case "$restore" in lazy | eager) ;; *) echo "linux_guest_loop: --restore must be lazy or eager" >&2; exit 2 ;; esac
 [ -n "$logs" ] || logs=$(mktemp -d /var/tmp/linux-guest-loop.XXXXXX)
 mkdir -p "$logs"
 
@@ -41,7 +43,7 @@ while [ "$finished" -lt "$runs" ]; do
 	modes=()
 	for ((i = 0; i < n; i++)); do modes+=("$mode"); done
 	# About 2 minutes a run under TCG; the limit leaves room for slow ones.
-	MAX_ATTEMPTS=1 KVM_HARNESS_EMULATOR_RETRIES=0 "$here/linux_guest_test.sh" "$build" --series "$series" --no-bzimage --one-l1 \
+	RESTORE=$restore MAX_ATTEMPTS=1 KVM_HARNESS_EMULATOR_RETRIES=0 "$here/linux_guest_test.sh" "$build" --series "$series" --no-bzimage --one-l1 \
 		--full-mode none --timeout $((n * 240 + 300)) "${modes[@]}" >"$log" 2>&1
 	rc=$?
 	got=$(grep -c '^linux_guest: run [0-9]* (' "$log")
@@ -63,7 +65,7 @@ while [ "$finished" -lt "$runs" ]; do
 		stalled=0
 	fi
 done
-echo "linux_guest_loop: $mode on $series: $finished runs, $clean clean, $deaths guest deaths, $failures other failures;" \
+echo "linux_guest_loop: $mode on $series ($restore restores): $finished runs, $clean clean, $deaths guest deaths, $failures other failures;" \
 	"$segments segments, $cut_short of them cut short (L1 died, a timeout, a harness failure)"
 [ "$finished" -ge "$runs" ] || exit 125
 [ "$failures" -eq 0 ]

@@ -12,6 +12,7 @@
 #   Each MODE runs in an L1 of its own, so that the harness's repeat of a run whose L1 the emulator killed
 #   (KVM_HARNESS_EMULATOR_RETRIES) repeats one mode, not all; --one-l1 runs them all in one L1 (the loop does).
 #   --timeout: the harness's limit for one L1's boot and its run (default 2400 s).
+#   RESTORE=eager makes ckptd restore eagerly (its `restore` setting; default lazy).
 #   Exit status: 0 if every L1 run passed; else the first failed run's (the L1 script's), or the harness's 125 if
 #   that was all that failed.
 set -Eeuo pipefail
@@ -56,7 +57,7 @@ run_in_l1() {
 		--extra-file "$kernel:/harness/guest/vmlinux" --extra-file "$bzimage:/harness/guest/bzImage" \
 		--extra-file "$work/initrd.cpio:/harness/guest/initrd.cpio" --env "SKIP_BZIMAGE=$skip" \
 		--env "EVERY_MODE_FULL=${EVERY_MODE_FULL:-0}" \
-		--env "FULL_MODE=$full_mode" --env "MAX_ATTEMPTS=${MAX_ATTEMPTS:-}" \
+		--env "FULL_MODE=$full_mode" --env "MAX_ATTEMPTS=${MAX_ATTEMPTS:-}" --env "RESTORE=${RESTORE:-lazy}" \
 		--extra-file "$here/l1_lib.sh:/harness/bin/l1_lib.sh" \
 		-- "$here/linux_guest_in_l1.sh" "$@"
 }
