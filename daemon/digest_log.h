@@ -1,5 +1,6 @@
 // Test-only evidence (setting record-digests): for every committed epoch, a digest of the whole guest memory taken
-// at that epoch's pause, and for every VM rebuilt from an epoch, the digest of the memory loaded. Tests restore each
+// at that epoch's pause, and for every VM rebuilt eagerly from an epoch, the digest of the memory loaded (a lazy one
+// is not read at load: Session::adopt_machine). Tests restore each
 // epoch offline and compare. Hashing all memory at every pause lengthens pauses: never enable it in production.
 #pragma once
 

@@ -143,7 +143,9 @@ TEST(Daemon, KillNineThenResumeContinuesFromTheNewestEpochBitExactly) {
   ASSERT_TRUE(d.start({"--resume"}).is_ok()) << d.log();
   json s = d.status();
   EXPECT_EQ(s["resumed_from_epoch"], newest);
-  EXPECT_EQ(d.read_digests()["loaded"][newest], *at_kill) << "the rebuilt VM's memory is not epoch " << newest;
+  // Lazy (the default): no digest at load; the epochs after it restore exactly (below), which they could not if a page
+  // had come back wrong.
+  EXPECT_EQ(d.read_digests()["loaded"].count(newest), 0u);
   ASSERT_TRUE(d.wait_until([&](const json& s) { return s["last_committed_epoch"].get<uint64_t>() >= newest + 5; },
                            60s));
   ASSERT_TRUE(shut_down(d).is_ok());
@@ -175,7 +177,9 @@ void live_restore_restarts_the_vm_from_an_earlier_epoch(const std::string& resto
   uint64_t saved = reply->result["saved_epoch"].get<uint64_t>();
   Result<uint64_t> epoch3 = restored_digest(d.store(), 3);
   ASSERT_TRUE(epoch3.is_ok());
-  EXPECT_EQ(d.read_digests()["loaded"][3], *epoch3);
+  if (restore == "eager") {
+    EXPECT_EQ(d.read_digests()["loaded"][3], *epoch3);
+  }
   ASSERT_TRUE(d.wait_until([&](const json& s) { return s["last_committed_epoch"].get<uint64_t>() >= saved + 3; },
                            60s));
   ASSERT_TRUE(shut_down(d).is_ok());
