@@ -221,7 +221,8 @@ void LazyRestore::serve_faults() {
       }
       if (!fault->has_value()) break;
       Status served = serve_one(**fault, reader);
-      if (!served.is_ok()) fail(served.with_context("serve a fault at gfn " + std::to_string(**fault)));
+      // After release() a fault read before it cannot be answered, and needs not be: its access retries.
+      if (!served.is_ok() && !released_) fail(served.with_context("serve a fault at gfn " + std::to_string(**fault)));
     }
   }
 }
@@ -251,7 +252,18 @@ void LazyRestore::fill() {
     // One a fault is reading is waited for: once the loop ends, every block is in.
     if (!install_block(block, reader)) return;  // reported; the guest is being stopped
   }
-  if (options_.on_filled && !stopping_ && !abandoned_ && progress().filled) options_.on_filled(working_set());
+  if (stopping_ || abandoned_ || !progress().filled) return;
+  // Every page to restore is in: a hole the guest touches from now on is a zero page the kernel gives it, not a round
+  // trip to the fault thread (where the registration is ours to end: KVM's machine).
+  if (pages_->can_release()) {
+    released_ = true;
+    Status released = pages_->release();
+    if (!released.is_ok()) {
+      released_ = false;
+      CKPT_LOG(kWarn) << "lazy restore: " << released.to_string() << " (holes still fault)";
+    }
+  }
+  if (options_.on_filled) options_.on_filled(working_set());
 }
 
 }  // namespace ckpt::daemon

@@ -98,6 +98,7 @@ class LazyRestore {
   std::unique_ptr<std::atomic<uint8_t>[]> state_;  // per block
   UniqueFd stop_event_;                            // eventfd: wakes the fault thread's poll
   std::atomic<bool> stopping_{false}, abandoned_{false};
+  std::atomic<bool> released_{false};  // missing mode ended (MissingPages::release): faults no longer answerable
   uint64_t start_ns_ = 0;
 
   std::mutex callback_mu_;  // held while on_error runs, and by abandon(): none runs after it

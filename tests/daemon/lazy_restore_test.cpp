@@ -257,5 +257,31 @@ TEST_F(LazyRestoreTest, OnceFilledTheRecordIsHandedOverOnce) {
   EXPECT_EQ(read_all_and_compare(6), 0u);
 }
 
+// Once every page is in, a machine's own registration (KVM's) ends: a hole the guest touches later is the kernel's
+// zero page, with no round trip to the fault thread.
+TEST_F(LazyRestoreTest, OnceAllIsInHolesNoLongerFault) {
+  ASSIGN_OR_SKIP_WITHOUT_USERFAULTFD(pages, vmm::MissingPages::create(*memory_));
+  auto probe = source();
+  ASSERT_NE(probe, nullptr);
+  std::vector<uint64_t> zeros;
+  for (uint64_t g = 0; g < kPages && zeros.size() < 16; ++g) {
+    if (probe->block_of(g) == snap::LazySource::kZeroBlock) zeros.push_back(g);
+  }
+  ASSERT_EQ(zeros.size(), 16u);
+  std::atomic<bool> handed{false};
+  LazyRestore::Options options;
+  options.on_filled = [&](std::vector<uint64_t>) { handed = true; };  // called after the release
+  auto lazy = LazyRestore::start(source(), std::move(*pages), options);
+  ASSERT_TRUE(lazy.is_ok()) << lazy.status().to_string();
+  ASSERT_TRUE((*lazy)->wait_filled(20000));
+  for (int i = 0; i < 2000 && !handed; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  ASSERT_TRUE(handed);
+  const uint64_t faults = (*lazy)->progress().faults;
+  for (uint64_t g : zeros) EXPECT_EQ(memory_->host()[g * kPage + 7], 0) << g;
+  EXPECT_EQ((*lazy)->progress().faults, faults) << "holes still went through the fault thread";
+  EXPECT_TRUE((*lazy)->error().is_ok());
+  EXPECT_EQ(read_all_and_compare(7), 0u);
+}
+
 }  // namespace
 }  // namespace ckpt::daemon

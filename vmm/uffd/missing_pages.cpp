@@ -42,13 +42,14 @@ Result<std::unique_ptr<MissingPages>> MissingPages::create(GuestMemory& memory) 
       return unsupported("ioctl UFFDIO_REGISTER" + where + ": the kernel offers no UFFDIO_COPY for memfd memory");
     }
   }
-  return std::unique_ptr<MissingPages>(new MissingPages(std::move(fd), memory, false));
+  return std::unique_ptr<MissingPages>(new MissingPages(std::move(fd), memory, false, /*owns_registration=*/true));
 }
 
 Result<std::unique_ptr<MissingPages>> MissingPages::over(int uffd, GuestMemory& memory, bool write_protect) {
   UniqueFd fd(::fcntl(uffd, F_DUPFD_CLOEXEC, 0));
   if (!fd.valid()) return Status::from_errno(errno, "duplicate the userfaultfd");
-  return std::unique_ptr<MissingPages>(new MissingPages(std::move(fd), memory, write_protect));
+  return std::unique_ptr<MissingPages>(
+      new MissingPages(std::move(fd), memory, write_protect, /*owns_registration=*/false));
 }
 
 Result<std::optional<uint64_t>> MissingPages::next_fault() {
@@ -121,6 +122,15 @@ Status MissingPages::wake(uint64_t gfn, uint32_t count) {
   if (::ioctl(fd_.get(), UFFDIO_WAKE, &range) != 0) {
     return Status::from_errno(errno, "ioctl UFFDIO_WAKE at gfn " + std::to_string(gfn));
   }
+  return Status::ok();
+}
+
+Status MissingPages::release() {
+  if (!owns_registration_) return invalid_argument("missing mode over a shared userfaultfd cannot be ended");
+  uffdio_range range{};
+  range.start = base_;
+  range.len = pages_ * kPage;
+  if (::ioctl(fd_.get(), UFFDIO_UNREGISTER, &range) != 0) return Status::from_errno(errno, "ioctl UFFDIO_UNREGISTER");
   return Status::ok();
 }
 

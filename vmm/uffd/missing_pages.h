@@ -41,16 +41,24 @@ class MissingPages {
   Result<uint32_t> install_zero(uint64_t gfn, uint32_t count);
   // Wakes accesses waiting on [gfn, gfn + count) (after they were resolved some other way: a page already present).
   Status wake(uint64_t gfn, uint32_t count);
+  // Whether release() may end missing mode: only over create()'s own registration (over()'s belongs to the tracker,
+  // whose write-protect would go with it).
+  bool can_release() const { return owns_registration_; }
+  // Ends missing mode over guest memory once every page to restore is in: a first access to a hole then reads zeros
+  // without a round trip to the fault reader, as in a machine never restored. Accesses waiting now are woken and
+  // retry; a fault already read but not answered can no longer be (install fails): its access retries on its own.
+  Status release();
 
  private:
-  MissingPages(UniqueFd fd, GuestMemory& memory, bool write_protect)
+  MissingPages(UniqueFd fd, GuestMemory& memory, bool write_protect, bool owns_registration)
       : fd_(std::move(fd)), base_(reinterpret_cast<uint64_t>(memory.host())), pages_(memory.pages()),
-        wp_(write_protect) {}
+        wp_(write_protect), owns_registration_(owns_registration) {}
 
   UniqueFd fd_;
   uint64_t base_;   // guest memory's host address
   uint64_t pages_;  // and size
   bool wp_;
+  bool owns_registration_;
 };
 
 }  // namespace ckpt::vmm
