@@ -1,7 +1,7 @@
 // restore_bench: how soon a restored guest runs, lazy against eager, on the software backend (the restore path of
 // `ckptd --resume` and a live `ckpt restore`: daemon::rebuild_machine, then Machine::start). For each guest size a
-// store is made of the built-in guest (hot set or random writer, one page per iteration) with synthetic memory behind it
-// (store_bench's image: ~25% zero, 50% structured, 25% random pages) as a base plus deltas, then alternately:
+// store is made of the built-in guest (hot set or random writer, one page per iteration) with synthetic memory
+// behind it (store_bench's image: ~25% zero, 50% structured, 25% random pages) as a base plus deltas, then alternately:
 //   eager           every page decoded into guest memory, then the guest starts
 //   lazy            the guest starts once its state is loaded; pages come on first access and from the filler;
 //                   the store's working-set record removed first (no prefetch)
@@ -129,7 +129,9 @@ Result<uint64_t> make_store(const Config& config, const daemon::DaemonConfig& dc
     plan_class_runs(rng, 0, kChunk, &runs);
     image->fill(runs, config.seed, 1000 + d, pool);
     CKPT_ASSIGN_OR_RETURN(auto delta, store->begin_delta());
-    for (size_t i = 0; i < dirty.size(); ++i) CKPT_RETURN_IF_ERROR(delta->add_page(low + dirty[i], image->page(i % kChunk)));
+    for (size_t i = 0; i < dirty.size(); ++i) {
+      CKPT_RETURN_IF_ERROR(delta->add_page(low + dirty[i], image->page(i % kChunk)));
+    }
     CKPT_RETURN_IF_ERROR(add_state(*delta));
     CKPT_RETURN_IF_ERROR(delta->commit().status());
   }
@@ -166,7 +168,9 @@ Result<Sample> restore_once(const daemon::DaemonConfig& dc, uint64_t epoch, Mode
   CKPT_RETURN_IF_ERROR(vm.machine->start());
   const double started = watch.seconds();
   while (status->load(std::memory_order_acquire) == at_epoch) {
-    if (watch.seconds() - started > 30) return Status(StatusCode::kIoError, "the restored guest made no progress in 30 s");
+    if (watch.seconds() - started > 30) {
+      return Status(StatusCode::kIoError, "the restored guest made no progress in 30 s");
+    }
     sleep_us(20);
   }
   s.first_write_ms = watch.seconds() * 1e3;
@@ -221,8 +225,11 @@ Status run(const Config& config, const std::string& dir) {
       for (Mode mode : kModes) {
         CKPT_RETURN_IF_ERROR(warm_page_cache(store));
         CKPT_ASSIGN_OR_RETURN(Sample s, restore_once(dc, epoch, mode, config.window_s));
-        std::fprintf(stderr, "  %s: rebuilt %.3f ms, first write %.3f ms, resident %.3f s, faults %llu (%llu in %.0f s), %llu iterations\n",
-                     mode_name(mode), s.rebuilt_ms, s.first_write_ms, s.resident_s, static_cast<unsigned long long>(s.fault_reads),
+        std::fprintf(stderr,
+                     "  %s: rebuilt %.3f ms, first write %.3f ms, resident %.3f s, faults %llu (%llu in %.0f s), "
+                     "%llu iterations\n",
+                     mode_name(mode), s.rebuilt_ms, s.first_write_ms, s.resident_s,
+                     static_cast<unsigned long long>(s.fault_reads),
                      static_cast<unsigned long long>(s.fault_reads_window), config.window_s,
                      static_cast<unsigned long long>(s.iterations_window));
         r.samples[mode].push_back(s);

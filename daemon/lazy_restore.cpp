@@ -91,7 +91,9 @@ std::vector<uint64_t> LazyRestore::working_set() const {
     if (gfns.size() >= options_.record_limit) break;
     if (gfn >= source_->pages()) continue;
     const snap::LazySource::BlockIndex block = source_->block_of(gfn);
-    if (block != snap::LazySource::kZeroBlock && listed.insert(block).second) gfns.push_back(source_->first_gfn_of(block));
+    if (block != snap::LazySource::kZeroBlock && listed.insert(block).second) {
+      gfns.push_back(source_->first_gfn_of(block));
+    }
   }
   return gfns;
 }
@@ -227,7 +229,8 @@ void LazyRestore::serve_faults() {
   }
 }
 
-LazyRestore::FillOrder LazyRestore::fill_order(const snap::LazySource& source, std::span<const uint64_t> prefetch_gfns) {
+LazyRestore::FillOrder LazyRestore::fill_order(const snap::LazySource& source,
+                                               std::span<const uint64_t> prefetch_gfns) {
   FillOrder order;
   std::vector<bool> listed(source.blocks(), false);
   for (uint64_t gfn : prefetch_gfns) {
