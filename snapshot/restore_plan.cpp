@@ -43,21 +43,24 @@ Result<RestorePlan> plan_restore(const std::vector<std::shared_ptr<const EpochMe
       for (size_t r = block.runs.size(); r-- > 0;) {
         const PageRun& run = block.runs[r];
         if (!run.zero) data_index -= run.count;
-        for (uint32_t i = run.count; i-- > 0;) {
-          uint64_t gfn = run.first_gfn + i;
-          if (!claimed.set(gfn)) continue;
+        claimed.claim(run.first_gfn, run.count, [&](uint64_t first, uint64_t count) {
           if (!run.zero) {
-            wanted |= uint64_t{1} << (data_index + i);
-            ++plan.data_pages;
-          } else if (!plan.zero_runs.empty() && plan.zero_runs.back().first == gfn + 1) {
-            --plan.zero_runs.back().first;  // walking down: extend the run below
-            ++plan.zero_runs.back().second;
-            ++plan.zero_pages;
-          } else {
-            plan.zero_runs.emplace_back(gfn, 1);
-            ++plan.zero_pages;
+            const uint64_t bits = count == 64 ? ~uint64_t{0} : (uint64_t{1} << count) - 1;
+            wanted |= bits << (data_index + (first - run.first_gfn));
+            plan.data_pages += count;
+            return;
           }
-        }
+          plan.zero_pages += count;
+          auto& runs = plan.zero_runs;
+          if (!runs.empty() && runs.back().first == first + count) {  // walking down: extend the run above down
+            runs.back().first = first;
+            runs.back().second += count;
+          } else if (!runs.empty() && runs.back().first + runs.back().second == first) {
+            runs.back().second += count;
+          } else {
+            runs.emplace_back(first, count);
+          }
+        });
       }
       if (wanted != 0) plan.tasks.push_back(BlockTask{link, b, wanted});
     }
