@@ -226,7 +226,7 @@ Status run(const Config& config, const std::string& dir) {
         CKPT_RETURN_IF_ERROR(warm_page_cache(store));
         CKPT_ASSIGN_OR_RETURN(Sample s, restore_once(dc, epoch, mode, config.window_s));
         std::fprintf(stderr,
-                     "  %s: rebuilt %.3f ms, first write %.3f ms, resident %.3f s, faults %llu (%llu in %.0f s), "
+                     "  %s: rebuilt %.3f ms, first write %.3f ms, resident %.3f s, faults %llu (%llu in %g s), "
                      "%llu iterations\n",
                      mode_name(mode), s.rebuilt_ms, s.first_write_ms, s.resident_s,
                      static_cast<unsigned long long>(s.fault_reads),
@@ -245,7 +245,7 @@ Status run(const Config& config, const std::string& dir) {
               machine.cpus, machine.cpu_model.c_str(), machine.kernel.c_str(), config.deltas,
               config.dirty_fraction * 100, config.workload.c_str(), config.repeats);
   std::printf("| guest | store | mode | request -> state loaded | request -> first guest write | all resident | "
-              "block reads waited for (first %.0f s / all) | guest iterations in its first %.0f s, vs never restored "
+              "block reads waited for (first %g s / all) | guest iterations in its first %g s, vs never restored "
               "|\n|---|---|---|---|---|---|---|---|\n",
               config.window_s, config.window_s);
   for (const SizeResult& r : results) {

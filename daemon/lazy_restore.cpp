@@ -5,7 +5,6 @@
 #include <unistd.h>
 
 #include <chrono>
-#include <unordered_set>
 
 #include "common/log.h"
 
@@ -85,15 +84,11 @@ std::vector<uint64_t> LazyRestore::working_set() const {
     std::lock_guard lock(mu_);
     gfns = touched_;
   }
-  std::unordered_set<snap::LazySource::BlockIndex> listed;
-  for (uint64_t gfn : gfns) listed.insert(source_->block_of(gfn));
-  for (uint64_t gfn : options_.prefetch_gfns) {
-    if (gfns.size() >= options_.record_limit) break;
-    if (gfn >= source_->pages()) continue;
-    const snap::LazySource::BlockIndex block = source_->block_of(gfn);
-    if (block != snap::LazySource::kZeroBlock && listed.insert(block).second) {
-      gfns.push_back(source_->first_gfn_of(block));
-    }
+  std::vector<bool> listed(source_->blocks(), false);
+  for (uint64_t gfn : gfns) listed[source_->block_of(gfn)] = true;  // touched_ holds only blocks' first gfns
+  for (uint64_t i = 0; i < order_.prefetched && gfns.size() < options_.record_limit; ++i) {
+    const snap::LazySource::BlockIndex block = order_.blocks[i];
+    if (!listed[block]) gfns.push_back(source_->first_gfn_of(block));
   }
   return gfns;
 }

@@ -30,19 +30,18 @@ namespace {
 
 class MemorySink final : public PageSink {
  public:
-  MemorySink(std::span<uint8_t> memory, bool zeroed) : memory_(memory), zeroed_(zeroed) {}
+  explicit MemorySink(std::span<uint8_t> memory) : memory_(memory) {}
   Status put(uint64_t gfn, uint32_t count, const uint8_t* data) override {
     std::memcpy(memory_.data() + gfn * f::kPageSize, data, size_t{count} * f::kPageSize);
     return Status::ok();
   }
   Status zero(uint64_t gfn, uint64_t count) override {
-    if (!zeroed_) std::memset(memory_.data() + gfn * f::kPageSize, 0, count * f::kPageSize);
+    std::memset(memory_.data() + gfn * f::kPageSize, 0, count * f::kPageSize);
     return Status::ok();
   }
 
  private:
   std::span<uint8_t> memory_;
-  bool zeroed_;
 };
 
 }  // namespace
@@ -140,7 +139,7 @@ Result<RestoreStats> restore_to_memory(FileSystem& fs, const Catalog& catalog, u
   if (memory.size() % f::kPageSize != 0) {
     return invalid_argument("restore buffer of " + std::to_string(memory.size()) + " bytes is not whole pages");
   }
-  MemorySink sink(memory, options.memory_is_zeroed);
+  MemorySink sink(memory);
   return restore_space(fs, catalog, epoch, f::kMemorySpace, sink, memory.size() / f::kPageSize, options);
 }
 

@@ -18,9 +18,6 @@ namespace ckpt::snap {
 
 struct RestoreOptions {
   unsigned threads = 0;  // 0 = one per CPU
-  // restore_to_memory only: the buffer already reads as zero (fresh anonymous or memfd memory), so zero pages are
-  // not written, which keeps untouched guest memory unallocated and skips a page fault per zero page.
-  bool memory_is_zeroed = false;
   // Called now and then with pages (disk blocks) restored so far and the total; from any thread, never concurrently.
   std::function<void(uint64_t done, uint64_t total)> progress;
 };

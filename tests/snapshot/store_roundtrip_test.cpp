@@ -1,8 +1,13 @@
 // Round trips through the store: what is written at an epoch is what restore gives back, bit for bit.
 #include <gtest/gtest.h>
 
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include <algorithm>
 #include <cstring>
 
+#include "common/unique_fd.h"
 #include "snapshot/epoch_file.h"
 #include "snapshot/restore.h"
 #include "snapshot/verify.h"
@@ -237,9 +242,10 @@ TEST(StoreRoundTrip, IoUringAndPwriteWriteIdenticalBytes) {
 namespace ckpt::snap {
 namespace {
 
-// memory_is_zeroed: into memory that already reads as zero, the result is the same without writing zero pages;
-// the pages it skips are exactly the zero pages (a buffer that is not zeroed shows them untouched).
-TEST(StoreRoundTrip, RestoreIntoZeroedMemorySkipsOnlyZeroPages) {
+// restore_to_zeroed_fd (the eager restore into a new VM's memfd): into a file that already reads as zero, the result
+// is the same without writing zero pages; the pages it skips are exactly the zero pages (a file that is not zeroed
+// shows them untouched).
+TEST(StoreRoundTrip, RestoreIntoAZeroedFileSkipsOnlyZeroPages) {
   testing::TempDir dir;
   testing::GuestModel model(192, 9);
   for (uint64_t g = 0; g < model.pages(); ++g) model.scribble(g);
@@ -252,13 +258,19 @@ TEST(StoreRoundTrip, RestoreIntoZeroedMemorySkipsOnlyZeroPages) {
   auto fs = make_posix_file_system();
   auto catalog = Catalog::load(*fs, dir.path());
   ASSERT_TRUE(catalog.is_ok());
-  RestoreOptions options;
-  options.memory_is_zeroed = true;
-  std::vector<uint8_t> zeroed(model.bytes().size(), 0);
-  ASSERT_TRUE(restore_to_memory(*fs, *catalog, newest, zeroed, options).is_ok());
-  EXPECT_EQ(zeroed, model.bytes());
-  std::vector<uint8_t> marked(model.bytes().size(), 0xA5);
-  ASSERT_TRUE(restore_to_memory(*fs, *catalog, newest, marked, options).is_ok());
+  const size_t bytes = model.bytes().size();
+  auto restore_into = [&](uint8_t fill) {
+    UniqueFd fd(::memfd_create("restore-test", MFD_CLOEXEC));
+    EXPECT_TRUE(fd.valid());
+    std::vector<uint8_t> image(bytes, fill);
+    EXPECT_EQ(::pwrite(fd.get(), image.data(), bytes, 0), static_cast<ssize_t>(bytes));
+    auto restored = restore_to_zeroed_fd(*fs, *catalog, newest, fd.get(), bytes, "the test's memfd");
+    EXPECT_TRUE(restored.is_ok()) << restored.status().to_string();
+    EXPECT_EQ(::pread(fd.get(), image.data(), bytes, 0), static_cast<ssize_t>(bytes));
+    return image;
+  };
+  EXPECT_EQ(restore_into(0), model.bytes());
+  const std::vector<uint8_t> marked = restore_into(0xA5);
   for (uint64_t g = 0; g < model.pages(); ++g) {
     const uint8_t* want = model.page(g);
     bool zero = std::all_of(want, want + format::kPageSize, [](uint8_t b) { return b == 0; });
