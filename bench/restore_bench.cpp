@@ -69,7 +69,9 @@ const char* mode_name(Mode m) {
 
 struct Sample {
   double rebuilt_ms = 0, first_write_ms = 0, resident_s = 0;
+  double catalog_ms = 0, memory_ms = 0, machine_ms = 0, state_ms = 0;  // rebuild_machine's phases (BuiltVm::Phases)
   uint64_t fault_reads_window = 0, fault_reads = 0, prefetch_blocks = 0, iterations_window = 0;
+  uint64_t fault_reads_first_write = 0;  // block reads the guest waited for before its first write
 };
 
 daemon::DaemonConfig daemon_config(uint64_t size_mib, const std::string& store, bool hot_set) {
@@ -155,6 +157,10 @@ Result<Sample> restore_once(const daemon::DaemonConfig& dc, uint64_t epoch, Mode
                                                     ? daemon::MemoryRestore::kLazy
                                                     : daemon::MemoryRestore::kEager));
   s.rebuilt_ms = watch.seconds() * 1e3;
+  s.catalog_ms = vm.phases.catalog;
+  s.memory_ms = vm.phases.memory;
+  s.machine_ms = vm.phases.machine;
+  s.state_ms = vm.phases.state;
   if (mode == Mode::kRunning) {
     CKPT_RETURN_IF_ERROR(populate_guest(vm.machine->host_memory()));
     watch = Stopwatch();  // only its run counts
@@ -174,6 +180,7 @@ Result<Sample> restore_once(const daemon::DaemonConfig& dc, uint64_t epoch, Mode
     sleep_us(20);
   }
   s.first_write_ms = watch.seconds() * 1e3;
+  if (vm.lazy) s.fault_reads_first_write = vm.lazy->progress().fault_reads;
   while (watch.seconds() - started < window_s) sleep_us(1000);
   s.iterations_window = status->load(std::memory_order_acquire) - at_epoch;
   if (vm.lazy) {
@@ -263,6 +270,24 @@ Status run(const Config& config, const std::string& dir) {
                   static_cast<unsigned long long>(r.size_mib), static_cast<double>(r.store_bytes) / (1 << 20),
                   mode_name(mode), loaded, first, resident, median_of(v, &Sample::fault_reads_window),
                   median_of(v, &Sample::fault_reads), iterations, reference > 0 ? iterations / reference : 0);
+    }
+  }
+  std::printf("\nWhere request -> state loaded goes (medians, ms; daemon::BuiltVm::Phases): the catalog and chain; memory "
+              "(lazy: the restore plan, the page index and the chain's files opened; eager: every page in); the "
+              "machine (memory mapped and registered; lazy: the working-set record read, serving threads started); "
+              "the state loaded (lazy: its first page faults served).\n\n"
+              "Then the guest runs until its first write, waiting for the blocks it needs first (read, checked, "
+              "decoded and installed one after the other: block reads before the first write).\n\n"
+              "| guest | mode | catalog | memory | machine | state | block reads before the first write |\n"
+              "|---|---|---|---|---|---|---|\n");
+  for (const SizeResult& r : results) {
+    for (Mode mode : kModes) {
+      if (mode == Mode::kRunning) continue;
+      const std::vector<Sample>& v = r.samples.at(mode);
+      std::printf("| %llu MiB | %s | %.2f | %.2f | %.2f | %.2f | %.0f |\n", static_cast<unsigned long long>(r.size_mib),
+                  mode_name(mode), median_of(v, &Sample::catalog_ms), median_of(v, &Sample::memory_ms),
+                  median_of(v, &Sample::machine_ms), median_of(v, &Sample::state_ms),
+                  median_of(v, &Sample::fault_reads_first_write));
     }
   }
   return Status::ok();

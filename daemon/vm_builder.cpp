@@ -1,5 +1,7 @@
 #include "daemon/vm_builder.h"
 
+#include <chrono>
+#include <cstdio>
 #include <cstring>
 
 #include "common/log.h"
@@ -43,7 +45,28 @@ LazyRestore::Options working_set_options(snap::FileSystem& fs, const std::string
   return options;
 }
 
+// Milliseconds since the last lap.
+class Laps {
+ public:
+  double lap() {
+    const auto now = std::chrono::steady_clock::now();
+    const double ms = std::chrono::duration<double, std::milli>(now - last_).count();
+    last_ = now;
+    return ms;
+  }
+
+ private:
+  std::chrono::steady_clock::time_point last_ = std::chrono::steady_clock::now();
+};
+
 }  // namespace
+
+std::string BuiltVm::Phases::to_string() const {
+  char text[200];
+  std::snprintf(text, sizeof text, "%.1f ms: catalog %.1f, disks %.1f, memory %.1f, machine %.1f, state %.1f", total(),
+                catalog, disks, memory, machine, state);
+  return text;
+}
 
 Result<BuiltVm> create_fresh_machine(const DaemonConfig& config) {
   BuiltVm vm;
@@ -83,10 +106,13 @@ Status BuiltVm::publish_disks() {
 Result<BuiltVm> rebuild_machine(const DaemonConfig& config, snap::FileSystem& fs, const std::string& store_dir,
                                 uint64_t epoch, MemoryRestore memory) {
   std::string what = "rebuild the VM from epoch " + std::to_string(epoch);
+  Laps laps;
+  BuiltVm::Phases phases;
   CKPT_ASSIGN_OR_RETURN(snap::Catalog catalog, snap::Catalog::load(fs, store_dir));
   auto chain = catalog.chain(epoch);
   if (!chain.is_ok()) return chain.status().with_context(what);
   const snap::EpochMeta& meta = *chain->front();
+  phases.catalog = laps.lap();
 
   // The VM is the store's: its size from the epoch (settings the user gave must agree; defaults give way).
   std::string store = "store " + store_dir + " (epoch " + std::to_string(epoch) + ")";
@@ -116,6 +142,7 @@ Result<BuiltVm> rebuild_machine(const DaemonConfig& config, snap::FileSystem& fs
     machine_config.disks.push_back(vmm::DiskConfig{image->path(), disk.read_only, disk.name});
     images.push_back(std::move(*image));
   }
+  phases.disks = laps.lap();
   BuiltVm vm;
   std::unique_ptr<snap::LazySource> source;
   if (memory == MemoryRestore::kLazy) {
@@ -130,6 +157,7 @@ Result<BuiltVm> rebuild_machine(const DaemonConfig& config, snap::FileSystem& fs
     }
   }
   machine_config.lazy_memory = source != nullptr;
+  phases.memory = laps.lap();
   auto created = vmm::create_machine(machine_config, config.backend);
   if (!created.is_ok() && source && (created.status().code() == StatusCode::kPermission ||
                                      created.status().code() == StatusCode::kUnsupported)) {
@@ -148,11 +176,14 @@ Result<BuiltVm> rebuild_machine(const DaemonConfig& config, snap::FileSystem& fs
                                    working_set_options(fs, store_dir, meta.header.guest_pages));
     if (!lazy.is_ok()) return lazy.status().with_context(what);
     vm.lazy = std::move(*lazy);
+    phases.machine = laps.lap();
   } else {
+    phases.machine = laps.lap();
     // A new machine's memory is all holes: zero pages need no write, and pwrite fills the rest faster than stores.
     auto restored = snap::restore_to_zeroed_fd(fs, catalog, epoch, machine->memory_fd(), memory_bytes,
                                                "the guest memory of the rebuilt VM");
     if (!restored.is_ok()) return restored.status().with_context(what);
+    phases.memory += laps.lap();
   }
   // The workload is what the guest reads from its control blocks, now restored: the store's, whatever the settings
   // say. The machine has not run and nothing has been written, so refusing here changes nothing.
@@ -165,12 +196,16 @@ Result<BuiltVm> rebuild_machine(const DaemonConfig& config, snap::FileSystem& fs
   for (const snap::StateBlob& blob : meta.states) state.push_back({blob.name, blob.data});
   Status loaded = machine->load_state(state);
   if (!loaded.is_ok()) return loaded.with_context(what);
+  phases.state = laps.lap();
   for (size_t i = 0; i < images.size(); ++i) {
     const snap::DiskSpace& disk = meta.disks[i];
     CKPT_ASSIGN_OR_RETURN(OpenDisk open, open_disk(disk.name, images[i].path(), disk.read_only));
     vm.disks.push_back(std::move(open));
   }
   vm.pending = std::move(images);
+  vm.phases = phases;
+  CKPT_LOG(kInfo) << what << (vm.lazy ? " (memory served lazily)" : " (every page in)") << " in "
+                  << phases.to_string();
   return vm;
 }
 

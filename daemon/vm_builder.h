@@ -27,6 +27,17 @@ struct BuiltVm {
   std::vector<OpenDisk> disks;
   std::vector<PendingImage> pending;  // disks[i]'s image, for a rebuilt machine
 
+  // Where a rebuild's time went, in ms (rebuild_machine only): what a restore waits for before the guest may run.
+  struct Phases {
+    double catalog = 0;  // the store's catalog and the epoch's chain
+    double disks = 0;    // disks rebuilt into working images
+    double memory = 0;   // lazy: the restore plan, the page index, the chain's files opened; eager: every page in
+    double machine = 0;  // the machine made (memory mapped, registered); lazy: working-set record read, threads started
+    double state = 0;    // vCPU and device state loaded
+    double total() const { return catalog + disks + memory + machine + state; }
+    std::string to_string() const;
+  } phases;
+
   Status publish_disks();
 };
 
