@@ -15,7 +15,10 @@
 //   progress        the guest's iterations in its first second, against a guest that was never restored: eager,
 //                   then every page mapped (MADV_POPULATE_WRITE) before it starts, as in a VM that ran a while
 //                   (after a restore, eager or lazy, each first touch of a page still maps it)
-// Store files are warm in the page cache (written just before). Not a test: nothing in ctest runs it.
+//   phases          where request -> state loaded goes (daemon::BuiltVm::Phases), and the block reads the guest
+//                   waited for before its first write
+// The poll of the status slot sleeps ~20 us at a time: on a busy machine the first write is seen late (several
+// iterations after it happened), which inflates that column alone. Store files are warm in the page cache (written just before). Not a test: nothing in ctest runs it.
 #include <time.h>
 #include <unistd.h>
 
