@@ -31,7 +31,7 @@ struct Config {
 struct Step {
   double seconds = 0;      // wall clock
   double cpu_seconds = 0;  // CPU of this process and its children during the step
-  double tail_seconds = 0; // the durability tail: zstd's fsyncs, the store's commit(); 0 where not split out
+  double tail_seconds = 0; // the durability tail: zstd's fsyncs, the store's commit() or its restore's fsync
 };
 
 struct BaseFigures {

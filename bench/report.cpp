@@ -79,7 +79,7 @@ void print_goals(std::ostream& out, const Config& config, const Results& r) {
       << verdict(size_ratio <= 1.05) << " |\n"
       << "| restore of the newest epoch (base + " << r.deltas.size() << " deltas), durable | "
       << time_and_rate(bytes, store_r) << " | " << time_and_rate(bytes, zstd_r) << " | "
-      << format_fixed(restore_ratio, 2) << "x | >= 1.0x | " << verdict(restore_ratio >= 1.0) << " |\n\n";
+      << format_fixed(restore_ratio, 2) << "x | >= 1.5x | " << verdict(restore_ratio >= 1.5) << " |\n\n";
 }
 
 // Every repeat, with CPU time and the durability tail: what the medians hide on a shared machine.
@@ -93,7 +93,7 @@ void print_steps(std::ostream& out, const Config& config, const Results& r) {
   row("zstd -1 -T2 + fsync", r.base.zstd, "fsync");
   row("store base write", r.base.store, "commit");
   row("zstd -d + fsync", r.restore.zstd, "fsync");
-  row("store restore_to_file", r.restore.store, nullptr);
+  row("store restore_to_file", r.restore.store, "fsync");
   out << "\nSteps alternate: zstd, store, zstd, store, ..., after " << config.warmup
       << " untimed warm-up round(s) of each comparison.\n\n";
 }

@@ -10,6 +10,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <cstring>
 #include <memory>
 #include <mutex>
@@ -247,7 +248,9 @@ Result<RestoreStats> write_image_file(const std::string& store_dir, const std::s
   if (replaces) (void)::fchown(fd.get(), existing.st_uid, existing.st_gid);
   if (::ftruncate(fd.get(), static_cast<off_t>(bytes)) != 0) return Status::from_errno(errno, "ftruncate " + temp);
   CKPT_ASSIGN_OR_RETURN(RestoreStats stats, fill(fd.get(), temp));
+  const auto sync_start = std::chrono::steady_clock::now();
   if (::fsync(fd.get()) != 0) return Status::from_errno(errno, "fsync " + temp);
+  stats.sync_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - sync_start).count();
   if (::rename(temp.c_str(), path.c_str()) != 0) return Status::from_errno(errno, "rename " + temp + " to " + path);
   guard.keep = true;
   UniqueFd dir(::open(parent_dir(path).c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));

@@ -28,6 +28,7 @@ struct RestoreStats {
   uint64_t zero_pages = 0;   // pages (blocks) set to zero
   uint64_t blocks_read = 0;
   uint64_t bytes_read = 0;   // stored bytes read from epoch files
+  double sync_seconds = 0;   // restore_to_file: the final fsync of the image (what durability costs at the end)
 };
 
 // The guest size of `epoch` (epochs of one store normally agree; a hostile or mixed-up store need not).
