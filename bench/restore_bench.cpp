@@ -18,7 +18,8 @@
 //   phases          where request -> state loaded goes (daemon::BuiltVm::Phases), and the block reads the guest
 //                   waited for before its first write
 // The poll of the status slot sleeps ~20 us at a time: on a busy machine the first write is seen late (several
-// iterations after it happened), which inflates that column alone. Store files are warm in the page cache (written just before). Not a test: nothing in ctest runs it.
+// iterations after it happened), which inflates that column alone. Store files are warm in the page cache (written
+// just before). Not a test: nothing in ctest runs it.
 #include <time.h>
 #include <unistd.h>
 
@@ -275,8 +276,8 @@ Status run(const Config& config, const std::string& dir) {
                   median_of(v, &Sample::fault_reads), iterations, reference > 0 ? iterations / reference : 0);
     }
   }
-  std::printf("\nWhere request -> state loaded goes (medians, ms; daemon::BuiltVm::Phases): the catalog and chain; memory "
-              "(lazy: the restore plan, the page index and the chain's files opened; eager: every page in); the "
+  std::printf("\nWhere request -> state loaded goes (medians, ms; daemon::BuiltVm::Phases): the catalog and chain; "
+              "memory (lazy: the restore plan, the page index and the chain's files opened; eager: every page in); the "
               "machine (memory mapped and registered; lazy: the working-set record read, serving threads started); "
               "the state loaded (lazy: its first page faults served).\n\n"
               "Then the guest runs until its first write, waiting for the blocks it needs first (read, checked, "

@@ -17,6 +17,10 @@ class DirtyBitmap {
   void merge_words(uint64_t first_gfn, const uint64_t* words, uint64_t count) {
     for (uint64_t i = 0; i < count; ++i) words_[first_gfn / 64 + i] |= words[i];
   }
+  // Keeps only the bits also set in `count` words of `mask`, which covers the pages from gfn 0.
+  void mask_words(const uint64_t* mask, uint64_t count) {
+    for (size_t i = 0; i < words_.size(); ++i) words_[i] &= i < count ? mask[i] : 0;
+  }
   void merge(const DirtyBitmap& other) {
     for (size_t i = 0; i < words_.size(); ++i) words_[i] |= other.words_[i];
   }

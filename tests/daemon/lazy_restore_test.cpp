@@ -107,9 +107,7 @@ TEST_F(LazyRestoreTest, OnlyTheGuestsWritesAreDirty) {
   ASSIGN_OR_SKIP_WITHOUT_USERFAULTFD(
       tracker, vmm::software::UffdWpTracker::create(*memory_, vmm::software::UffdWpTracker::kDefaultVectorRegions,
                                                     /*missing_too=*/true));
-  auto pages = vmm::MissingPages::over((*tracker)->uffd(), *memory_, /*write_protect=*/true);
-  ASSERT_TRUE(pages.is_ok());
-  auto lazy = LazyRestore::start(source(), std::move(*pages), {});
+  auto lazy = LazyRestore::start(source(), (*tracker)->missing_pages(), {});
   ASSERT_TRUE(lazy.is_ok()) << lazy.status().to_string();
   std::vector<uint64_t> written = {0, 1, 2, 77, 1000, 4095};  // zero pages and data pages, faulted by the write
   for (uint64_t g : written) memory_->host()[g * kPage + 100] ^= 0x5A;

@@ -125,16 +125,25 @@ TEST(MissingPages, AnInstallNeverOverwritesAPresentPage) {
   EXPECT_FALSE((*pages)->install((*memory)->pages() - 1, 2, b.data()).is_ok()) << "beyond guest memory";
 }
 
-// The software backend: one userfaultfd tracks writes (async write-protect) and serves missing pages.
-TEST(MissingPages, InstalledPagesAreNotDirtyWrittenOnesAre) {
+// The software backend: one userfaultfd tracks writes (async write-protect) and serves missing pages. Its holes get
+// their write-protect markers from protect_holes(), which may run before the guest's accesses, between them and the
+// first harvest, or not at all (a harvest then masks the holes): the dirty sets must be the same.
+enum class MarkHoles { kNever, kFirst, kBeforeTheHarvest };
+
+class InstalledPagesAreNotDirty : public ::testing::TestWithParam<MarkHoles> {};
+
+TEST_P(InstalledPagesAreNotDirty, WrittenOnesAre) {
   auto memory = GuestMemory::create(16ull << 20);
   ASSERT_TRUE(memory.is_ok());
   ASSIGN_OR_SKIP_WITHOUT_USERFAULTFD(
       tracker, software::UffdWpTracker::create(**memory, software::UffdWpTracker::kDefaultVectorRegions,
-                                               /*missing_too=*/true));
-  auto pages = MissingPages::over((*tracker)->uffd(), **memory, /*write_protect=*/true);
-  ASSERT_TRUE(pages.is_ok()) << pages.status().to_string();
-  FaultServer server(**pages);
+                                               /*missing_too=*/true, software::UffdWpTracker::HoleMarking::kByCaller));
+  EXPECT_FALSE((*tracker)->holes_protected());
+  if (GetParam() == MarkHoles::kFirst) {
+    ASSERT_TRUE((*tracker)->protect_holes().is_ok());
+  }
+  std::shared_ptr<MissingPages> pages = (*tracker)->missing_pages();
+  FaultServer server(*pages);
   uint8_t* host = (*memory)->host();
   // Read 100 pages (faulted in), write one of them and one page never touched before; fill 64 pages without any
   // access, as the background filler does.
@@ -143,7 +152,11 @@ TEST(MissingPages, InstalledPagesAreNotDirtyWrittenOnesAre) {
   host[50 * kPage + 8] = 1;
   host[2000 * kPage + 8] = 2;
   std::vector<uint8_t> filled(64 * kPage, 7);
-  ASSERT_TRUE((*pages)->install(1000, 64, filled.data()).is_ok());
+  ASSERT_TRUE(pages->install(1000, 64, filled.data()).is_ok());
+  if (GetParam() == MarkHoles::kBeforeTheHarvest) {
+    ASSERT_TRUE((*tracker)->protect_holes().is_ok());
+  }
+  EXPECT_EQ((*tracker)->holes_protected(), GetParam() != MarkHoles::kNever);
   DirtyBitmap dirty((*memory)->pages());
   ASSERT_TRUE((*tracker)->harvest_and_rearm(dirty).is_ok());
   EXPECT_EQ(dirty.to_gfns(), (std::vector<uint64_t>{50, 2000}));
@@ -151,12 +164,74 @@ TEST(MissingPages, InstalledPagesAreNotDirtyWrittenOnesAre) {
   EXPECT_EQ(host[2000 * kPage + 8], 2);
   EXPECT_TRUE(holds_pattern(host + 2001 * kPage, 2001));
   EXPECT_EQ(host[1000 * kPage], 7);
-  // A filled page written later is dirty like any other.
+  // A filled page written later is dirty like any other; so is one entered now, and the holes still are not.
   host[1010 * kPage] = 9;
+  host[3000 * kPage] = 9;
   DirtyBitmap again((*memory)->pages());
   ASSERT_TRUE((*tracker)->harvest_and_rearm(again).is_ok());
-  EXPECT_EQ(again.to_gfns(), std::vector<uint64_t>{1010});
+  EXPECT_EQ(again.to_gfns(), (std::vector<uint64_t>{1010, 3000}));
+  // reset() forgets the writes so far, whether the holes are marked or not.
+  host[20 * kPage] = 1;
+  host[4000 * kPage] = 1;
+  ASSERT_TRUE((*tracker)->reset().is_ok());
+  host[21 * kPage] = 1;
+  DirtyBitmap after_reset((*memory)->pages());
+  ASSERT_TRUE((*tracker)->harvest_and_rearm(after_reset).is_ok());
+  EXPECT_EQ(after_reset.to_gfns(), std::vector<uint64_t>{21});
   EXPECT_GT(sum, 0u);
+}
+
+INSTANTIATE_TEST_SUITE_P(MissingPages, InstalledPagesAreNotDirty,
+                         ::testing::Values(MarkHoles::kNever, MarkHoles::kFirst, MarkHoles::kBeforeTheHarvest),
+                         [](const ::testing::TestParamInfo<MarkHoles>& info) {
+                           switch (info.param) {
+                             case MarkHoles::kNever: return std::string("HolesNeverMarked");
+                             case MarkHoles::kFirst: return std::string("HolesMarkedFirst");
+                             default: return std::string("HolesMarkedBeforeTheHarvest");
+                           }
+                         });
+
+// Pages that enter and are written while their chunk is being marked: the marking may write-protect them again
+// after the write, so it owes them to the next harvest. Every page written must be reported, and nothing that never
+// entered may be. The writer installs each page itself (as the filler does, without a fault's round trip) and writes
+// it at once, walking down through one marking chunk while the marking walks up it: the two cross in most rounds.
+TEST(MissingPages, WritesRacingTheHoleMarkingAreNeverLost) {
+  constexpr uint64_t kBytes = 8ull << 20, kPages = kBytes / kPage;
+  std::vector<uint8_t> content(kPage, 0x11);
+  for (int round = 0; round < 100; ++round) {
+    auto memory = GuestMemory::create(kBytes);
+    ASSERT_TRUE(memory.is_ok());
+    ASSIGN_OR_SKIP_WITHOUT_USERFAULTFD(
+        tracker,
+        software::UffdWpTracker::create(**memory, software::UffdWpTracker::kDefaultVectorRegions,
+                                        /*missing_too=*/true, software::UffdWpTracker::HoleMarking::kByCaller));
+    std::shared_ptr<MissingPages> pages = (*tracker)->missing_pages();
+    uint8_t* host = (*memory)->host();
+    std::atomic<uint64_t> written_count{0};
+    std::vector<uint64_t> written;
+    Status installs = Status::ok();
+    std::thread writer([&] {
+      for (uint64_t g = kPages; g-- > 0 && installs.is_ok();) {
+        installs = pages->install(g, 1, content.data()).status();
+        host[g * kPage + 16] = 0xEE;
+        written.push_back(g);
+        written_count.store(written.size());
+      }
+    });
+    while (written_count.load() < 64) std::this_thread::yield();
+    Status marked = (*tracker)->protect_holes();
+    writer.join();
+    ASSERT_TRUE(installs.is_ok()) << installs.to_string();
+    ASSERT_TRUE(marked.is_ok()) << marked.to_string();
+    ASSERT_TRUE((*tracker)->holes_protected());
+    DirtyBitmap dirty(kPages);
+    ASSERT_TRUE((*tracker)->harvest_and_rearm(dirty).is_ok());
+    size_t lost = 0, unentered = 0;
+    for (uint64_t g : written) lost += !dirty.test(g);
+    for (uint64_t g : dirty.to_gfns()) unentered += !pages->entered().test(g);
+    ASSERT_EQ(lost, 0u) << "round " << round << ": " << written.size() << " pages written";
+    ASSERT_EQ(unentered, 0u) << "round " << round;
+  }
 }
 
 }  // namespace

@@ -92,7 +92,7 @@ Status SoftwareMachine::init() {
     // One userfaultfd per mapping: the uffd-wp tracker's serves the missing pages too; a conservative tracker has
     // none, so they get one of their own.
     if (auto* uffd = dynamic_cast<UffdWpTracker*>(tracker_.get())) {
-      CKPT_ASSIGN_OR_RETURN(missing_, MissingPages::over(uffd->uffd(), *memory_, /*write_protect=*/true));
+      missing_ = uffd->missing_pages();
     } else {
       CKPT_ASSIGN_OR_RETURN(missing_, MissingPages::create(*memory_));
     }

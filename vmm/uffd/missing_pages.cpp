@@ -76,6 +76,8 @@ Result<uint32_t> MissingPages::install(uint64_t gfn, uint32_t count, const uint8
     return invalid_argument("install pages " + std::to_string(gfn) + "+" + std::to_string(count) +
                             " beyond guest memory of " + std::to_string(pages_) + " pages");
   }
+  // Before the copy: once a page is present the guest may write it, and a reader of entered() must know it may.
+  entered_.mark(gfn, count);
   uint32_t done = 0, installed = 0;
   while (done < count) {
     uffdio_copy copy{};

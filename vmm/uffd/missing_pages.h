@@ -18,6 +18,7 @@
 #include "common/status.h"
 #include "common/unique_fd.h"
 #include "vmm/guest_memory.h"
+#include "vmm/uffd/entered_pages.h"
 
 namespace ckpt::vmm {
 
@@ -35,12 +36,14 @@ class MissingPages {
   // The gfn of the next waiting fault, or nothing when none waits. Never blocks.
   Result<std::optional<uint64_t>> next_fault();
   // Installs `count` pages at `gfn` from `pages`, leaving any page already present as it is; returns how many it
-  // installed.
+  // installed. Marks them in entered() first.
   Result<uint32_t> install(uint64_t gfn, uint32_t count, const uint8_t* pages);
   // The same with zero pages.
   Result<uint32_t> install_zero(uint64_t gfn, uint32_t count);
   // Wakes accesses waiting on [gfn, gfn + count) (after they were resolved some other way: a page already present).
   Status wake(uint64_t gfn, uint32_t count);
+  // Every page an install was asked for, marked before the install began.
+  const EnteredPages& entered() const { return entered_; }
   // Whether release() may end missing mode: only over create()'s own registration (over()'s belongs to the tracker,
   // whose write-protect would go with it).
   bool can_release() const { return owns_registration_; }
@@ -52,13 +55,14 @@ class MissingPages {
  private:
   MissingPages(UniqueFd fd, GuestMemory& memory, bool write_protect, bool owns_registration)
       : fd_(std::move(fd)), base_(reinterpret_cast<uint64_t>(memory.host())), pages_(memory.pages()),
-        wp_(write_protect), owns_registration_(owns_registration) {}
+        wp_(write_protect), owns_registration_(owns_registration), entered_(pages_) {}
 
   UniqueFd fd_;
   uint64_t base_;   // guest memory's host address
   uint64_t pages_;  // and size
   bool wp_;
   bool owns_registration_;
+  EnteredPages entered_;
 };
 
 }  // namespace ckpt::vmm
