@@ -277,7 +277,8 @@ Status run(const Config& config, const std::string& dir) {
     }
   }
   std::printf("\nWhere request -> state loaded goes (medians, ms; daemon::BuiltVm::Phases): the catalog and chain; "
-              "memory (lazy: the restore plan, the page index and the chain's files opened; eager: every page in); the "
+              "memory (lazy: the restore plan and the chain's files opened, the page index being built after the guest "
+              "starts; eager: every page in); the "
               "machine (memory mapped and registered; lazy: the working-set record read, serving threads started); "
               "the state loaded (lazy: its first page faults served).\n\n"
               "Then the guest runs until its first write, waiting for the blocks it needs first (read, checked, "

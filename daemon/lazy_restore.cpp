@@ -30,8 +30,6 @@ LazyRestore::LazyRestore(std::unique_ptr<snap::LazySource> source, std::shared_p
   progress_.pages = source_->pages();
   progress_.data_pages = source_->data_pages();
   progress_.blocks = source_->blocks();
-  order_ = fill_order(*source_, options_.prefetch_gfns);
-  progress_.prefetch_blocks = order_.prefetched;
 }
 
 Result<std::unique_ptr<LazyRestore>> LazyRestore::start(std::unique_ptr<snap::LazySource> source,
@@ -45,7 +43,7 @@ Result<std::unique_ptr<LazyRestore>> LazyRestore::start(std::unique_ptr<snap::La
     lazy->progress_.filled = true;
   }
   lazy->fault_thread_ = std::thread([l = lazy.get()] { l->serve_faults(); });
-  if (lazy->options_.fill_in_background) lazy->filler_thread_ = std::thread([l = lazy.get()] { l->fill(); });
+  lazy->filler_thread_ = std::thread([l = lazy.get()] { l->fill(); });
   return lazy;
 }
 
@@ -86,7 +84,8 @@ std::vector<uint64_t> LazyRestore::working_set() const {
   }
   std::vector<bool> listed(source_->blocks(), false);
   for (uint64_t gfn : gfns) listed[source_->block_of(gfn)] = true;  // touched_ holds only blocks' first gfns
-  for (uint64_t i = 0; i < order_.prefetched && gfns.size() < options_.record_limit; ++i) {
+  std::lock_guard lock(mu_);  // order_ is the filler's until ordered_
+  for (uint64_t i = 0; ordered_ && i < order_.prefetched && gfns.size() < options_.record_limit; ++i) {
     const snap::LazySource::BlockIndex block = order_.blocks[i];
     if (!listed[block]) gfns.push_back(source_->first_gfn_of(block));
   }
@@ -243,6 +242,16 @@ LazyRestore::FillOrder LazyRestore::fill_order(const snap::LazySource& source,
 }
 
 void LazyRestore::fill() {
+  // First what the guest did not wait for: the page index (faults search meanwhile) and the order to fill in.
+  source_->build_index();
+  FillOrder order = fill_order(*source_, options_.prefetch_gfns);
+  {
+    std::lock_guard lock(mu_);
+    order_ = std::move(order);
+    ordered_ = true;
+    progress_.prefetch_blocks = order_.prefetched;
+  }
+  if (!options_.fill_in_background) return;
   snap::LazySource::Reader reader;
   for (snap::LazySource::BlockIndex block : order_.blocks) {
     if (stopping_ || abandoned_) return;

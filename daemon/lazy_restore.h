@@ -3,7 +3,8 @@
 // newest epoch of the chain that has it (snap::LazySource) and installing all of that block's pages the restore takes
 // at once; a page that is zero at the epoch costs no read. A filler thread meanwhile installs every other block,
 // front to back through the chain's files (blocks named for prefetch first), so that the store is needed only for
-// a while: once every block is in, the chain's files are closed and only zero pages remain to be served.
+// a while: once every block is in, the chain's files are closed and only zero pages remain to be served. Before it
+// fills, the filler builds the source's page index and its fill order: the guest does not wait for either.
 //
 // A block that fails its checksum (or cannot be read) is never installed: whoever waits on one of its pages waits
 // on, the error (naming the file and offset) is kept and reported once through on_error, whose job is to stop the
@@ -45,7 +46,8 @@ class LazyRestore {
     // working_set(): the record to keep for the next restore. May block (it writes a file); must not touch guest
     // memory.
     std::function<void(std::vector<uint64_t> working_set)> on_filled;
-    // Off: only faults bring pages in (tests; counting the faults a guest takes).
+    // Off: only faults bring pages in (tests; counting the faults a guest takes). The filler thread still builds
+    // the page index and the fill order.
     bool fill_in_background = true;
   };
 
@@ -94,7 +96,8 @@ class LazyRestore {
   std::unique_ptr<snap::LazySource> source_;
   std::shared_ptr<vmm::MissingPages> pages_;
   Options options_;
-  FillOrder order_;
+  FillOrder order_;     // made by the filler before it fills; others read it under mu_ once ordered_
+  bool ordered_ = false;  // guarded by mu_
   std::unique_ptr<std::atomic<uint8_t>[]> state_;  // per block
   UniqueFd stop_event_;                            // eventfd: wakes the fault thread's poll
   std::atomic<bool> stopping_{false}, abandoned_{false};

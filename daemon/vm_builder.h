@@ -31,7 +31,7 @@ struct BuiltVm {
   struct Phases {
     double catalog = 0;  // the store's catalog and the epoch's chain
     double disks = 0;    // disks rebuilt into working images
-    double memory = 0;   // lazy: the restore plan, the page index, the chain's files opened; eager: every page in
+    double memory = 0;   // lazy: the restore plan, the chain's files opened; eager: every page in
     double machine = 0;  // the machine made (memory mapped, registered); lazy: working-set record read, threads started
     double state = 0;    // vCPU and device state loaded
     double total() const { return catalog + disks + memory + machine + state; }

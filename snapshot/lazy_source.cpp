@@ -1,5 +1,7 @@
 #include "snapshot/lazy_source.h"
 
+#include <algorithm>
+
 #include "snapshot/epoch_file.h"
 #include "snapshot/epoch_file_cache.h"
 
@@ -25,20 +27,58 @@ Result<std::unique_ptr<LazySource>> LazySource::open(FileSystem& fs, const Catal
     if (!same.is_ok()) return same.with_context(what);
     source->files_.push_back(std::move(*file));
   }
-  source->page_block_.assign(source->plan_.pages, kZeroBlock);
-  source->first_gfn_.assign(source->plan_.tasks.size(), UINT64_MAX);
+  source->bounds_.resize(source->plan_.tasks.size());
   for (size_t t = 0; t < source->plan_.tasks.size(); ++t) {
-    const BlockTask& task = source->plan_.tasks[t];
-    const BlockRef& block = source->chain_[task.link]->blocks[task.block];
-    Status indexed = for_each_wanted_span(block, task.wanted, [&](uint64_t gfn, uint32_t count, uint32_t) {
-      // plan_restore gave each page to exactly one block, and every run lies inside the guest (checked on load).
-      for (uint32_t i = 0; i < count; ++i) source->page_block_[gfn + i] = static_cast<BlockIndex>(t);
-      source->first_gfn_[t] = std::min(source->first_gfn_[t], gfn);
-      return Status::ok();
-    });
-    CKPT_RETURN_IF_ERROR(indexed);
+    Bounds& bounds = source->bounds_[t];
+    for (const PageRun& run : source->block_ref(static_cast<BlockIndex>(t)).runs) {
+      if (run.zero) continue;
+      bounds.first = std::min(bounds.first, run.first_gfn);
+      bounds.end = std::max(bounds.end, run.first_gfn + run.count);
+    }
   }
   return source;
+}
+
+void LazySource::build_index() {
+  std::vector<BlockIndex> index(plan_.pages, kZeroBlock);
+  for (size_t t = 0; t < plan_.tasks.size(); ++t) {
+    // plan_restore gave each page to exactly one block, and every run lies inside the guest (checked on load).
+    (void)for_each_wanted_span(block_ref(static_cast<BlockIndex>(t)), plan_.tasks[t].wanted,
+                               [&](uint64_t gfn, uint32_t count, uint32_t) {
+                                 std::fill_n(index.begin() + static_cast<ptrdiff_t>(gfn), count,
+                                             static_cast<BlockIndex>(t));
+                                 return Status::ok();
+                               });
+  }
+  page_block_ = std::move(index);
+  indexed_.store(true, std::memory_order_release);
+}
+
+// The page's one block is the one whose wanted pages include it (plan_restore gave each page to exactly one).
+LazySource::BlockIndex LazySource::search(uint64_t gfn) const {
+  for (size_t t = 0; t < bounds_.size(); ++t) {
+    if (gfn < bounds_[t].first || gfn >= bounds_[t].end) continue;
+    const uint64_t wanted = plan_.tasks[t].wanted;
+    uint32_t data_index = 0;
+    for (const PageRun& run : block_ref(static_cast<BlockIndex>(t)).runs) {
+      if (run.zero) continue;
+      if (gfn >= run.first_gfn && gfn < run.first_gfn + run.count &&
+          ((wanted >> (data_index + (gfn - run.first_gfn))) & 1)) {
+        return static_cast<BlockIndex>(t);
+      }
+      data_index += run.count;
+    }
+  }
+  return kZeroBlock;
+}
+
+uint64_t LazySource::first_gfn_of(BlockIndex block) const {
+  uint64_t first = UINT64_MAX;
+  (void)for_each_wanted_span(block_ref(block), plan_.tasks[block].wanted, [&](uint64_t gfn, uint32_t, uint32_t) {
+    first = std::min(first, gfn);
+    return Status::ok();
+  });
+  return first;
 }
 
 uint32_t LazySource::pages_of(BlockIndex block) const {

@@ -93,6 +93,24 @@ TEST_F(LazySourceTest, BlocksInAnyOrderGiveTheEpochsMemory) {
   }
 }
 
+// Until build_index() block_of() searches the plan's blocks; both answers must agree on every page (the reads above
+// hold the search to the blocks' contents).
+TEST_F(LazySourceTest, TheSearchAndTheIndexNameTheSameBlockForEveryPage) {
+  for (uint64_t epoch : {0u, 3u, 5u}) {
+    auto source = open(epoch);
+    ASSERT_NE(source, nullptr);
+    ASSERT_FALSE(source->indexed());
+    std::vector<LazySource::BlockIndex> searched(source->pages());
+    for (uint64_t g = 0; g < source->pages(); ++g) searched[g] = source->block_of(g);
+    source->build_index();
+    ASSERT_TRUE(source->indexed());
+    size_t differ = 0;
+    for (uint64_t g = 0; g < source->pages(); ++g) differ += source->block_of(g) != searched[g];
+    EXPECT_EQ(differ, 0u) << "epoch " << epoch;
+    EXPECT_TRUE(read_all_shuffled(*source, epoch + 10) == memory_[epoch]) << "epoch " << epoch;
+  }
+}
+
 TEST_F(LazySourceTest, FilesRemovedAfterOpenStayReadable) {
   auto source = open(4);
   ASSERT_NE(source, nullptr);
