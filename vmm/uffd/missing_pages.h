@@ -49,7 +49,8 @@ class MissingPages {
   bool can_release() const { return owns_registration_; }
   // Ends missing mode over guest memory once every page to restore is in: a first access to a hole then reads zeros
   // without a round trip to the fault reader, as in a machine never restored. Accesses waiting now are woken and
-  // retry; a fault already read but not answered can no longer be (install fails): its access retries on its own.
+  // retry (also those that queued while it ran); a fault already read but not answered can no longer be (install
+  // fails): its access retries on its own.
   Status release();
 
  private:
