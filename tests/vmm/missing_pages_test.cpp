@@ -136,7 +136,8 @@ void no_op(int) {}
 TEST(MissingPages, ReleaseWakesEveryAccessStillWaiting) {
   struct sigaction interrupt {};
   interrupt.sa_handler = no_op;  // no SA_RESTART: the sleeping fault returns and the access retries
-  ASSERT_EQ(::sigaction(SIGUSR1, &interrupt, nullptr), 0);
+  struct sigaction old {};
+  ASSERT_EQ(::sigaction(SIGUSR1, &interrupt, &old), 0);
   constexpr uint64_t kBytes = 8ull << 20, kPages = kBytes / kPage;
   constexpr int kVcpus = 3;
   int asleep = 0;
@@ -188,6 +189,7 @@ TEST(MissingPages, ReleaseWakesEveryAccessStillWaiting) {
     stop = true;
     server.join();
   }
+  ::sigaction(SIGUSR1, &old, nullptr);
   EXPECT_EQ(asleep, 0) << "rounds whose access slept on after release()";
 }
 
