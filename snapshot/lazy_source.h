@@ -4,9 +4,10 @@
 // the chain open from the start, so that a compaction or retention that replaces or removes those files while the
 // guest runs cannot take a page away: an open file stays readable after it was renamed over or unlinked.
 //
-// The index (4 bytes a page, ~4 ms to build at 4 GiB, most of it the first touch of its memory) is built after the
-// guest starts, by build_index() on a thread that is not waited for; until then block_of() finds a page's block by
-// a search of the plan's blocks, each ruled in or out by its gfn bounds first (tens of microseconds at 4 GiB).
+// The index (4 bytes a page; at 4 GiB 2 ms to build in recycled memory, 12.5 ms in a fresh process, most of it the
+// first touch of its memory) is built after the guest starts, by build_index() on a thread that is not waited for;
+// until then block_of() finds a page's block by a search of the plan's blocks, each ruled in or out by its gfn
+// bounds first (3.5 us a lookup at 4 GiB, 13,554 blocks).
 #pragma once
 
 #include <atomic>

@@ -134,7 +134,7 @@ Status MissingPages::release() {
   range.len = pages_ * kPage;
   if (::ioctl(fd_.get(), UFFDIO_UNREGISTER, &range) != 0) return Status::from_errno(errno, "ioctl UFFDIO_UNREGISTER");
   // UNREGISTER wakes the accesses waiting when it starts, yet on 6.18 an access could sleep on past it until a signal
-  // came (LazyRestoreTest.TheGuestSeesTheEpochWhileTheFillerRuns hung about once in a few hundred runs). The likely
+  // came (LazyRestoreTest.TheGuestSeesTheEpochWhileTheFillerRuns hung within 6 repeats of one loop). The likely
   // path: a fault taken under the VMA's own lock queues itself after that wake, before UNREGISTER write-locks the VMA.
   // Once UNREGISTER has returned, any such access is queued on this fd and no new one can be: wake them all.
   if (::ioctl(fd_.get(), UFFDIO_WAKE, &range) != 0) {
