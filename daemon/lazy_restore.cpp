@@ -4,6 +4,7 @@
 #include <sys/eventfd.h>
 #include <unistd.h>
 
+#include <array>
 #include <chrono>
 
 #include "common/log.h"
@@ -127,7 +128,8 @@ void LazyRestore::set_on_error(std::function<void(const Status&)> on_error) {
   if (!failed.is_ok() && options_.on_error && !abandoned_) options_.on_error(failed);
 }
 
-bool LazyRestore::install_block(snap::LazySource::BlockIndex block, snap::LazySource::Reader& reader) {
+bool LazyRestore::install_block(snap::LazySource::BlockIndex block, snap::LazySource::Reader& reader,
+                                uint64_t first_gfn) {
   uint8_t expected = kMissing;
   if (!state_[block].compare_exchange_strong(expected, kReading)) {
     if (expected == kReading) {  // another thread reads it: its install wakes the waiting access too
@@ -138,11 +140,39 @@ bool LazyRestore::install_block(snap::LazySource::BlockIndex block, snap::LazySo
     return expected == kInstalled;
   }
   uint64_t installed = 0;
-  Status read = source_->read(block, reader, [&](uint64_t gfn, uint32_t count, const uint8_t* data) -> Status {
+  auto install = [&](uint64_t gfn, uint32_t count, const uint8_t* data) -> Status {
+    if (count == 0) return Status::ok();
     CKPT_ASSIGN_OR_RETURN(uint32_t n, pages_->install(gfn, count, data));
     installed += n;
     return Status::ok();
+  };
+  // The page an access waits on goes in first, on its own: its copy wakes the access (UFFDIO_COPY wakes whoever waits
+  // on the pages it fills), which then runs while the rest of the block goes in instead of after it (up to 63 more
+  // pages of new memory, each a first touch: hundreds of microseconds here). So the runs are gathered first (their
+  // pages stay in the reader's buffer until its next read).
+  struct Run {
+    uint64_t gfn;
+    uint32_t count;
+    const uint8_t* data;
+  };
+  std::array<Run, snap::format::kMaxDataPagesPerBlock> runs;
+  size_t run_count = 0;
+  Status read = source_->read(block, reader, [&](uint64_t gfn, uint32_t count, const uint8_t* data) -> Status {
+    runs[run_count++] = Run{gfn, count, data};  // runs are disjoint and hold pages: never more than 64
+    return Status::ok();
   });
+  for (size_t i = 0; read.is_ok() && i < run_count; ++i) {
+    const Run run = runs[i];  // a copy: its count changes below
+    if (first_gfn >= run.gfn && first_gfn - run.gfn < run.count) {
+      const uint32_t at = static_cast<uint32_t>(first_gfn - run.gfn);
+      const uint8_t* page = run.data + size_t{at} * snap::format::kPageSize;
+      read = install(first_gfn, 1, page);
+      runs[i].count = at;  // the rest of the run: its pages before the first, then a run of those after it
+      if (read.is_ok()) read = install(first_gfn + 1, run.count - at - 1, page + snap::format::kPageSize);
+      break;
+    }
+  }
+  for (size_t i = 0; read.is_ok() && i < run_count; ++i) read = install(runs[i].gfn, runs[i].count, runs[i].data);
   if (!read.is_ok()) {
     {
       std::lock_guard lock(mu_);  // a waiter checks the state under the lock: no wake-up lost
@@ -188,7 +218,7 @@ Status LazyRestore::serve_one(uint64_t gfn, snap::LazySource::Reader& reader) {
   }
   if (block == snap::LazySource::kZeroBlock) {
     CKPT_RETURN_IF_ERROR(pages_->install_zero(gfn, 1).status());
-  } else if (!install_block(block, reader)) {
+  } else if (!install_block(block, reader, gfn)) {
     // Never installed: the access waits on, until abandon() (the guest is stopped meanwhile through on_error).
     std::lock_guard lock(mu_);
     if (!abandoned_) {

@@ -89,7 +89,9 @@ class LazyRestore {
   void serve_faults();
   void fill();
   // Installs block `block` unless another thread has it; waits for that thread otherwise. False if it failed.
-  bool install_block(snap::LazySource::BlockIndex block, snap::LazySource::Reader& reader);
+  // `first_gfn` (a page of the block an access waits on, or kNoGfn) is installed before the rest of the block.
+  static constexpr uint64_t kNoGfn = ~uint64_t{0};
+  bool install_block(snap::LazySource::BlockIndex block, snap::LazySource::Reader& reader, uint64_t first_gfn = kNoGfn);
   void fail(const Status& error);
   Status serve_one(uint64_t gfn, snap::LazySource::Reader& reader);
 
