@@ -46,7 +46,7 @@ Result<std::unique_ptr<Session>> Session::create(const DaemonConfig& config, std
   }
   BuiltVm vm;
   if (newest) {
-    auto rebuilt = rebuild_machine(config, store->fs(), config.store_dir, *newest,
+    auto rebuilt = rebuild_machine(config, store->fs(), store->catalog_snapshot(), *newest,
                                    config.lazy_restore ? MemoryRestore::kLazy : MemoryRestore::kEager);
     if (!rebuilt.is_ok() && (rebuilt.status().code() == StatusCode::kCorruption ||
                              rebuilt.status().code() == StatusCode::kNotFound)) {
@@ -217,8 +217,10 @@ Status Session::verify_against_fresh_vm(uint64_t epoch) {
   Clock::time_point t0 = Clock::now();
   auto history = compactor_->hold_history();
   std::unique_ptr<snap::FileSystem> fs = snap::make_posix_file_system();
+  // From the files, not the catalog the store holds in memory: what is checked is what a restore elsewhere would read.
+  CKPT_ASSIGN_OR_RETURN(snap::Catalog catalog, snap::Catalog::load(*fs, worker_->store_dir()));
   // Its rebuilt images are never published: they go with the fresh VM.
-  CKPT_ASSIGN_OR_RETURN(BuiltVm rebuilt, rebuild_machine(config_, *fs, worker_->store_dir(), epoch));
+  CKPT_ASSIGN_OR_RETURN(BuiltVm rebuilt, rebuild_machine(config_, *fs, catalog, epoch));
   std::unique_ptr<vmm::Machine>& fresh = rebuilt.machine;
   std::span<const uint8_t> want = machine_->host_memory(), got = fresh->host_memory();
   if (want.size() != got.size()) return corruption("epoch " + std::to_string(epoch) + " rebuilt a VM of another size");
@@ -411,9 +413,7 @@ Result<RestoreOutcome> Session::restore_on_loop(uint64_t epoch) {
   RestoreOutcome outcome;
   outcome.restored_epoch = epoch;
   {  // an epoch that cannot be restored is refused before the running VM is saved or touched
-    std::unique_ptr<snap::FileSystem> fs = snap::make_posix_file_system();
-    CKPT_ASSIGN_OR_RETURN(snap::Catalog catalog, snap::Catalog::load(*fs, worker_->store_dir()));
-    auto chain = catalog.chain(epoch);
+    auto chain = worker_->catalog().chain(epoch);
     if (!chain.is_ok()) return chain.status().with_context("restore epoch " + std::to_string(epoch));
   }
   bool guest_stopped;
@@ -438,7 +438,8 @@ Result<RestoreOutcome> Session::restore_on_loop(uint64_t epoch) {
     std::lock_guard lock(mu_);  // reloadable
     memory = config_.lazy_restore ? MemoryRestore::kLazy : MemoryRestore::kEager;
   }
-  auto rebuilt = rebuild_machine(config_, *fs, worker_->store_dir(), epoch, memory);
+  // The catalog the store holds (the save above is in it): its files' metadata as written and checked when loaded.
+  auto rebuilt = rebuild_machine(config_, *fs, worker_->catalog(), epoch, memory);
   if (!rebuilt.is_ok()) {
     Status resumed = start_or_resume();
     (void)resumed;

@@ -37,6 +37,8 @@ class StoreWorker {
   // Jobs queued or running.
   size_t backlog() const;
   const std::string& store_dir() const { return dir_; }
+  // The store's catalog as it is now, from any thread (snap::Store::catalog_snapshot): what a restore reads.
+  snap::Catalog catalog() const { return store_->catalog_snapshot(); }
   // The store itself, for the one maintenance thread that runs beside this one (Compactor); see snap::Store.
   snap::Store& store_for_maintenance() const { return *store_; }
 

@@ -103,12 +103,12 @@ Status BuiltVm::publish_disks() {
   return Status::ok();
 }
 
-Result<BuiltVm> rebuild_machine(const DaemonConfig& config, snap::FileSystem& fs, const std::string& store_dir,
+Result<BuiltVm> rebuild_machine(const DaemonConfig& config, snap::FileSystem& fs, const snap::Catalog& catalog,
                                 uint64_t epoch, MemoryRestore memory) {
   std::string what = "rebuild the VM from epoch " + std::to_string(epoch);
+  const std::string& store_dir = catalog.dir();
   Laps laps;
   BuiltVm::Phases phases;
-  CKPT_ASSIGN_OR_RETURN(snap::Catalog catalog, snap::Catalog::load(fs, store_dir));
   auto chain = catalog.chain(epoch);
   if (!chain.is_ok()) return chain.status().with_context(what);
   const snap::EpochMeta& meta = *chain->front();

@@ -11,6 +11,7 @@
 #include "daemon/config.h"
 #include "daemon/disk_images.h"
 #include "daemon/lazy_restore.h"
+#include "snapshot/catalog.h"
 #include "snapshot/io/file_system.h"
 #include "vmm/machine.h"
 
@@ -29,7 +30,7 @@ struct BuiltVm {
 
   // Where a rebuild's time went, in ms (rebuild_machine only): what a restore waits for before the guest may run.
   struct Phases {
-    double catalog = 0;  // the store's catalog and the epoch's chain
+    double catalog = 0;  // the epoch's chain (in the catalog the caller gives)
     double disks = 0;    // disks rebuilt into working images
     double memory = 0;   // lazy: the restore plan, the chain's files opened; eager: every page in
     double machine = 0;  // the machine made (memory mapped, registered); lazy: working-set record read, threads started
@@ -53,8 +54,10 @@ enum class MemoryRestore { kEager, kLazy };
 // the guest it holds. A setting the user gave that differs (memory-mib, vcpus, the workload-* settings, the number
 // of disks) is refused with invalid_argument naming it and both values (resume_settings.h); one left at its default
 // takes the store's value. Each disk's working image is rebuilt from the chain beside the current one (pending, so
-// that a failure anywhere before publish_disks leaves the current images as they were).
-Result<BuiltVm> rebuild_machine(const DaemonConfig& config, snap::FileSystem& fs, const std::string& store_dir,
+// that a failure anywhere before publish_disks leaves the current images as they were). `catalog` is the store's
+// (of catalog.dir()): the caller's, so that a daemon restores from the one it holds instead of reading every
+// epoch's metadata again (2-19 ms at 4 GiB).
+Result<BuiltVm> rebuild_machine(const DaemonConfig& config, snap::FileSystem& fs, const snap::Catalog& catalog,
                                 uint64_t epoch, MemoryRestore memory = MemoryRestore::kEager);
 
 }  // namespace ckpt::daemon
