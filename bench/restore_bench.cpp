@@ -164,7 +164,7 @@ Result<Sample> restore_once(const daemon::DaemonConfig& dc, uint64_t epoch, Mode
                                                     ? daemon::MemoryRestore::kLazy
                                                     : daemon::MemoryRestore::kEager));
   s.rebuilt_ms = watch.seconds() * 1e3;
-  s.catalog_ms = catalog_ms + vm.phases.catalog;
+  s.catalog_ms = catalog_ms + vm.phases.chain;
   s.memory_ms = vm.phases.memory;
   s.machine_ms = vm.phases.machine;
   s.state_ms = vm.phases.state;

@@ -63,8 +63,8 @@ class Laps {
 
 std::string BuiltVm::Phases::to_string() const {
   char text[200];
-  std::snprintf(text, sizeof text, "%.1f ms: catalog %.1f, disks %.1f, memory %.1f, machine %.1f, state %.1f", total(),
-                catalog, disks, memory, machine, state);
+  std::snprintf(text, sizeof text, "%.1f ms: chain %.1f, disks %.1f, memory %.1f, machine %.1f, state %.1f", total(),
+                chain, disks, memory, machine, state);
   return text;
 }
 
@@ -112,7 +112,7 @@ Result<BuiltVm> rebuild_machine(const DaemonConfig& config, snap::FileSystem& fs
   auto chain = catalog.chain(epoch);
   if (!chain.is_ok()) return chain.status().with_context(what);
   const snap::EpochMeta& meta = *chain->front();
-  phases.catalog = laps.lap();
+  phases.chain = laps.lap();
 
   // The VM is the store's: its size from the epoch (settings the user gave must agree; defaults give way).
   std::string store = "store " + store_dir + " (epoch " + std::to_string(epoch) + ")";

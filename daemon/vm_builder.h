@@ -30,12 +30,12 @@ struct BuiltVm {
 
   // Where a rebuild's time went, in ms (rebuild_machine only): what a restore waits for before the guest may run.
   struct Phases {
-    double catalog = 0;  // the epoch's chain (in the catalog the caller gives)
+    double chain = 0;    // the epoch's chain found in the catalog the caller gives
     double disks = 0;    // disks rebuilt into working images
     double memory = 0;   // lazy: the restore plan, the chain's files opened; eager: every page in
     double machine = 0;  // the machine made (memory mapped, registered); lazy: working-set record read, threads started
     double state = 0;    // vCPU and device state loaded
-    double total() const { return catalog + disks + memory + machine + state; }
+    double total() const { return chain + disks + memory + machine + state; }
     std::string to_string() const;
   } phases;
 
