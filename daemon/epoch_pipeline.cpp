@@ -141,6 +141,7 @@ uint64_t Session::place_in_staging(uint64_t pages) {
 // Pause -> harvest (+ owed) -> stage -> rearm -> state -> resume, then hand the job to the worker. An epoch too big
 // for the staging area (or a full base) is written from guest memory before the guest resumes.
 Status Session::capture(std::shared_ptr<EpochJob> job, bool leave_paused) {
+  staging_.wait_populated();  // while the guest runs: the pause must not fault the staging area in
   Laps laps;
   CKPT_RETURN_IF_ERROR(pause_machine());
   {
