@@ -8,9 +8,10 @@ namespace f = format;
 
 Status check_same_version(const ReadableFile& file, const EpochMeta& meta) {
   auto changed = [&] {
-    return Status(StatusCode::kBusy, file.path() + " changed while being read (epoch " +
-                                         std::to_string(meta.header.epoch) +
-                                         " was compacted or removed meanwhile); run the command again");
+    return Status(StatusCode::kBusy,
+                  file.path() + " changed while being read (epoch " + std::to_string(meta.header.epoch) +
+                      " was compacted, removed or damaged meanwhile); run the command again, and 'ckpt verify' if "
+                      "it recurs");
   };
   // Metadata built in memory (tests, the writer before commit) carries no commit record to compare.
   if (meta.file_length == 0) return Status::ok();
