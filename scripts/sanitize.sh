@@ -32,7 +32,7 @@ jobs=${JOBS:-$(nproc)}
 # tested here), the workload model (single-threaded arithmetic) and the exhaustive corruption sweep
 # CorruptionTest.EveryFlip* (about 3 minutes under ASan; the fuzzers run the same parsers under ASan).
 CI_TARGETS=(snapshot_tests vmm_software_tests daemon_config_tests daemon_control_tests daemon_end_to_end_tests
-            daemon_lazy_restore_tests
+            daemon_lazy_restore_tests daemon_staging_area_tests
             daemon_metrics_tests daemon_service_tests daemon_compaction_tests ckptd)
 CI_EXCLUDE='_NOT_BUILT$|^cli\.|^scale\.|^CorruptionTest\.EveryFlip'
 
