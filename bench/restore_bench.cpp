@@ -279,7 +279,8 @@ Status run(const Config& config, const std::string& dir) {
                   median_of(v, &Sample::fault_reads), iterations, reference > 0 ? iterations / reference : 0);
     }
   }
-  std::printf("\nWhere request -> state loaded goes (medians, ms; daemon::BuiltVm::Phases): the catalog and chain; "
+  std::printf("\nWhere request -> state loaded goes (medians, ms; daemon::BuiltVm::Phases): the catalog read "
+              "(as `ckptd --resume` reads it once; a live restore finds the chain in the catalog the daemon holds); "
               "memory (lazy: the restore plan and the chain's files opened, the page index being built after the guest "
               "starts; eager: every page in); the "
               "machine (memory mapped and registered; lazy: the working-set record read, serving threads started); "

@@ -5,7 +5,7 @@
 // straight from guest memory while the guest stays paused (Session, "oversized").
 //
 // The touching runs on a thread of its own from create() on, so that a daemon resuming from its store starts the
-// guest without waiting for it (256 MiB, the default: 60-700 ms here); the epoch loop calls wait_populated() before
+// guest without waiting for it (256 MiB, the default: 60-730 ms here); the epoch loop calls wait_populated() before
 // each pause.
 #pragma once
 
