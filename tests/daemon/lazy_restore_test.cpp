@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <chrono>
 #include <atomic>
 #include <cstring>
 #include <mutex>
@@ -203,6 +204,11 @@ TEST_F(LazyRestoreTest, TheWorkingSetIsTheGuestsFaultsInOrderThenThePrefetchLeft
     }
     std::vector<uint64_t> want = {first_of(data[1]), first_of(data[0]), first_of(data[2])};
     want.resize(std::min(want.size(), limit));
+    // The filler thread makes the fill order after the guest starts (the prefetch leftovers come from it): wait for
+    // it, as the record is only ever taken once the fill is over.
+    for (int i = 0; i < 2000 && (*lazy)->progress().prefetch_blocks == 0; ++i) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    }
     EXPECT_EQ((*lazy)->working_set(), want);
     EXPECT_EQ((*lazy)->progress().prefetch_blocks, 2u);
   }
